@@ -1,0 +1,162 @@
+"""Ingest Lambda: S3 object-created event -> claim in the ledger -> one work unit on SQS.
+
+Handler: lambdas.ingest.app.handler. Environment: see lambdas.shared.config.INGEST_ENV.
+A duplicate event (same object version) loses the conditional claim and does nothing. A failed
+send releases the claim and fails the invocation (or the SQS item), so the retry starts clean;
+a crash between claim and send leaves a claim whose lease runs out, and the retry takes over.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from lambdas.ingest.s3_events import ObjectCreated, Skipped, extract
+from lambdas.shared import config, work_unit
+from lambdas.shared.aws import client
+from lambdas.shared.keys import BRONZE_ROOT, InvalidKey, has_supported_suffix, parse_bronze_key
+from lambdas.shared.ledger import Ledger
+from lambdas.shared.log import get_logger, log, set_context
+
+LOG = get_logger("ingest")
+SEND_ATTEMPTS = 4
+
+
+@dataclass
+class Deps:
+    sqs: object
+    ledger: Ledger
+    queue_url: str
+    lease_seconds: int
+
+
+_DEPS: Deps | None = None
+
+
+def build_deps(environ=None, make_client=client) -> Deps:
+    """Clients and settings from the environment (the local runtime passes its own)."""
+    env = config.read(config.INGEST_ENV, environ)
+    return Deps(
+        sqs=make_client("sqs"),
+        ledger=Ledger(make_client("dynamodb"), env["ELT_LEDGER_TABLE"], ttl_days=int(env["ELT_LEDGER_TTL_DAYS"])),
+        queue_url=env["ELT_QUEUE_URL"],
+        lease_seconds=int(env["ELT_CLAIM_LEASE_SECONDS"]),
+    )
+
+
+def deps() -> Deps:
+    global _DEPS
+    if _DEPS is None:
+        _DEPS = build_deps()
+    return _DEPS
+
+
+def reset() -> None:
+    """Forget cached clients and configuration (tests, the local runtime)."""
+    global _DEPS
+    _DEPS = None
+
+
+class IngestFailed(RuntimeError):
+    pass
+
+
+def handler(event, context=None):
+    set_context(aws_request_id=getattr(context, "aws_request_id", None), function="ingest")
+    d = deps()
+    counts = {"records": 0, "queued": 0, "duplicates": 0, "skipped": 0, "failed": 0}
+    claimed: list[tuple[ObjectCreated, work_unit.WorkUnit]] = []
+    failed_sources: set[str | None] = set()
+
+    for item in extract(event):
+        counts["records"] += 1
+        if isinstance(item, Skipped):
+            counts["skipped"] += 1
+            log(LOG, logging.INFO, "skipped", reason=item.reason, detail=item.detail)
+            continue
+        unit = _claim(d, item, counts)
+        if unit is not None:
+            claimed.append((item, unit))
+
+    for start in range(0, len(claimed), 10):
+        failed_sources |= _send(d, claimed[start:start + 10], counts)
+
+    log(LOG, logging.INFO, "ingest finished", **counts)
+    if failed_sources:
+        if all(source is not None for source in failed_sources):
+            return {"batchItemFailures": [{"itemIdentifier": s} for s in sorted(failed_sources)]}
+        raise IngestFailed(f"{counts['failed']} object(s) could not be queued; the event will be retried")
+    if any(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in event.get("Records", []) or []):
+        return {"batchItemFailures": []}
+    return counts
+
+
+def _claim(d: Deps, item: ObjectCreated, counts: dict) -> work_unit.WorkUnit | None:
+    object_id = f"s3://{item.bucket}/{item.key}"
+    if not item.key.startswith(BRONZE_ROOT):
+        counts["skipped"] += 1
+        log(LOG, logging.INFO, "skipped: key is outside bronze/", object=object_id)
+        return None
+    if not has_supported_suffix(item.key):
+        counts["skipped"] += 1
+        log(LOG, logging.INFO, "skipped: unsupported file type", object=object_id)
+        return None
+    try:
+        parsed = parse_bronze_key(item.key)
+        unit = work_unit.build(bucket=item.bucket, key=item.key, etag=item.etag, size=item.size,
+                               origin="s3-event")
+    except (InvalidKey, work_unit.InvalidWorkUnit) as exc:
+        counts["skipped"] += 1
+        log(LOG, logging.WARNING, "rejected: invalid bronze key", object=object_id,
+            reason=getattr(exc, "reason", str(exc)))
+        return None
+    claim = d.ledger.claim(bucket=item.bucket, key=item.key, etag=unit.etag, size=item.size,
+                           type_=parsed.type, dt=parsed.dt, lease_seconds=d.lease_seconds)
+    if not claim.won:
+        counts["duplicates"] += 1
+        log(LOG, logging.INFO, "duplicate event: already claimed", object=object_id, etag=unit.etag,
+            status=(claim.existing or {}).get("status"))
+        return None
+    return unit
+
+
+def _send(d: Deps, batch: list[tuple[ObjectCreated, work_unit.WorkUnit]], counts: dict) -> set:
+    """SendMessageBatch; retry only the failed entries; release the claims that never got sent."""
+    pending = {str(i): pair for i, pair in enumerate(batch)}
+    last_error = ""
+    for attempt in range(SEND_ATTEMPTS):
+        if not pending:
+            break
+        if attempt:
+            time.sleep(min(2.0, 0.1 * 2**attempt))
+        entries = [
+            {"Id": i, "MessageBody": unit.body(), "MessageAttributes": unit.message_attributes()}
+            for i, (_, unit) in pending.items()
+        ]
+        try:
+            response = d.sqs.send_message_batch(QueueUrl=d.queue_url, Entries=entries)
+        except Exception as exc:  # the whole call failed: retry all pending entries
+            last_error = f"{type(exc).__name__}: {exc}"
+            continue
+        for ok in response.get("Successful", []):
+            item, unit = pending.pop(ok["Id"])
+            d.ledger.mark_queued(bucket=unit.bucket, key=unit.key, etag=unit.etag, message_id=ok["MessageId"])
+            counts["queued"] += 1
+            log(LOG, logging.INFO, "queued", object=unit.object_id, etag=unit.etag, message_id=ok["MessageId"])
+        for bad in response.get("Failed", []):
+            last_error = f"{bad.get('Code')}: {bad.get('Message')}"
+            if bad.get("SenderFault"):
+                break
+    failed = set()
+    for item, unit in pending.values():
+        counts["failed"] += 1
+        failed.add(item.source_id)
+        log(LOG, logging.ERROR, "send failed; claim released for the retry", object=unit.object_id,
+            error=last_error)
+        try:
+            d.ledger.release(bucket=unit.bucket, key=unit.key, etag=unit.etag)
+        except Exception as exc:  # the lease will run out instead
+            log(LOG, logging.ERROR, "release failed; the claim's lease will lapse", object=unit.object_id,
+                error=str(exc))
+    return failed

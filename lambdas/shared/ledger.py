@@ -1,0 +1,270 @@
+"""The object ledger (DynamoDB idempotency table): one item per object version.
+
+Partition key `pk` = `s3://<bucket>/<key>`, sort key `etag`. Lifecycle: CLAIMED -> QUEUED ->
+DONE | FAILED. DynamoDB TTL deletes expired items up to 48 h late (moto never does), so every read
+and every condition checks `expiration` itself.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from botocore.exceptions import ClientError
+
+CLAIMED, QUEUED, DONE, FAILED = "CLAIMED", "QUEUED", "DONE", "FAILED"
+STATUSES = (CLAIMED, QUEUED, DONE, FAILED)
+MAX_ERROR_CHARS = 2000
+
+
+def object_pk(bucket: str, key: str) -> str:
+    return f"s3://{bucket}/{key}"
+
+
+def parse_pk(pk: str) -> tuple[str, str]:
+    if not pk.startswith("s3://") or "/" not in pk[5:]:
+        raise ValueError(f"{pk!r} is not s3://bucket/key")
+    bucket, _, key = pk[5:].partition("/")
+    return bucket, key
+
+
+# --- the claim condition, one named sub-condition per case ---------------------------------------
+# A first event for this object version: no item yet.
+NEVER_SEEN = "attribute_not_exists(pk)"
+# The item outlived its TTL but DynamoDB has not deleted it yet (TTL lags up to 48 h).
+EXPIRED = "#expiration < :now_s"
+# A claimer crashed between claim and send: its lease ran out, so this retry takes over.
+LEASE_LAPSED = "(#status = :claimed AND #lease_until < :now_ms)"
+CLAIM_CONDITION = f"{NEVER_SEEN} OR {EXPIRED} OR {LEASE_LAPSED}"
+
+
+@dataclass(frozen=True)
+class Claim:
+    won: bool
+    pk: str
+    etag: str
+    reason: str  # "new", "expired", "lease-lapsed" when won; "duplicate" otherwise
+    existing: dict | None = None
+
+
+def _plain(item: dict) -> dict:
+    """DynamoDB attribute-value map -> plain Python values."""
+    out = {}
+    for name, value in item.items():
+        (kind, raw), = value.items()
+        if kind == "N":
+            out[name] = int(raw) if raw.lstrip("-").isdigit() else float(raw)
+        elif kind == "NULL":
+            out[name] = None
+        else:
+            out[name] = raw
+    return out
+
+
+def _av(value) -> dict:
+    if value is None:
+        return {"NULL": True}
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, int | float):
+        return {"N": str(value)}
+    return {"S": str(value)}
+
+
+class Ledger:
+    """Ledger operations on a low-level DynamoDB client (passed in)."""
+
+    def __init__(self, client, table: str, *, ttl_days: int = 30, clock: Callable[[], float] = time.time):
+        self.client = client
+        self.table = table
+        self.ttl_days = int(ttl_days)
+        self.clock = clock
+
+    def _expiration(self, now: float) -> int:
+        return int(now) + self.ttl_days * 86400
+
+    def claim(
+        self, *, bucket: str, key: str, etag: str, size: int, type_: str, dt: str, lease_seconds: int
+    ) -> Claim:
+        """One conditional write: win the object version or learn it is a duplicate."""
+        now = self.clock()
+        pk = object_pk(bucket, key)
+        item = {
+            "pk": pk,
+            "etag": etag,
+            "status": CLAIMED,
+            "lease_until": int(now * 1000) + int(lease_seconds) * 1000,
+            "expiration": self._expiration(now),
+            "bucket": bucket,
+            "key": key,
+            "type": type_,
+            "dt": dt,
+            "size": int(size),
+            "claimed_at": _iso(now),
+            "attempts": 0,
+        }
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item={k: _av(v) for k, v in item.items()},
+                ConditionExpression=CLAIM_CONDITION,
+                ExpressionAttributeNames={
+                    "#status": "status",
+                    "#lease_until": "lease_until",
+                    "#expiration": "expiration",
+                },
+                ExpressionAttributeValues={
+                    ":now_s": {"N": str(int(now))},
+                    ":now_ms": {"N": str(int(now * 1000))},
+                    ":claimed": {"S": CLAIMED},
+                },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            old = exc.response.get("Item")
+            return Claim(won=False, pk=pk, etag=etag, reason="duplicate", existing=_plain(old) if old else None)
+        return Claim(won=True, pk=pk, etag=etag, reason="claimed")
+
+    def release(self, *, bucket: str, key: str, etag: str) -> None:
+        """Give up a claim we hold (the send failed), so the retried event can claim at once."""
+        try:
+            self.client.delete_item(
+                TableName=self.table,
+                Key=self._key(bucket, key, etag),
+                # Only our own unfinished claim: never delete a QUEUED/DONE/FAILED record.
+                ConditionExpression="#status = :claimed",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":claimed": {"S": CLAIMED}},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+    def mark_queued(self, *, bucket: str, key: str, etag: str, message_id: str) -> None:
+        now = self.clock()
+        moved = self._update(
+            bucket,
+            key,
+            etag,
+            {"status": QUEUED, "queued_at": _iso(now), "message_id": message_id},
+            # Only move forward from our claim: a fast transform may already have written DONE.
+            condition="#status = :claimed",
+            condition_values={":claimed": CLAIMED},
+        )
+        if not moved:
+            self._update(bucket, key, etag, {"queued_at": _iso(now), "message_id": message_id})
+
+    def mark_done(
+        self, *, bucket: str, key: str, etag: str, silver_key: str, rows: int, rejected_rows: int,
+        outcome: str = "written",
+    ) -> None:
+        now = self.clock()
+        self._update(
+            bucket,
+            key,
+            etag,
+            {
+                "status": DONE,
+                "silver_key": silver_key,
+                "rows": int(rows),
+                "rejected_rows": int(rejected_rows),
+                "finished_at": _iso(now),
+                "outcome": outcome,
+                "expiration": self._expiration(now),
+            },
+            add_attempt=True,
+            remove=("last_error",) if outcome == "written" else (),
+        )
+
+    def mark_failed(self, *, bucket: str, key: str, etag: str, error: str) -> None:
+        now = self.clock()
+        self._update(
+            bucket,
+            key,
+            etag,
+            {
+                "status": FAILED,
+                "last_error": error[:MAX_ERROR_CHARS],
+                "finished_at": _iso(now),
+                "expiration": self._expiration(now),
+            },
+            add_attempt=True,
+        )
+
+    def versions(self, *, bucket: str, key: str, consistent: bool = True) -> list[dict]:
+        """Every ledger item of one key (all etags), as plain dicts with `expired` computed."""
+        now = self.clock()
+        items, start = [], None
+        while True:
+            kwargs = dict(
+                TableName=self.table,
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": object_pk(bucket, key)}},
+                ConsistentRead=consistent,
+            )
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            page = self.client.query(**kwargs)
+            for raw in page.get("Items", []):
+                item = _plain(raw)
+                item["expired"] = int(item.get("expiration", 0)) < now
+                items.append(item)
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return items
+
+    def get(self, *, bucket: str, key: str, etag: str) -> dict | None:
+        raw = self.client.get_item(
+            TableName=self.table, Key=self._key(bucket, key, etag), ConsistentRead=True
+        ).get("Item")
+        return _plain(raw) if raw else None
+
+    # -------------------------------------------------------------------------------------------
+    @staticmethod
+    def _key(bucket: str, key: str, etag: str) -> dict:
+        return {"pk": {"S": object_pk(bucket, key)}, "etag": {"S": etag}}
+
+    def _update(self, bucket, key, etag, values: dict, *, add_attempt=False, remove=(),
+                condition=None, condition_values=None) -> bool:
+        names = {f"#{k}": k for k in values}
+        avs = {f":{k}": _av(v) for k, v in values.items()}
+        sets = [f"#{k} = :{k}" for k in values]
+        if "expiration" not in values:
+            # An item purged meanwhile is re-created by this update: give it an expiration too.
+            names["#expiration"] = "expiration"
+            avs[":expiration"] = _av(self._expiration(self.clock()))
+            sets.append("#expiration = if_not_exists(#expiration, :expiration)")
+        expression = "SET " + ", ".join(sets)
+        if add_attempt:
+            names["#attempts"] = "attempts"
+            avs[":one"] = {"N": "1"}
+            expression += " ADD #attempts :one"
+        if remove:
+            for r in remove:
+                names[f"#{r}"] = r
+            expression += " REMOVE " + ", ".join(f"#{r}" for r in remove)
+        kwargs = dict(
+            TableName=self.table,
+            Key=self._key(bucket, key, etag),
+            UpdateExpression=expression,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=avs,
+        )
+        if condition:
+            names["#status"] = "status"
+            kwargs["ConditionExpression"] = condition
+            avs.update({k: _av(v) for k, v in (condition_values or {}).items()})
+        try:
+            self.client.update_item(**kwargs)
+        except ClientError as exc:
+            if condition and exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))

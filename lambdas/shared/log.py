@@ -1,0 +1,49 @@
+"""JSON-lines logging: one JSON object per line (level, message, aws_request_id, object, counts)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import sys
+
+_CONTEXT: dict = {}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            **_CONTEXT,
+            **getattr(record, "fields", {}),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+def get_logger(name: str) -> logging.Logger:
+    """A logger under `elt` that writes JSON lines to stdout (CloudWatch in AWS)."""
+    root = logging.getLogger("elt")
+    if not getattr(root, "_elt_configured", False):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(JsonFormatter())
+        root.addHandler(handler)
+        root.setLevel(os.environ.get("ELT_LOG_LEVEL", "INFO").upper())
+        root.propagate = False
+        root._elt_configured = True
+    return logging.getLogger(f"elt.{name}")
+
+
+def set_context(**fields) -> None:
+    """Fields added to every line until the next call (the current aws_request_id)."""
+    _CONTEXT.clear()
+    _CONTEXT.update({k: v for k, v in fields.items() if v is not None})
+
+
+def log(logger: logging.Logger, level: int, message: str, **fields) -> None:
+    logger.log(level, message, extra={"fields": fields})

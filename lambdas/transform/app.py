@@ -1,0 +1,161 @@
+"""Transform Lambda: SQS batch of work units -> silver Parquet + quarantine, partial batch response.
+
+Handler: lambdas.transform.app.handler. Environment: see lambdas.shared.config.TRANSFORM_ENV.
+Each record is independent: a bad body, an unknown type or an unreadable object fails only its own
+item (`batchItemFailures`), so it is retried and then reaches the DLQ; the ledger records why.
+Silver keys are deterministic, so redelivery, replay and redrive overwrite rather than duplicate.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import ClientError
+
+from lambdas.shared import config, schemas, work_unit
+from lambdas.shared.aws import client
+from lambdas.shared.keys import parse_bronze_key
+from lambdas.shared.ledger import Ledger
+from lambdas.shared.log import get_logger, log, set_context
+from lambdas.transform.core import UnreadableObject, transform_stream
+
+LOG = get_logger("transform")
+TRANSFER = TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20, max_concurrency=4)
+
+
+@dataclass
+class Deps:
+    s3: object
+    ledger: Ledger
+    silver_bucket: str
+    max_json_bytes: int
+    row_group_rows: int
+
+
+_DEPS: Deps | None = None
+
+
+def build_deps(environ=None, make_client=client) -> Deps:
+    """Clients and settings from the environment (the local runtime passes its own)."""
+    env = config.read(config.TRANSFORM_ENV, environ)
+    return Deps(
+        s3=make_client("s3"),
+        ledger=Ledger(make_client("dynamodb"), env["ELT_LEDGER_TABLE"], ttl_days=int(env["ELT_LEDGER_TTL_DAYS"])),
+        silver_bucket=env["ELT_SILVER_BUCKET"],
+        max_json_bytes=int(env["ELT_MAX_JSON_BYTES"]),
+        row_group_rows=int(env["ELT_ROW_GROUP_ROWS"]),
+    )
+
+
+def deps() -> Deps:
+    global _DEPS
+    if _DEPS is None:
+        _DEPS = build_deps()
+    return _DEPS
+
+
+def reset() -> None:
+    global _DEPS
+    _DEPS = None
+
+
+class ItemFailed(Exception):
+    """This record failed; the message says why (recorded in the ledger when the object is known)."""
+
+
+def handler(event, context=None):
+    set_context(aws_request_id=getattr(context, "aws_request_id", None), function="transform")
+    d = deps()
+    failures: list[str] = []
+    for record in event.get("Records") or []:
+        message_id = record.get("messageId")
+        try:
+            process_record(d, record)
+        except Exception as exc:  # one item's failure never fails the batch
+            log(LOG, logging.ERROR, "item failed", message_id=message_id, error=f"{type(exc).__name__}: {exc}")
+            if not message_id:
+                # An empty identifier would fail the whole batch anyway; say so plainly.
+                raise RuntimeError("a failed record has no messageId; failing the whole batch") from exc
+            failures.append(message_id)
+    return {"batchItemFailures": [{"itemIdentifier": m} for m in failures]}
+
+
+def process_record(d: Deps, record: dict) -> dict:
+    try:
+        unit = work_unit.parse(record.get("body", ""))
+    except work_unit.InvalidWorkUnit as exc:
+        raise ItemFailed(f"invalid work unit: {exc}") from None
+    started = time.monotonic()
+    try:
+        summary = _transform(d, unit)
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        try:
+            d.ledger.mark_failed(bucket=unit.bucket, key=unit.key, etag=unit.etag, error=error)
+        except Exception as ledger_exc:  # still fail the item; the log keeps the error
+            log(LOG, logging.ERROR, "could not record the failure in the ledger", error=str(ledger_exc))
+        raise
+    log(LOG, logging.INFO, "transformed", object=unit.object_id, etag=unit.etag, origin=unit.origin,
+        seconds=round(time.monotonic() - started, 3), **summary)
+    return summary
+
+
+def _transform(d: Deps, unit: work_unit.WorkUnit) -> dict:
+    parsed = parse_bronze_key(unit.key)
+    schema = schemas.get(parsed.type)
+    try:
+        obj = d.s3.get_object(Bucket=unit.bucket, Key=unit.key, IfMatch=f'"{unit.etag}"')
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in ("PreconditionFailed", "412") or status == 412:
+            # Overwritten since this work unit was made: the newer version has its own event.
+            d.ledger.mark_done(bucket=unit.bucket, key=unit.key, etag=unit.etag, silver_key="", rows=0,
+                               rejected_rows=0, outcome="superseded")
+            log(LOG, logging.WARNING, "superseded: the object changed since; skipped", object=unit.object_id)
+            return {"outcome": "superseded"}
+        if code in ("NoSuchKey", "404") or status == 404:
+            d.ledger.mark_done(bucket=unit.bucket, key=unit.key, etag=unit.etag, silver_key="", rows=0,
+                               rejected_rows=0, outcome="source-deleted")
+            log(LOG, logging.WARNING, "source deleted since queued; skipped", object=unit.object_id)
+            return {"outcome": "source-deleted"}
+        raise
+    ingested_at = dt.datetime.now(dt.UTC)
+    with tempfile.TemporaryDirectory(prefix="elt-") as tmp:
+        parquet_path = os.path.join(tmp, "out.parquet")
+        quarantine_path = os.path.join(tmp, "quarantine.jsonl")
+        with obj["Body"] as body, open(quarantine_path, "wb") as quarantine:
+            result = transform_stream(
+                body, schema=schema, source_key=parsed.logical_key, gzipped=parsed.gzipped,
+                parquet_out=parquet_path, quarantine_out=quarantine, ingested_at=ingested_at,
+                row_group_rows=d.row_group_rows, max_json_bytes=d.max_json_bytes, suffix_format=parsed.fmt,
+            )
+        # S3 metadata is ASCII only: the key is URL-encoded there.
+        metadata = {"source-key": quote(parsed.logical_key, safe="/"), "source-etag": unit.etag, "rows": str(result.rows)}
+        d.s3.upload_file(parquet_path, d.silver_bucket, parsed.silver_key, Config=TRANSFER,
+                         ExtraArgs={"Metadata": metadata, "ContentType": "application/vnd.apache.parquet"})
+        if result.rejected:
+            d.s3.upload_file(quarantine_path, d.silver_bucket, parsed.quarantine_key, Config=TRANSFER,
+                             ExtraArgs={"Metadata": metadata, "ContentType": "application/x-ndjson"})
+        else:
+            # A previous version's rejects no longer apply to this version.
+            d.s3.delete_object(Bucket=d.silver_bucket, Key=parsed.quarantine_key)
+    d.ledger.mark_done(bucket=unit.bucket, key=unit.key, etag=unit.etag, silver_key=parsed.silver_key,
+                       rows=result.rows, rejected_rows=result.rejected)
+    for note in result.notes:
+        log(LOG, logging.WARNING, note, object=unit.object_id)
+    for line, reason in result.first_rejects:
+        log(LOG, logging.WARNING, "line rejected", object=unit.object_id, line=line, reason=reason)
+    return {"outcome": "written", "rows": result.rows, "rejected_rows": result.rejected,
+            "blank_lines": result.blank_lines, "format": result.fmt, "bytes_in": result.bytes_in,
+            "silver_key": parsed.silver_key}
+
+
+__all__ = ["handler", "UnreadableObject", "ItemFailed"]

@@ -1,0 +1,93 @@
+"""boto3 sessions and clients for eltops; AWS error translation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError, ProfileNotFound
+
+from ops.errors import AccessDenied, NotConfigured, OpsError
+
+CLIENT_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 8}, max_pool_connections=64,
+                       connect_timeout=10, read_timeout=60)
+
+
+@dataclass
+class Aws:
+    """A session plus the endpoint override; hands out cached clients."""
+
+    session: boto3.session.Session
+    endpoint_url: str | None = None
+
+    def __post_init__(self):
+        self._clients: dict[str, object] = {}
+
+    def client(self, service: str):
+        if service not in self._clients:
+            try:
+                self._clients[service] = self.session.client(
+                    service, endpoint_url=self.endpoint_url, config=CLIENT_CONFIG
+                )
+            except NoRegionError:
+                raise NotConfigured(
+                    "no AWS region: pass --region, set AWS_DEFAULT_REGION, or configure a profile"
+                ) from None
+        return self._clients[service]
+
+
+def make_aws(*, profile: str | None, region: str | None, endpoint_url: str | None) -> Aws:
+    try:
+        session = boto3.session.Session(profile_name=profile, region_name=region)
+    except ProfileNotFound:
+        raise NotConfigured(f"AWS profile {profile!r} not found; check ~/.aws/config or drop --profile") from None
+    return Aws(session=session, endpoint_url=endpoint_url)
+
+
+def error_code(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+THROTTLING_CODES = frozenset({
+    "SlowDown", "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled",
+    "RequestThrottledException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
+    "TooManyRequestsException", "RequestTimeout", "RequestTimeoutException", "InternalError",
+    "InternalFailure", "ServiceUnavailable", "ServiceUnavailableException", "InternalServerError",
+})
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Throttling and 5xx: worth a jittered retry."""
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        return error_code(exc) in THROTTLING_CODES or status >= 500
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+    from botocore.exceptions import ReadTimeoutError
+
+    return isinstance(exc, BotoConnectionError | ReadTimeoutError)
+
+
+def translate(exc: BaseException, *, action: str, resource: str) -> OpsError:
+    """A boto error as an OpsError naming the permission (`action`) and the resource."""
+    if isinstance(exc, NoCredentialsError):
+        return NotConfigured(
+            "no AWS credentials found: configure a profile (--profile), or run `eltops local up` and "
+            "paste its export lines to use the embedded AWS"
+        )
+    code = error_code(exc)
+    if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthorizationError",
+                "InvalidClientTokenId", "UnrecognizedClientException", "ExpiredToken", "ExpiredTokenException"):
+        return AccessDenied(
+            f"AWS denied {action} on {resource} ({code}); grant the caller {action} on that resource"
+            + (" or refresh your credentials" if "Token" in code or "Client" in code else "")
+        )
+    if code in ("NoSuchBucket",):
+        return OpsError(f"bucket {resource} does not exist (check --bucket and --region)")
+    if code in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
+        return OpsError(f"queue {resource} does not exist (check the queue URL and --region)")
+    if code == "ResourceNotFoundException":
+        return OpsError(f"{resource} does not exist (check the name and --region)")
+    return OpsError(f"{action} on {resource} failed: {exc}")

@@ -1,0 +1,1 @@
+"""click commands, grouped by domain; each stays thin and calls one library function."""

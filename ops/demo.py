@@ -1,0 +1,120 @@
+"""`eltops demo`: the whole pipeline and its repairs on the embedded AWS, in one run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from lambdas.shared.ledger import Ledger
+from ops.gen_events import write_events
+from ops.local.runtime import EmbeddedAws
+from ops.silver import summarize
+
+DAYS = (dt.date(2025, 1, 1), dt.date(2025, 1, 2))
+TYPES = ("shipments", "orders")
+# (file name, format, count, bad ratio): JSONL, a gzipped JSONL and a JSON array per type and day.
+FILES = (("events-a.jsonl", "jsonl", 300, 0.03), ("events-b.jsonl.gz", "jsonl", 200, 0.03),
+         ("events-c.json", "json", 100, 0.05))
+POISON_KEY = "bronze/orders/dt=2025-01-02/corrupt-upload.jsonl.gz"
+
+
+@dataclass
+class DemoReport:
+    ok: bool
+    objects: int
+    rows_generated: int
+    rows_good_generated: int
+    rows_silver: int
+    rows_quarantined: int
+    silver_objects: int
+    dlq_messages: int
+    poison_in_dlq: bool
+    poison_status: str | None
+    poison_error: str | None
+    duplicate_upload_key: str
+    duplicate_left_silver_unchanged: bool
+    seconds: float
+    problems: list[str] = field(default_factory=list)
+    lambda_log: str = ""
+    steps: list[str] = field(default_factory=list)
+
+
+def run_demo(*, workdir: str | None = None, on_progress: Callable[[str], None] = lambda _: None) -> DemoReport:
+    started = time.monotonic()
+    workdir = workdir or tempfile.mkdtemp(prefix="eltops-demo-")
+    os.makedirs(workdir, exist_ok=True)
+    log_path = os.path.join(workdir, "lambda.log")
+    steps: list[str] = []
+
+    def step(message: str) -> None:
+        steps.append(message)
+        on_progress(message)
+
+    with EmbeddedAws(log_path=log_path) as aws:
+        s3 = aws.client("s3")
+        bronze, silver = aws.names.bronze_bucket, aws.names.silver_bucket
+        step(f"embedded AWS on {aws.endpoint_url}; Lambda logs in {log_path}")
+        generated, good, uploads = 0, 0, []
+        for type_index, type_ in enumerate(TYPES):
+            for day in DAYS:
+                for file_index, (name, fmt, count, bad) in enumerate(FILES):
+                    path = os.path.join(workdir, f"{type_}-{day}-{name}")
+                    seed = type_index * 100 + day.day * 10 + file_index
+                    gen = write_events(path, type_=type_, count=count, fmt=fmt, seed=seed, bad_ratio=bad, day=day)
+                    generated += gen.rows
+                    good += gen.good
+                    uploads.append((path, f"bronze/{type_}/dt={day}/{name}"))
+        poison_path = os.path.join(workdir, "corrupt-upload.jsonl.gz")
+        with open(poison_path, "wb") as f:
+            f.write(b"\x1f\x8b\x08\x00" + os.urandom(64))  # a gzip header, then noise: unreadable
+        uploads.append((poison_path, POISON_KEY))
+        step(f"uploading {len(uploads)} objects ({generated} rows, one of them unreadable) to s3://{bronze}/bronze/")
+        for path, key in uploads:
+            s3.upload_file(path, bronze, key)
+        if not aws.wait_idle(timeout=60):
+            step("warning: queues did not drain within 60 s")
+        first = summarize(s3, bucket=silver)
+        step(f"first pass: {first.silver_rows} rows in {first.silver_objects} silver objects, "
+             f"{first.quarantine_rows} quarantined")
+
+        dup_path, dup_key = uploads[0]
+        dup_silver = "silver/" + dup_key[len("bronze/"):].rsplit(".", 1)[0] + ".parquet"
+        before = s3.head_object(Bucket=silver, Key=dup_silver)["LastModified"]
+        step(f"re-uploading {dup_key} unchanged (a duplicate event)")
+        s3.upload_file(dup_path, bronze, dup_key)
+        aws.wait_idle(timeout=30)
+        after = s3.head_object(Bucket=silver, Key=dup_silver)["LastModified"]
+        second = summarize(s3, bucket=silver)
+        dup_unchanged = before == after and second.silver_rows == first.silver_rows
+
+        sqs = aws.client("sqs")
+        dlq_depth = aws.queue_depth(aws.provisioned.dlq_url)
+        peek = sqs.receive_message(QueueUrl=aws.provisioned.dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=0)
+        poison_in_dlq = any(POISON_KEY in m["Body"] for m in peek.get("Messages", []))
+        ledger = Ledger(aws.client("dynamodb"), aws.names.ledger_table)
+        versions = ledger.versions(bucket=bronze, key=POISON_KEY)
+        poison_status = versions[0].get("status") if versions else None
+        poison_error = versions[0].get("last_error") if versions else None
+        step(f"DLQ holds {dlq_depth} message(s); poison object status {poison_status}: {poison_error}")
+
+    problems = []
+    if second.silver_rows + second.quarantine_rows != generated:
+        problems.append(f"silver {second.silver_rows} + quarantine {second.quarantine_rows} != generated {generated}")
+    if second.silver_rows != good:
+        problems.append(f"silver rows {second.silver_rows} != good rows generated {good}")
+    if not poison_in_dlq:
+        problems.append(f"the unreadable object {POISON_KEY} is not in the DLQ")
+    if not dup_unchanged:
+        problems.append("the duplicate upload changed silver")
+    return DemoReport(
+        ok=not problems, objects=len(uploads), rows_generated=generated, rows_good_generated=good,
+        rows_silver=second.silver_rows, rows_quarantined=second.quarantine_rows,
+        silver_objects=second.silver_objects, dlq_messages=dlq_depth, poison_in_dlq=poison_in_dlq,
+        poison_status=poison_status, poison_error=poison_error, duplicate_upload_key=dup_key,
+        duplicate_left_silver_unchanged=dup_unchanged, seconds=round(time.monotonic() - started, 2),
+        problems=problems, lambda_log=log_path, steps=steps,
+    )
