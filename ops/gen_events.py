@@ -150,7 +150,7 @@ def generate(
             yield True, json.dumps(event, ensure_ascii=False)
 
 
-def write_events(
+def write_events(  # noqa: PLR0913
     path: str, *, type_: str, count: int, fmt: str = "jsonl", seed: int = 0, bad_ratio: float = 0.0,
     day: dt.date | None = None, gzip_output: bool | None = None,
 ) -> GeneratedFile:
@@ -163,8 +163,10 @@ def write_events(
         raise ValueError(f"bad ratio {bad_ratio} is not between 0 and 1")
     gz = path.endswith(".gz") if gzip_output is None else gzip_output
     good = bad = 0
-    opener = (lambda p: gzip.GzipFile(p, "wb", mtime=0)) if gz else (lambda p: open(p, "wb"))
-    with opener(path) as out:
+    raw = open(path, "wb")  # noqa: SIM115 - closed below
+    # No file name and no mtime in the gzip header: the same seed gives the same bytes.
+    out = gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) if gz else raw
+    with raw, out:
         if fmt == "json":
             out.write(b"[\n")
         for i, (ok, text) in enumerate(generate(type_=type_, count=count, fmt=fmt, seed=seed,

@@ -26,13 +26,26 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
+class StdoutHandler(logging.StreamHandler):
+    """Writes to whatever sys.stdout is at the time (Lambda, pytest capture, redirection)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stdout
+        super().emit(record)
+
+
+def install_stdout_handler() -> None:
+    root = logging.getLogger("elt")
+    handler = StdoutHandler()
+    handler.setFormatter(JsonFormatter())
+    root.addHandler(handler)
+
+
 def get_logger(name: str) -> logging.Logger:
     """A logger under `elt` that writes JSON lines to stdout (CloudWatch in AWS)."""
     root = logging.getLogger("elt")
     if not getattr(root, "_elt_configured", False):
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(JsonFormatter())
-        root.addHandler(handler)
+        install_stdout_handler()
         root.setLevel(os.environ.get("ELT_LOG_LEVEL", "INFO").upper())
         root.propagate = False
         root._elt_configured = True

@@ -201,7 +201,10 @@ class _Transformer:
             return
         bad, reasons = found
         for idx, reason in zip(np.flatnonzero(bad), reasons, strict=True):
-            self._reject(int(lines[idx]), raw_of(int(idx)), reason)
+            raw = raw_of(int(idx))
+            if raw.strip() == b"null":  # Arrow reads a `null` line as a row of nulls
+                reason = "line is a JSON null, expected an object"
+            self._reject(int(lines[idx]), raw, reason)
         keep = ~bad
         self._emit(table.filter(pa.array(keep)), lines[keep])
 
@@ -342,6 +345,8 @@ class _Transformer:
         for index, element in enumerate(value, start=1):
             raw = json.dumps(element, ensure_ascii=False).encode("utf-8")
             if not isinstance(element, dict):
+                self.entries(group)  # keep quarantine in element order
+                group, size = [], 0
                 kind = {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
                     type(element), "number")
                 self._reject(index, raw, f"array element is a JSON {kind}, expected an object")

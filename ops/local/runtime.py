@@ -262,8 +262,14 @@ class EmbeddedAws:
                 self.server.stop()
             self.server = None
         if self._log_handler is not None:
-            logging.getLogger("elt").removeHandler(self._log_handler)
+            root = logging.getLogger("elt")
+            root.removeHandler(self._log_handler)
             self._log_handler.close()
+            self._log_handler = None
+            if not root.handlers:
+                from lambdas.shared.log import install_stdout_handler
+
+                install_stdout_handler()
 
     def __enter__(self) -> EmbeddedAws:
         return self.start()

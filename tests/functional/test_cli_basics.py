@@ -1,0 +1,43 @@
+import json
+
+from click.testing import CliRunner
+
+from ops.cli import cli
+
+
+def test_global_options_work_after_the_command(tmp_path):
+    out = tmp_path / "e.jsonl"
+    result = CliRunner().invoke(cli, ["gen-events", "--type", "orders", "--count", "5", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["rows"] == 5
+    result = CliRunner().invoke(cli, ["--json", "gen-events", "--type", "orders", "--count", "5", "--out", str(out)])
+    assert json.loads(result.stdout)["rows"] == 5
+
+
+def test_an_unknown_type_is_a_usage_error_naming_the_known_ones(tmp_path):
+    result = CliRunner().invoke(cli, ["gen-events", "--type", "invoices", "--count", "5", "--out",
+                                      str(tmp_path / "x")])
+    assert result.exit_code == 2
+    assert "unknown event type 'invoices'; known types: orders, shipments" in result.stderr
+
+
+def test_a_bad_ratio_out_of_range_is_a_usage_error(tmp_path):
+    result = CliRunner().invoke(cli, ["gen-events", "--type", "orders", "--count", "5", "--bad-ratio", "2",
+                                      "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "--bad-ratio" in result.stderr
+
+
+def test_every_command_has_help_with_an_example():
+    import click
+
+    def walk(group, path):
+        for name, command in group.commands.items():
+            if isinstance(command, click.Group):
+                yield from walk(command, path + [name])
+            else:
+                yield path + [name], command
+
+    for path, _command in walk(cli, []):
+        result = CliRunner().invoke(cli, [*path, "--help"])
+        assert result.exit_code == 0
+        assert "Example" in result.output, f"eltops {' '.join(path)} --help has no example"

@@ -1,0 +1,100 @@
+import copy
+import json
+
+import pytest
+from botocore.exceptions import ClientError
+
+from lambdas.shared import work_unit
+from tests.conftest import load_event
+
+KEY = "bronze/shipments/dt=2025-01-01/night batch+1 über.jsonl"
+
+
+def bodies(pipeline):
+    return [m["Body"] for m in pipeline.receive_all()]
+
+
+def test_an_s3_event_with_an_encoded_key_claims_and_queues_one_work_unit(pipeline):
+    etag = pipeline.put(KEY, b'{"a":1}\n')
+    event = load_event("s3_put_event.json")  # key: spaces as '+', '+' as %2B, non-ASCII, '=' as %3D
+    event["Records"][0]["s3"]["object"]["eTag"] = etag
+    pipeline.ingest_app.handler(event)
+    messages = pipeline.receive_all()
+    assert len(messages) == 1
+    unit = work_unit.parse(messages[0]["Body"])
+    assert (unit.key, unit.etag, unit.type, unit.dt, unit.origin) == (KEY, etag, "shipments", "2025-01-01", "s3-event")
+    assert messages[0]["MessageAttributes"]["origin"]["StringValue"] == "s3-event"
+    item = pipeline.ledger.get(bucket=pipeline.bronze, key=KEY, etag=etag)
+    assert item["status"] == "QUEUED" and item["message_id"] == messages[0]["MessageId"]
+
+
+def test_a_duplicate_event_is_a_no_op(pipeline):
+    etag = pipeline.put(KEY, b'{"a":1}\n')
+    event = pipeline.s3_event(KEY, etag)
+    pipeline.ingest_app.handler(event)
+    result = pipeline.ingest_app.handler(copy.deepcopy(event))
+    assert result["duplicates"] == 1 and result["queued"] == 0
+    assert len(bodies(pipeline)) == 1
+
+
+def test_the_s3_test_event_is_skipped(pipeline):
+    result = pipeline.ingest_app.handler(load_event("s3_test_event.json"))
+    assert result["skipped"] == 1 and bodies(pipeline) == []
+
+
+def test_the_eventbridge_object_created_shape_is_ingested_without_url_decoding(pipeline):
+    event = load_event("eventbridge_object_created.json")
+    key = event["detail"]["object"]["key"]  # contains a literal '+': must stay a '+'
+    event["detail"]["object"]["etag"] = pipeline.put(key, b"{}\n")
+    pipeline.ingest_app.handler(event)
+    assert [work_unit.parse(b).key for b in bodies(pipeline)] == [key]
+
+
+def test_an_s3_event_wrapped_in_sns_inside_sqs_is_ingested_with_a_partial_batch_response(pipeline):
+    event = load_event("sqs_wrapped_sns_s3_event.json")
+    etag = pipeline.put("bronze/orders/dt=2025-01-03/wrapped.jsonl", b"{}\n")
+    event["Records"][0]["body"] = event["Records"][0]["body"].replace("REPLACED-BY-TEST", etag)
+    assert pipeline.ingest_app.handler(event) == {"batchItemFailures": []}
+    assert [work_unit.parse(b).key for b in bodies(pipeline)] == ["bronze/orders/dt=2025-01-03/wrapped.jsonl"]
+
+
+@pytest.mark.parametrize("key", [
+    "other/x.jsonl",  # outside bronze/
+    "bronze/shipments/dt=2025-01-01/a.csv",  # unsupported suffix
+    "bronze/shipments/dt=2025-02-30/a.jsonl",  # not a date
+    "bronze/shipments/dt=2025-01-01/../../../silver/x.jsonl",  # .. segments
+    "bronze/Bad-Type/dt=2025-01-01/a.jsonl",
+])
+def test_keys_that_are_not_valid_bronze_keys_are_skipped_with_a_logged_reason(pipeline, key, capsys):
+    result = pipeline.ingest_app.handler(pipeline.s3_event(key, "e"))
+    assert result["skipped"] == 1 and result["queued"] == 0
+    assert bodies(pipeline) == []
+    assert pipeline.ddb.scan(TableName=pipeline.names.ledger_table)["Count"] == 0
+    logged = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert any(line["message"].startswith(("skipped", "rejected")) for line in logged)
+
+
+def test_a_failed_send_releases_the_claim_and_fails_the_invocation_so_the_retry_works(pipeline, monkeypatch):
+    etag = pipeline.put(KEY, b"{}\n")
+    event = pipeline.s3_event(KEY, etag)
+    sqs = pipeline.ingest_app._DEPS.sqs
+    real = sqs.send_message_batch
+
+    def fail(**kwargs):
+        raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "SendMessageBatch")
+
+    monkeypatch.setattr(sqs, "send_message_batch", fail)
+    monkeypatch.setattr("lambdas.ingest.app.time.sleep", lambda s: None)
+    with pytest.raises(pipeline.ingest_app.IngestFailed):
+        pipeline.ingest_app.handler(event)
+    assert pipeline.ledger.get(bucket=pipeline.bronze, key=KEY, etag=etag) is None
+    monkeypatch.setattr(sqs, "send_message_batch", real)
+    pipeline.ingest_app.handler(event)  # Lambda's retry of the same event
+    assert len(bodies(pipeline)) == 1
+
+
+def test_a_missing_environment_variable_is_named(monkeypatch):
+    from lambdas.shared import config
+
+    with pytest.raises(config.ConfigError, match="ELT_QUEUE_URL"):
+        config.read(config.INGEST_ENV, {"ELT_LEDGER_TABLE": "t"})

@@ -1,0 +1,106 @@
+import gzip
+import io
+import json
+
+import pyarrow.parquet as pq
+
+from lambdas.shared import work_unit
+from ops.gen_events import generate
+
+KEY = "bronze/shipments/dt=2025-01-01/batch.jsonl"
+
+
+def events(n, bad=0.0, seed=1, type_="shipments"):
+    pairs = list(generate(type_=type_, count=n, seed=seed, bad_ratio=bad))
+    return ("\n".join(t for _, t in pairs) + "\n").encode(), sum(ok for ok, _ in pairs)
+
+
+def silver_table(pipeline, key):
+    body = pipeline.s3.get_object(Bucket=pipeline.silver, Key=key)["Body"].read()
+    return pq.read_table(io.BytesIO(body))
+
+
+def test_an_object_becomes_one_silver_parquet_and_its_bad_lines_go_to_quarantine(pipeline):
+    data, good = events(200, bad=0.05)
+    assert pipeline.run(KEY, data) == {"batchItemFailures": []}
+    table = silver_table(pipeline, "silver/shipments/dt=2025-01-01/batch.parquet")
+    assert table.num_rows == good
+    quarantine = pipeline.s3.get_object(Bucket=pipeline.silver, Key="quarantine/shipments/dt=2025-01-01/batch.jsonl")
+    rejects = [json.loads(x) for x in quarantine["Body"].read().splitlines()]
+    assert len(rejects) == 200 - good and all({"line", "reason", "raw"} <= set(r) for r in rejects)
+    item = pipeline.ledger.versions(bucket=pipeline.bronze, key=KEY)[0]
+    assert (item["status"], item["rows"], item["rejected_rows"], item["silver_key"]) == (
+        "DONE", good, 200 - good, "silver/shipments/dt=2025-01-01/batch.parquet")
+
+
+def test_a_redelivered_message_overwrites_the_same_silver_object(pipeline):
+    data, good = events(50)
+    etag = pipeline.put(KEY, data)
+    pipeline.ingest_app.handler(pipeline.s3_event(KEY, etag))
+    messages = pipeline.receive_all()
+    pipeline.transform_app.handler(pipeline.sqs_event(messages))
+    pipeline.transform_app.handler(pipeline.sqs_event(messages))
+    listed = pipeline.s3.list_objects_v2(Bucket=pipeline.silver, Prefix="silver/")["Contents"]
+    assert [o["Key"] for o in listed] == ["silver/shipments/dt=2025-01-01/batch.parquet"]
+    assert silver_table(pipeline, listed[0]["Key"]).num_rows == good
+
+
+def test_one_poison_record_fails_only_its_own_item(pipeline):
+    data, good = events(20)
+    ok_etag = pipeline.put(KEY, data)
+    bad_key = "bronze/shipments/dt=2025-01-01/corrupt.jsonl.gz"
+    bad_etag = pipeline.put(bad_key, b"\x1f\x8b\x08\x00not really gzip")
+    units = [work_unit.build(bucket=pipeline.bronze, key=k, etag=e, size=1, origin="s3-event")
+             for k, e in ((KEY, ok_etag), (bad_key, bad_etag))]
+    messages = [{"MessageId": f"m{i}", "ReceiptHandle": "r", "Body": u.body()} for i, u in enumerate(units)]
+    messages.append({"MessageId": "m-garbage", "ReceiptHandle": "r", "Body": '{"v": 9}'})
+    result = pipeline.transform_app.handler(pipeline.sqs_event(messages))
+    assert result == {"batchItemFailures": [{"itemIdentifier": "m1"}, {"itemIdentifier": "m-garbage"}]}
+    failed = pipeline.ledger.versions(bucket=pipeline.bronze, key=bad_key)[0]
+    assert failed["status"] == "FAILED" and "cannot decompress" in failed["last_error"]
+    assert silver_table(pipeline, "silver/shipments/dt=2025-01-01/batch.parquet").num_rows == good
+
+
+def test_an_object_overwritten_since_its_work_unit_is_skipped_as_superseded(pipeline):
+    data, _ = events(10)
+    old_etag = pipeline.put(KEY, data)
+    pipeline.put(KEY, data + data)  # the producer wrote a newer version
+    unit = work_unit.build(bucket=pipeline.bronze, key=KEY, etag=old_etag, size=1, origin="s3-event")
+    result = pipeline.transform_app.handler(pipeline.sqs_event([{"MessageId": "m", "ReceiptHandle": "r",
+                                                                  "Body": unit.body()}]))
+    assert result == {"batchItemFailures": []}
+    item = pipeline.ledger.get(bucket=pipeline.bronze, key=KEY, etag=old_etag)
+    assert (item["status"], item["outcome"]) == ("DONE", "superseded")
+    assert "Contents" not in pipeline.s3.list_objects_v2(Bucket=pipeline.silver, Prefix="silver/")
+
+
+def test_an_unknown_type_fails_the_item_and_the_ledger_says_why(pipeline):
+    key = "bronze/invoices/dt=2025-01-01/a.jsonl"
+    result = pipeline.run(key, b'{"a": 1}\n')
+    assert len(result["batchItemFailures"]) == 1
+    assert "unknown event type 'invoices'" in pipeline.ledger.versions(bucket=pipeline.bronze, key=key)[0]["last_error"]
+
+
+def test_gzip_json_arrays_and_replay_keys_land_under_the_logical_silver_key(pipeline):
+    key = "bronze/replay/20260101T000000Z/orders/dt=2025-01-02/arr.json.gz"
+    elements = [json.loads(t) for ok, t in generate(type_="orders", count=30, seed=3) if ok]
+    assert pipeline.run(key, gzip.compress(json.dumps(elements).encode())) == {"batchItemFailures": []}
+    table = silver_table(pipeline, "silver/orders/dt=2025-01-02/arr.parquet")
+    assert table.num_rows == 30
+    assert set(table.column("_source_key").to_pylist()) == {"bronze/orders/dt=2025-01-02/arr.json.gz"}
+
+
+def test_a_fixed_version_without_bad_lines_removes_the_old_quarantine_object(pipeline):
+    bad, _ = events(100, bad=0.1)
+    pipeline.run(KEY, bad)
+    clean, good = events(100)
+    pipeline.run(KEY, clean)
+    assert "Contents" not in pipeline.s3.list_objects_v2(Bucket=pipeline.silver, Prefix="quarantine/")
+    assert silver_table(pipeline, "silver/shipments/dt=2025-01-01/batch.parquet").num_rows == good
+
+
+def test_nothing_is_written_outside_silver_and_quarantine(pipeline):
+    for key, body in [(KEY, events(30, bad=0.2)[0]), ("bronze/orders/dt=2025-01-01/e.json", b"")]:
+        pipeline.run(key, body)
+    keys = [o["Key"] for o in pipeline.s3.list_objects_v2(Bucket=pipeline.silver).get("Contents", [])]
+    assert keys and all(k.startswith(("silver/", "quarantine/")) for k in keys)

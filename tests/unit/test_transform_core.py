@@ -1,0 +1,218 @@
+"""The transform core on every kind of bad input the issue lists: nothing lost, clear reasons."""
+
+import gzip
+import json
+
+import pyarrow as pa
+import pytest
+
+from lambdas.shared import schemas
+from lambdas.transform.core import UnreadableObject, explain_arrow_error, transform_bytes
+from ops.gen_events import generate
+
+SHIPMENTS = schemas.get("shipments")
+
+
+def good_lines(n, seed=1):
+    return [text for ok, text in generate(type_="shipments", count=n, seed=seed) if ok]
+
+
+def run(data: bytes, **kwargs):
+    kwargs.setdefault("schema", SHIPMENTS)
+    kwargs.setdefault("source_key", "bronze/shipments/dt=2025-01-01/a.jsonl")
+    kwargs.setdefault("gzipped", False)
+    return transform_bytes(data, **kwargs)
+
+
+def jsonl(lines) -> bytes:
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_clean_jsonl_goes_through_with_declared_types_and_lineage_columns():
+    result, table, rejects = run(jsonl(good_lines(50)))
+    assert (result.rows, result.rejected, rejects) == (50, 0, [])
+    assert table.schema == SHIPMENTS.silver
+    assert table.schema.field("created_at").type == pa.timestamp("us", tz="UTC")
+    assert table.column("_line").to_pylist() == list(range(1, 51))
+    assert set(table.column("_source_key").to_pylist()) == {"bronze/shipments/dt=2025-01-01/a.jsonl"}
+
+
+def test_a_malformed_line_goes_to_quarantine_with_its_line_number_and_reason():
+    lines = good_lines(10)
+    lines[3] = '{"shipment_id": "x", "carrier": '
+    result, table, rejects = run(jsonl(lines))
+    assert result.rows == 9
+    assert [(r["line"], r["reason"].split(":")[0], r["raw"]) for r in rejects] == [
+        (4, "malformed JSON", lines[3])]
+    assert 4 not in table.column("_line").to_pylist()
+
+
+def test_a_wrong_field_type_is_named_in_the_reason():
+    lines = good_lines(10)
+    bad = json.loads(lines[5])
+    bad["weight_kg"] = "heavy"
+    lines[5] = json.dumps(bad)
+    result, _, rejects = run(jsonl(lines))
+    assert result.rows == 9
+    assert rejects[0]["line"] == 6
+    assert rejects[0]["reason"] == "field 'weight_kg' is a string where the schema expects a number"
+
+
+def test_a_value_that_does_not_convert_is_found_by_bisection():
+    lines = good_lines(64)
+    bad = json.loads(lines[40])
+    bad["created_at"] = "yesterday"
+    lines[40] = json.dumps(bad)
+    result, _, rejects = run(jsonl(lines))
+    assert result.rows == 63
+    assert (rejects[0]["line"], rejects[0]["reason"]) == (41, "value 'yesterday' is not a valid timestamp[us, tz=UTC]")
+
+
+def test_a_missing_required_field_including_inside_a_list_is_rejected():
+    lines = good_lines(6)
+    top = json.loads(lines[0])
+    del top["carrier"]
+    nested = json.loads(lines[2])
+    nested["items"][0].pop("sku")
+    lines[0], lines[2] = json.dumps(top), json.dumps(nested)
+    result, _, rejects = run(jsonl(lines))
+    assert result.rows == 4
+    assert [(r["line"], r["reason"]) for r in rejects] == [
+        (1, "missing required field(s) 'carrier'"), (3, "missing required field(s) 'items[].sku'")]
+
+
+def test_optional_fields_may_be_absent_or_null():
+    line = json.loads(good_lines(1)[0])
+    line.pop("delivered_at", None)
+    line["tags"] = None
+    result, table, _ = run(jsonl([json.dumps(line)]))
+    assert result.rows == 1 and table.column("delivered_at").to_pylist() == [None]
+
+
+def test_an_empty_object_gives_an_empty_silver_table_and_says_so():
+    result, table, rejects = run(b"")
+    assert (result.rows, result.rejected, table.num_rows, rejects) == (0, 0, 0, [])
+    assert table.schema == SHIPMENTS.silver
+    assert "empty object" in result.notes
+
+
+def test_a_utf8_byte_order_mark_is_removed():
+    result, _, _ = run(b"\xef\xbb\xbf" + jsonl(good_lines(3)))
+    assert (result.rows, result.rejected) == (3, 0)
+    assert "UTF-8 byte order mark removed" in result.notes
+
+
+def test_crlf_line_ends_parse():
+    result, table, _ = run(jsonl(good_lines(5)).replace(b"\n", b"\r\n"))
+    assert (result.rows, result.rejected) == (5, 0)
+    assert table.column("_line").to_pylist() == [1, 2, 3, 4, 5]
+
+
+def test_non_utf8_bytes_reject_only_their_line():
+    lines = [line.encode() for line in good_lines(5)]
+    lines[2] = lines[2].replace(b'"carrier": "', b'"carrier": "\xff\xfe', 1)
+    result, table, rejects = run(b"\n".join(lines) + b"\n")
+    assert (result.rows, result.rejected) == (4, 1)
+    assert rejects[0]["line"] == 3 and rejects[0]["reason"].startswith("not valid UTF-8")
+    assert "\\xff" in rejects[0]["raw"]
+
+
+def test_blank_lines_are_skipped_and_line_numbers_still_match_the_object():
+    lines = good_lines(3)
+    data = (lines[0] + "\n\n   \n" + lines[1] + "\n" + lines[2] + "\n").encode()
+    result, table, _ = run(data)
+    assert (result.rows, result.blank_lines) == (3, 2)
+    assert table.column("_line").to_pylist() == [1, 4, 5]
+
+
+def test_one_5mb_line_is_read():
+    line = json.loads(good_lines(1)[0])
+    line["tags"] = ["x" * 1000] * 5000
+    result, table, _ = run(jsonl([json.dumps(line)] + good_lines(2, seed=2)))
+    assert (result.rows, result.rejected) == (3, 0)
+    assert len(table.column("tags")[0].as_py()) == 5000
+
+
+def test_a_line_longer_than_the_limit_is_rejected_and_the_rest_still_read():
+    long_line = '{"shipment_id": "' + "x" * 300_000 + '"}'
+    data = jsonl(good_lines(2) + [long_line] + good_lines(2, seed=3))
+    result, _, rejects = run(data, max_json_bytes=100_000, block_bytes=65536)
+    assert (result.rows, result.rejected) == (4, 1)
+    assert rejects[0]["line"] == 3 and "line longer than 100000 bytes" in rejects[0]["reason"]
+
+
+def test_a_json_array_is_read_with_element_indexes_as_line_numbers():
+    elements = [json.loads(x) for x in good_lines(4)]
+    elements[1]["is_express"] = "yes"
+    elements.insert(2, 42)
+    result, table, rejects = run(json.dumps(elements, indent=2).encode())
+    assert result.fmt == "json" and result.rows == 3
+    assert [(r["line"], r["reason"]) for r in rejects] == [
+        (2, "field 'is_express' is a string where the schema expects a boolean"),
+        (3, "array element is a JSON number, expected an object")]
+    assert table.column("_line").to_pylist() == [1, 4, 5]
+
+
+def test_a_json_file_holding_jsonl_and_a_jsonl_file_holding_an_array_both_work():
+    as_lines = jsonl(good_lines(3))
+    result, _, _ = run(as_lines, suffix_format="json")
+    assert (result.fmt, result.rows) == ("jsonl", 3)
+    assert "content is jsonl although the file name says json" in result.notes
+    as_array = json.dumps([json.loads(x) for x in good_lines(3)]).encode()
+    result, _, _ = run(as_array, suffix_format="jsonl")
+    assert (result.fmt, result.rows) == ("json", 3)
+
+
+def test_a_pretty_printed_single_object_is_one_record():
+    result, _, _ = run(json.dumps(json.loads(good_lines(1)[0]), indent=2).encode(), suffix_format="json")
+    assert (result.fmt, result.rows, result.rejected) == ("json", 1, 0)
+
+
+def test_a_json_array_over_the_size_limit_is_unreadable_with_the_fix_in_the_message():
+    data = json.dumps([json.loads(x) for x in good_lines(200)]).encode()
+    with pytest.raises(UnreadableObject, match="larger than the 20000 byte limit.*JSONL"):
+        run(data, max_json_bytes=20_000, block_bytes=4096)
+
+
+def test_gzip_works_and_corrupt_gzip_is_unreadable():
+    result, _, _ = run(gzip.compress(jsonl(good_lines(5))), gzipped=True)
+    assert result.rows == 5
+    with pytest.raises(UnreadableObject, match="cannot decompress"):
+        run(b"\x1f\x8b\x08\x00garbage-after-header" * 3, gzipped=True)
+
+
+def test_an_object_that_is_not_json_at_all_is_unreadable():
+    with pytest.raises(UnreadableObject, match="no line is JSON"):
+        run(b"PK\x03\x04 this is a zip file\nanother line\n")
+
+
+def test_a_file_of_only_wrong_types_is_quarantined_not_unreadable():
+    result, _, rejects = run(b'{"shipment_id": 1}\n{"shipment_id": 2}\n')
+    assert (result.rows, result.rejected) == (0, 2)
+
+
+def test_a_null_line_and_a_two_value_line_are_rejected():
+    lines = good_lines(2)
+    data = jsonl([lines[0], "null", lines[1] + " " + lines[1], "[1, 2]"])
+    result, _, rejects = run(data)
+    assert result.rows == 1
+    assert [r["reason"] for r in rejects] == [
+        "line is a JSON null, expected an object", f"malformed JSON: Extra data at column {len(lines[1]) + 2}",
+        "line is a JSON array, expected an object"]
+
+
+def test_small_blocks_give_the_same_result_as_one_block():
+    data = b"".join(
+        (text + "\n").encode() for _, text in generate(type_="shipments", count=3000, seed=5, bad_ratio=0.05))
+    big = run(data)
+    small = run(data, block_bytes=8192, row_group_rows=500)
+    assert big[0].rows == small[0].rows and big[0].rejected == small[0].rejected
+    assert big[1].drop_columns(["_ingested_at"]).equals(small[1].drop_columns(["_ingested_at"]))
+    assert big[2] == small[2]
+
+
+def test_arrow_messages_are_explained_in_field_terms():
+    assert explain_arrow_error("JSON parse error: Column(/s/a) changed from number to string in row 3") == (
+        "field 's.a' is a string where the schema expects a number")
+    assert explain_arrow_error("JSON parse error: Column(/l/[]) changed from string to number in row 0") == (
+        "field 'l[]' is a number where the schema expects a string")
