@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast lint build bench clean tf-init tf-plan tf-apply
+.PHONY: demo test test-fast test-pyarrow-min lint build bench clean tf-init tf-plan tf-apply
 
 $(STAMP): setup.cfg pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed (python3.11, python3.12, ...): install it, or run make PYTHON=/path/to/python3.11"; exit 1; }
@@ -36,3 +36,11 @@ bench: $(STAMP)
 
 clean:
 	rm -rf dist build *.egg-info .pytest_cache .ruff_cache
+
+# The transform's oldest supported pyarrow (AWS SDK for pandas layers ship older ones than PyPI).
+PYARROW_MIN := 14.0.2
+test-pyarrow-min: $(STAMP)
+	@test -x .venv-pyarrow-min/bin/python || $(PYTHON) -m venv .venv-pyarrow-min
+	.venv-pyarrow-min/bin/python -m pip install --quiet 'pyarrow==$(PYARROW_MIN)' 'numpy<2' boto3 'moto[server]' pytest click tenacity tqdm python-dateutil
+	.venv-pyarrow-min/bin/python -c "import pyarrow; assert pyarrow.__version__ == '$(PYARROW_MIN)', pyarrow.__version__"
+	cd $(CURDIR) && .venv-pyarrow-min/bin/python -m pytest -q -p no:cacheprovider tests/unit/test_transform_core.py tests/functional/test_transform_handler.py

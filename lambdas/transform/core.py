@@ -15,6 +15,7 @@ re-serialized as lines and take the same path. The format is sniffed from the co
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import gzip
 import io
@@ -35,6 +36,10 @@ from lambdas.shared.schemas import TS, EventSchema
 
 BOM = b"\xef\xbb\xbf"
 DEFAULT_BLOCK_BYTES = 1 << 20
+# A failed block is re-read in pieces this big: small enough that a bad line spoils little, big
+# enough that Arrow's ~0.14 ms per-piece set-up stays small (measured best at 64-128 KiB).
+PROBE_BLOCK_BYTES = 128 << 10
+HAS_OPEN_JSON = hasattr(pj, "open_json")  # the streaming JSON reader; pyarrow 14-15 lack it
 DEFAULT_MAX_JSON_BYTES = 64 << 20
 RAW_PREVIEW_CHARS = 1 << 20  # quarantine keeps at most this much of one rejected line
 
@@ -108,6 +113,8 @@ class _Transformer:
         self.result = TransformResult()
         self.syntax_rejects = 0
         self._required = [self._compile_required(p) for p in schema.required]
+        self.struct_type = pa.struct(list(schema.arrow))
+        self.rejects: list[tuple[int, bytes]] = []
 
     # ---- output -----------------------------------------------------------------------------
     def _emit(self, table: pa.Table, lines: np.ndarray) -> None:
@@ -126,6 +133,8 @@ class _Transformer:
     def _flush(self) -> None:
         if self.pending:
             table = pa.concat_tables(self.pending) if len(self.pending) > 1 else self.pending[0]
+            if table.column(0).num_chunks > 16:  # many small probe pieces write slowly
+                table = table.combine_chunks()
             self.writer.write_table(table, row_group_size=self.row_group_rows)
             self.pending, self.pending_rows = [], 0
 
@@ -134,13 +143,20 @@ class _Transformer:
         record = {"line": int(line_no), "reason": reason, "raw": text}
         if len(raw) > RAW_PREVIEW_CHARS:
             record["raw_truncated_from_bytes"] = len(raw)
-        self.quarantine_out.write(json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n")
+        self.rejects.append((int(line_no), json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"))
         self.result.rejected += 1
         self.syntax_rejects += syntax
         if len(self.result.first_rejects) < 5:
             self.result.first_rejects.append((int(line_no), reason))
 
+    def write_rejects(self) -> None:
+        """Quarantine in line order, whichever path found each reject (called per block)."""
+        self.rejects.sort(key=lambda r: r[0])
+        self.quarantine_out.write(b"".join(record for _, record in self.rejects))
+        self.rejects = []
+
     def close(self) -> TransformResult:
+        self.write_rejects()
         self._flush()
         self.writer.close()
         return self.result
@@ -156,30 +172,33 @@ class _Transformer:
         return path, ("top", path, None)
 
     def _violations(self, table: pa.Table) -> tuple[np.ndarray, list[str]] | None:
-        """Rows missing a required field: a boolean mask and, per path, its mask (None if clean)."""
+        """Rows missing a required field: a boolean mask and a reason per bad row (None if clean).
+
+        Null counts are O(1), so a clean block costs a few cheap checks; masks are built only
+        for a path that has a violation."""
         n = table.num_rows
         bad = None
         per_path = []
         for path, (kind, name, child) in self._required:
             col = table.column(name)
-            if col.num_chunks != 1:
-                col = col.combine_chunks()
-            else:
-                col = col.chunk(0)
+            col = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
             if kind == "top":
+                if col.null_count == 0:
+                    continue
                 mask = col.is_null().to_numpy(zero_copy_only=False)
             elif kind == "struct":
-                mask = pc.and_(col.is_valid(), pc.struct_field(col, [child]).is_null()).to_numpy(
-                    zero_copy_only=False
-                )
+                values = pc.struct_field(col, [child])  # null where the parent is null, too
+                if values.null_count == col.null_count:
+                    continue
+                mask = pc.and_(col.is_valid(), values.is_null()).to_numpy(zero_copy_only=False)
             else:
                 flat = pc.list_flatten(col)
                 if len(flat) == 0:
                     continue
-                missing = pc.or_(flat.is_null(), pc.struct_field(flat, [child]).is_null())
-                if not pc.any(missing).as_py():
+                values = pc.struct_field(flat, [child])  # null for a null element, too
+                if values.null_count == 0:
                     continue
-                parents = pc.filter(pc.list_parent_indices(col), missing).to_numpy(zero_copy_only=False)
+                parents = pc.filter(pc.list_parent_indices(col), values.is_null()).to_numpy(zero_copy_only=False)
                 mask = np.zeros(n, dtype=bool)
                 mask[parents] = True
             if mask.any():
@@ -209,17 +228,22 @@ class _Transformer:
         self._emit(table.filter(pa.array(keep)), lines[keep])
 
     # ---- parsing -------------------------------------------------------------------------------
-    def _read(self, data: bytes) -> pa.Table:
+    def _read(self, data) -> pa.Table:
+        """One Arrow JSON read (bytes or a pyarrow Buffer). Each call costs ~0.2 ms of set-up."""
         options = pj.ReadOptions(use_threads=False, block_size=max(len(data) + 64, 1 << 16))
         return pj.read_json(pa.BufferReader(data), read_options=options, parse_options=self.parse_options)
 
-    def block(self, data: bytes, first_line: int) -> None:
+    def block(self, data: bytes, first_line: int, newlines: int | None = None) -> None:
         """A run of whole lines (JSONL) starting at line number `first_line`: the fast path."""
-        n_lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+        newlines = data.count(b"\n") if newlines is None else newlines
+        n_lines = newlines + (0 if data.endswith(b"\n") else 1)
         try:
             data.decode("utf-8")  # Arrow does not validate UTF-8; invalid bytes must not reach silver
             table = self._read(data)
-        except (UnicodeDecodeError, pa.ArrowInvalid) as exc:
+        except UnicodeDecodeError:
+            self._slow(data, first_line, None)
+            return
+        except pa.ArrowInvalid as exc:
             self._slow(data, first_line, exc)
             return
         if table.num_rows != n_lines:  # blank lines, or a line holding two JSON values
@@ -236,6 +260,7 @@ class _Transformer:
         self._accept(table, lines, raw_of)
 
     def _slow(self, data: bytes, first_line: int, exc: Exception | None) -> None:
+        """A block that failed: split it into non-blank lines and locate the bad ones."""
         entries = []
         newlines = data.count(b"\n")
         for offset, line in enumerate(data.split(b"\n")):
@@ -243,78 +268,168 @@ class _Transformer:
                 entries.append((first_line + offset, line))
             elif offset < newlines:  # not the empty tail after the final newline
                 self.result.blank_lines += 1
-        if not isinstance(exc, pa.ArrowInvalid) or len(entries) != newlines + (0 if data.endswith(b"\n") else 1):
-            exc = None  # the error's row numbering does not match these entries
-        self.entries(entries, known_error=exc)
+        try:
+            data.decode("utf-8")
+            clean = entries
+        except UnicodeDecodeError:  # find the lines with invalid bytes
+            clean = []
+            for line_no, line in entries:
+                try:
+                    line.decode("utf-8")
+                    clean.append((line_no, line))
+                except UnicodeDecodeError as err:
+                    self._reject(line_no, line, f"not valid UTF-8: {err.reason} at byte {err.start}", syntax=True)
+        aligned = isinstance(exc, pa.ArrowInvalid) and len(clean) == newlines + (0 if data.endswith(b"\n") else 1)
+        self._probe(clean, exc if aligned else None)
+
+    def _probe(self, entries: list[tuple[int, bytes]], first_error: Exception | None) -> None:
+        """Locate bad lines with about one Arrow call each.
+
+        Arrow's streaming reader parses the rest of the block in PROBE_BLOCK_BYTES pieces; the
+        pieces before a failure are kept, and the failure names its row (a parse error) or its
+        value (a conversion error). A failed parse costs only up to the failing row. The clean
+        lines before the bad one inside the failing piece are deferred and read together in one
+        call at the end; the bad line is diagnosed in Python. When bad lines are dense (over 5%),
+        the rest is screened line by line in Python instead, which is then cheaper."""
+        n = len(entries)
+        if n == 0:
+            return
+        lines = [line for _, line in entries]
+        numbers = np.fromiter((no for no, _ in entries), dtype=np.int64, count=n)
+        joined = pa.py_buffer(b"\n".join(lines))
+        offsets = [0]
+        for line in lines:
+            offsets.append(offsets[-1] + len(line) + 1)
+        deferred: list[tuple[int, bytes]] = []
+        error, cursor, bad = first_error, 0, 0
+        options = pj.ReadOptions(use_threads=False, block_size=PROBE_BLOCK_BYTES)
+        while cursor < n:
+            batches, consumed = [], 0
+            if error is None:
+                try:
+                    for batch in self._pieces(joined, offsets, cursor, options):
+                        batches.append(batch)
+                        consumed += batch.num_rows
+                except pa.ArrowInvalid as exc:
+                    error = exc
+                else:
+                    if consumed != n - cursor:
+                        break  # a line held two values: rows no longer match lines; go carefully
+                    self._accept_batches(batches, numbers, entries, cursor)
+                    cursor = n
+                    break
+            found = self._locate(entries, cursor + consumed, error)
+            if found is None:
+                break
+            index, reason, syntax = found
+            self._accept_batches(batches, numbers, entries, cursor)
+            deferred.extend(entries[cursor + consumed:index])
+            self._reject(*entries[index], reason, syntax=syntax)
+            cursor, error, bad = index + 1, None, bad + 1
+            if bad >= 8 and bad * 20 > cursor:
+                for line_no, line in entries[cursor:]:
+                    problem = self._diagnose(line)
+                    if problem:
+                        self._reject(line_no, line, problem[0], syntax=problem[1])
+                    else:
+                        deferred.append((line_no, line))
+                cursor = n
+        self.entries(deferred)
+        self.entries(entries[cursor:])  # after a `break`: the careful path
+
+    def _pieces(self, joined: pa.Buffer, offsets: list[int], cursor: int, options: pj.ReadOptions):
+        """Record batches of the lines from `cursor` on, a piece at a time; raises ArrowInvalid for
+        the first failing piece (its row numbers count from that piece's first line)."""
+        start = offsets[cursor]
+        if HAS_OPEN_JSON:
+            reader = pj.open_json(pa.BufferReader(joined.slice(start, len(joined) - start)),
+                                  read_options=options, parse_options=self.parse_options)
+            yield from reader
+            return
+        # pyarrow < 16 has no streaming JSON reader: cut line-aligned pieces and read each.
+        index = cursor
+        while index < len(offsets) - 1:
+            end = bisect.bisect_right(offsets, offsets[index] + PROBE_BLOCK_BYTES, lo=index + 1) - 1
+            end = max(end, index + 1)
+            piece = joined.slice(offsets[index], offsets[end] - offsets[index] - 1)
+            yield from self._read(piece).to_batches()
+            index = end
+
+    def _accept_batches(self, batches: list, numbers: np.ndarray, entries, cursor: int) -> None:
+        if not batches:
+            return
+        table = pa.Table.from_batches(batches, schema=self.schema.arrow)
+        self._accept(table, numbers[cursor:cursor + table.num_rows], lambda i: entries[cursor + i][1])
+
+    def _locate(self, entries, cursor: int, error: Exception) -> tuple[int, str, bool] | None:
+        """The bad line a probe from `cursor` failed on, with its reason; None if it cannot be
+        pinned down safely (the caller then bisects)."""
+        message = str(error)
+        match = _ROW_RE.search(message)
+        if match:
+            index = cursor + int(match.group(1))
+            if index >= len(entries):
+                return None
+            candidates = [index]
+        else:
+            # A conversion error names the value, not the row: try the lines that contain it.
+            value = _CONVERT_RE.search(message)
+            if not value:
+                return None
+            needle = value.group(2).encode("utf-8", "surrogateescape")
+            candidates, scanned = [], 0
+            for i in range(cursor, len(entries)):  # the failing piece starts at `cursor`
+                if needle in entries[i][1]:
+                    candidates.append(i)
+                scanned += len(entries[i][1])
+                if len(candidates) == 4 or scanned > 4 * PROBE_BLOCK_BYTES:
+                    break
+        for index in candidates:
+            problem = self._diagnose(entries[index][1])
+            if problem:
+                return index, problem[0], problem[1]
+            try:  # Python sees nothing wrong: let Arrow judge the line alone
+                table = self._read(entries[index][1])
+            except pa.ArrowInvalid as exc:
+                return index, explain_arrow_error(str(exc)), False
+            if table.num_rows != 1:
+                return index, "line holds more than one JSON value", False
+        return None
 
     def entries(self, entries: list[tuple[int, bytes]], known_error: Exception | None = None) -> None:
-        """Resolve non-blank lines into good rows and rejects, re-parsing only around failures."""
-        if not entries:
-            return
-        if len(entries) == 1:
-            self._single(*entries[0])
-            return
-        if known_error is None:
-            data = b"\n".join(line for _, line in entries)
-            try:
-                data.decode("utf-8")
-            except UnicodeDecodeError:
-                clean = []
-                for line_no, line in entries:
-                    try:
-                        line.decode("utf-8")
-                        clean.append((line_no, line))
-                    except UnicodeDecodeError as exc:
-                        self._reject(line_no, line, f"not valid UTF-8: {exc.reason} at byte {exc.start}",
-                                     syntax=True)
-                self.entries(clean)
+        """Resolve lines that are probably clean: one read when they are; otherwise pin down the
+        failing line (by row, or by the value a conversion error names), drop it and read again;
+        bisect only when neither works."""
+        while entries:
+            if len(entries) == 1:
+                self._single(*entries[0])
                 return
-            try:
-                table = self._read(data)
-            except pa.ArrowInvalid as exc:
-                known_error = exc
-            else:
-                if table.num_rows == len(entries):
-                    lines = np.fromiter((n for n, _ in entries), dtype=np.int64, count=len(entries))
-                    self._accept(table, lines, lambda i: entries[i][1])
-                    return
-                known_error = None
+            if known_error is None:
+                try:
+                    table = self._read(b"\n".join(line for _, line in entries))
+                except pa.ArrowInvalid as exc:
+                    known_error = exc
+                else:
+                    if table.num_rows == len(entries):
+                        lines = np.fromiter((n for n, _ in entries), dtype=np.int64, count=len(entries))
+                        self._accept(table, lines, lambda i, e=entries: e[i][1])
+                        return
+            found = self._locate(entries, 0, known_error) if known_error is not None else None
+            known_error = None
+            if found is None:
                 mid = len(entries) // 2
                 self.entries(entries[:mid])
                 self.entries(entries[mid:])
                 return
-        match = _ROW_RE.search(str(known_error))
-        row = int(match.group(1)) if match else None
-        if row is not None and row < len(entries):
-            self.entries(entries[:row])
-            self._single(*entries[row])
-            rest = entries[row + 1:]
-            mid = len(rest) // 2
-            self.entries(rest[:mid])
-            self.entries(rest[mid:])
-        else:
-            mid = len(entries) // 2
-            self.entries(entries[:mid])
-            self.entries(entries[mid:])
+            index, reason, syntax = found
+            self._reject(*entries[index], reason, syntax=syntax)
+            entries = entries[:index] + entries[index + 1:]
 
     def _single(self, line_no: int, line: bytes) -> None:
         """One line alone: reject it with the clearest reason, or accept it."""
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            self._reject(line_no, line, f"not valid UTF-8: {exc.reason} at byte {exc.start}", syntax=True)
-            return
-        try:
-            value = json.loads(text)
-        except ValueError as exc:
-            msg = getattr(exc, "msg", str(exc))
-            col = getattr(exc, "colno", None)
-            self._reject(line_no, line, f"malformed JSON: {msg}" + (f" at column {col}" if col else ""),
-                         syntax=True)
-            return
-        if not isinstance(value, dict):
-            kind = {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
-            self._reject(line_no, line, f"line is a JSON {kind}, expected an object")
+        problem = self._diagnose(line)
+        if problem:
+            self._reject(line_no, line, problem[0], syntax=problem[1])
             return
         try:
             table = self._read(line)
@@ -325,6 +440,23 @@ class _Transformer:
             self._reject(line_no, line, "line holds more than one JSON value")
             return
         self._accept(table, np.array([line_no], dtype=np.int64), lambda i: line)
+
+    # ---- Python-side diagnosis of one line -------------------------------------------------------
+    def _diagnose(self, line: bytes) -> tuple[str, bool] | None:
+        """(reason, is_syntax) when Python can tell the line is bad; None when it looks fine."""
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return f"not valid UTF-8: {exc.reason} at byte {exc.start}", True
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            msg, col = getattr(exc, "msg", str(exc)), getattr(exc, "colno", None)
+            return f"malformed JSON: {msg}" + (f" at column {col}" if col else ""), True
+        if not isinstance(value, dict):
+            return f"line is a JSON {_json_kind(value)}, expected an object", False
+        problem = _check(value, self.struct_type, "")
+        return (problem, False) if problem else None
 
     # ---- whole documents ---------------------------------------------------------------------------
     def document(self, data: bytes) -> None:
@@ -345,8 +477,6 @@ class _Transformer:
         for index, element in enumerate(value, start=1):
             raw = json.dumps(element, ensure_ascii=False).encode("utf-8")
             if not isinstance(element, dict):
-                self.entries(group)  # keep quarantine in element order
-                group, size = [], 0
                 kind = {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
                     type(element), "number")
                 self._reject(index, raw, f"array element is a JSON {kind}, expected an object")
@@ -354,9 +484,63 @@ class _Transformer:
             group.append((index, raw))
             size += len(raw)
             if size >= self.block_bytes:
-                self.entries(group)
+                self._probe(group, None)
                 group, size = [], 0
-        self.entries(group)
+        self._probe(group, None)
+
+
+def _json_kind(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
+
+
+def _check(value, arrow_type: pa.DataType, path: str) -> str | None:
+    """The first place where a decoded JSON value does not fit the Arrow type, said as Arrow would."""
+    if value is None:
+        return None
+    if pa.types.is_struct(arrow_type):
+        if not isinstance(value, dict):
+            return _mismatch(path, value, "object")
+        for i in range(arrow_type.num_fields):
+            child = arrow_type.field(i)
+            if child.name in value:
+                problem = _check(value[child.name], child.type, f"{path}.{child.name}" if path else child.name)
+                if problem:
+                    return problem
+        return None
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
+        if not isinstance(value, list):
+            return _mismatch(path, value, "array")
+        for element in value:
+            problem = _check(element, arrow_type.value_type, path + "[]")
+            if problem:
+                return problem
+        return None
+    if pa.types.is_string(arrow_type) or pa.types.is_timestamp(arrow_type) or pa.types.is_large_string(arrow_type):
+        return None if isinstance(value, str) else _mismatch(path, value, "string")
+    if pa.types.is_boolean(arrow_type):
+        return None if isinstance(value, bool) else _mismatch(path, value, "boolean")
+    if pa.types.is_integer(arrow_type):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return _mismatch(path, value, "number")
+        if isinstance(value, float) or not -(2**63) <= value < 2**63:
+            return f"value {value!r} of field '{path}' is not a valid {arrow_type}"
+        return None
+    if pa.types.is_floating(arrow_type):
+        return None if isinstance(value, int | float) and not isinstance(value, bool) else _mismatch(
+            path, value, "number")
+    return None
+
+
+def _mismatch(path: str, value, expected: str) -> str:
+    if not path:
+        return f"line is a JSON {_json_kind(value)}, expected an object"
+    return f"field '{path}' is {_a(_json_kind(value))} where the schema expects {_a(expected)}"
 
 
 def _open(raw: BinaryIO, gzipped: bool) -> BinaryIO:
@@ -501,8 +685,10 @@ def _jsonl(t: _Transformer, buf: bytes, chunks: Iterator[bytes], line_no: int) -
                 line_no += 1
             continue
         block, buf = buf[: cut + 1], buf[cut + 1:]
-        t.block(block, line_no)
-        line_no += block.count(b"\n")
+        newlines = block.count(b"\n")
+        t.block(block, line_no, newlines)
+        t.write_rejects()
+        line_no += newlines
     if buf:
         t.block(buf, line_no)
 

@@ -1,0 +1,193 @@
+"""Transform throughput and memory against Arrow and pandas baselines, measured in one run.
+
+    python bench/transform.py [--mb 100] [--bad-ratio 0.01] [--rss-large-mb 1000] [--json]
+
+Builds a shipments JSONL input with the project's own event generator, then runs, each in its own
+subprocess with Arrow pinned to one thread (a 1,769 MB Lambda has one vCPU):
+
+  (a) arrow:   pyarrow.json.read_json with the explicit schema + pyarrow.parquet.write_table
+  (b) project: lambdas.transform.core.transform_stream on the local file (no S3)
+  (c) pandas:  pandas.read_json(lines=True) + DataFrame.to_parquet (the AWS SDK for pandas path)
+
+Arrow and pandas alone cannot read bad lines, so with --bad-ratio > 0 they run on the same events
+with the bad lines left out (the clean twin of the input); the project runs on the input itself.
+MB/s is each run's input bytes over its wall time. Peak RSS is the subprocess's ru_maxrss.
+--rss-large-mb also runs the project on a larger input (the clean input repeated) and reports the
+ratio of its peak RSS to the 100 MB run's: memory must not grow with the object's size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+ONE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "ARROW_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+RUNNER = r'''
+import json, os, resource, sys, time
+import pyarrow as pa
+pa.set_cpu_count(1)
+pa.set_io_thread_count(1)
+kind, src, out, warmup = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[5]
+sys.path.insert(0, sys.argv[4])
+from lambdas.shared import schemas
+schema = schemas.get("shipments")
+# Imports before the clock: each run times its work, not its start-up.
+import pyarrow.json as pj, pyarrow.parquet as pq, pyarrow.compute as pc
+if kind == "project":
+    from lambdas.transform.core import transform_stream
+if kind == "pandas":
+    import pandas as pd
+def work(src, out):
+  rows = 0
+  if kind == "arrow":
+      table = pj.read_json(src, read_options=pj.ReadOptions(use_threads=False),
+                           parse_options=pj.ParseOptions(explicit_schema=schema.arrow, unexpected_field_behavior="ignore"))
+      pq.write_table(table, out, compression="snappy")
+      rows = table.num_rows
+  elif kind == "project":
+      with open(src, "rb") as raw, open(out + ".quarantine.jsonl", "wb") as quarantine:
+          result = transform_stream(raw, schema=schema, source_key="bronze/shipments/dt=2025-01-01/bench.jsonl",
+                                    gzipped=False, parquet_out=out, quarantine_out=quarantine)
+      rows = result.rows + result.rejected
+  elif kind == "pandas":
+      frame = pd.read_json(src, lines=True)
+      frame.to_parquet(out, compression="snappy")
+      rows = len(frame)
+  return rows
+
+# One-time start-up (lazy imports: pyarrow imports pandas on its first Python-to-Arrow conversion)
+# is not throughput: every kind runs once on a small sample first.
+work(warmup, out + ".warmup")
+start = time.perf_counter()
+rows = work(src, out)
+seconds = time.perf_counter() - start
+print(json.dumps({"seconds": seconds, "rows": rows,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+'''
+
+
+def build_input(path: Path, clean_path: Path, mb: float, bad_ratio: float, seed: int) -> tuple[int, int]:
+    """Write the input and its clean twin; return (lines, bytes) of the input."""
+    from ops.gen_events import generate
+
+    target = int(mb * 1024 * 1024)
+    size = lines = 0
+    with open(path, "wb") as out, open(clean_path, "wb") as clean:
+        for ok, text in generate(type_="shipments", count=10**9, seed=seed, bad_ratio=bad_ratio):
+            data = text.encode("utf-8") + b"\n"
+            out.write(data)
+            if ok:
+                clean.write(data)
+            size += len(data)
+            lines += 1
+            if size >= target:
+                break
+    return lines, size
+
+
+def repeat_file(src: Path, dst: Path, mb: float) -> int:
+    target = int(mb * 1024 * 1024)
+    chunk = src.read_bytes()
+    size = 0
+    with open(dst, "wb") as out:
+        while size < target:
+            out.write(chunk)
+            size += len(chunk)
+    return size
+
+
+def run(kind: str, src: Path, workdir: Path) -> dict:
+    out = workdir / f"{kind}-{src.stem}.parquet"
+    warmup = workdir / "warmup.jsonl"
+    if not warmup.exists():
+        with open(workdir / "input.clean.jsonl", "rb") as clean:
+            warmup.write_bytes(b"".join(clean.readline() for _ in range(200)))
+    env = {**os.environ, **ONE_THREAD_ENV}
+    done = subprocess.run([sys.executable, "-c", RUNNER, kind, str(src), str(out), str(ROOT), str(warmup)],
+                          capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"{kind} run failed:\n{done.stderr}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    size = src.stat().st_size
+    result["mb"] = size / 1024 / 1024
+    result["mbps"] = result["mb"] / result["seconds"]
+    result["rows_per_s"] = result["rows"] / result["seconds"]
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mb", type=float, default=100.0, help="input size in MB")
+    parser.add_argument("--bad-ratio", type=float, default=0.0, help="share of bad lines in the input")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--rss-large-mb", type=float, default=0.0,
+                        help="also run the project on an input this large (e.g. 1000) and compare peak RSS")
+    parser.add_argument("--skip-pandas", action="store_true", help="leave out the (slow) pandas baseline")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--workdir", help="keep inputs and outputs here")
+    args = parser.parse_args(argv)
+
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="elt-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    src, clean = workdir / "input.jsonl", workdir / "input.clean.jsonl"
+    (workdir / "warmup.jsonl").unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    lines, size = build_input(src, clean, args.mb, args.bad_ratio, args.seed)
+    log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr))
+    log(f"input: {lines} lines, {size / 1048576:.1f} MB, bad ratio {args.bad_ratio} "
+        f"(built in {time.perf_counter() - t0:.1f} s) in {workdir}")
+
+    results = {"arrow": run("arrow", clean, workdir), "project": run("project", src, workdir)}
+    if not args.skip_pandas:
+        results["pandas"] = run("pandas", clean, workdir)
+    report = {
+        "input_mb": round(size / 1048576, 1),
+        "input_lines": lines,
+        "bad_ratio": args.bad_ratio,
+        "arrow_mbps": round(results["arrow"]["mbps"], 1),
+        "project_mbps": round(results["project"]["mbps"], 1),
+        "pandas_mbps": round(results["pandas"]["mbps"], 1) if "pandas" in results else None,
+        "arrow_rows_per_s": round(results["arrow"]["rows_per_s"]),
+        "project_rows_per_s": round(results["project"]["rows_per_s"]),
+        "pandas_rows_per_s": round(results["pandas"]["rows_per_s"]) if "pandas" in results else None,
+        "ratio_vs_arrow": round(results["project"]["mbps"] / results["arrow"]["mbps"], 3),
+        "ratio_vs_pandas": (round(results["project"]["mbps"] / results["pandas"]["mbps"], 2)
+                            if "pandas" in results else None),
+        "arrow_peak_rss_mb": round(results["arrow"]["peak_rss_mb"]),
+        "project_peak_rss_mb": round(results["project"]["peak_rss_mb"]),
+        "pandas_peak_rss_mb": round(results["pandas"]["peak_rss_mb"]) if "pandas" in results else None,
+    }
+    if args.rss_large_mb:
+        large = workdir / "input.large.jsonl"
+        repeat_file(clean if args.bad_ratio else src, large, args.rss_large_mb)
+        base = run("project", clean, workdir) if args.bad_ratio else results["project"]
+        big = run("project", large, workdir)
+        large.unlink()
+        report.update({
+            "project_large_input_mb": round(big["mb"], 1),
+            "project_large_mbps": round(big["mbps"], 1),
+            "project_large_peak_rss_mb": round(big["peak_rss_mb"]),
+            "project_small_peak_rss_mb": round(base["peak_rss_mb"]),
+            "rss_ratio_large_vs_small": round(big["peak_rss_mb"] / base["peak_rss_mb"], 3),
+        })
+    if args.json:
+        print(json.dumps(report))
+    else:
+        width = max(len(k) for k in report)
+        for key, value in report.items():
+            print(f"{key:<{width}}  {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
