@@ -10,8 +10,11 @@ from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError, 
 
 from ops.errors import AccessDenied, NotConfigured, OpsError
 
-CLIENT_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 8}, max_pool_connections=64,
+# botocore does not retry: `with_retries` does (tenacity, jittered backoff), so that retries are
+# visible, counted once, and tested with injected throttling.
+CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 1}, max_pool_connections=64,
                        connect_timeout=10, read_timeout=60)
+RETRY_ATTEMPTS = 8
 
 
 @dataclass
@@ -91,3 +94,20 @@ def translate(exc: BaseException, *, action: str, resource: str) -> OpsError:
     if code == "ResourceNotFoundException":
         return OpsError(f"{resource} does not exist (check the name and --region)")
     return OpsError(f"{action} on {resource} failed: {exc}")
+
+
+def with_retries(fn, *, action: str, resource: str, attempts: int = RETRY_ATTEMPTS, max_wait: float = 10.0):
+    """Call fn() retrying throttling and 5xx with jittered exponential backoff; other AWS errors
+    become an OpsError naming `action` (the IAM permission) and `resource`."""
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+    retrying = Retrying(retry=retry_if_exception(is_retryable), wait=wait_random_exponential(multiplier=0.05, max=max_wait),
+                        stop=stop_after_attempt(attempts), reraise=True)
+    try:
+        return retrying(fn)
+    except (ClientError, NoCredentialsError) as exc:
+        raise translate(exc, action=action, resource=resource) from exc
+    except Exception as exc:
+        if is_retryable(exc):
+            raise OpsError(f"{action} on {resource} failed after {attempts} attempts: {exc}") from exc
+        raise

@@ -37,6 +37,11 @@ class DemoReport:
     poison_error: str | None
     duplicate_upload_key: str
     duplicate_left_silver_unchanged: bool
+    replay_copy_objects: int
+    replay_sqs_objects: int
+    rows_silver_after_replays: int
+    replays_left_silver_unchanged: bool
+    silver_objects_rewritten_by_replays: int
     seconds: float
     problems: list[str] = field(default_factory=list)
     lambda_log: str = ""
@@ -91,6 +96,30 @@ def run_demo(*, workdir: str | None = None, on_progress: Callable[[str], None] =
         second = summarize(s3, bucket=silver)
         dup_unchanged = before == after and second.silver_rows == first.silver_rows
 
+        # Replays: one day by server-side copy (the S3 -> ingest path runs again), one straight to SQS.
+        from ops.listing import list_window
+        from ops.replay import replay_copy, replay_sqs, replay_stamp
+        from ops.timewindow import make_window
+
+        replay_started = dt.datetime.now(dt.UTC).replace(microsecond=0)  # LastModified has second precision
+        time.sleep(1.0)
+        day1 = make_window(start=str(DAYS[0]), end=str(DAYS[1]), since=None)
+        copied = list_window(s3, bucket=bronze, prefix="bronze/", window=day1, by="partition").objects
+        copy_report = replay_copy(s3, objects=copied, bucket=bronze, dest_prefix=f"bronze/replay/{replay_stamp()}")
+        day2 = make_window(start=str(DAYS[1]), end=str(DAYS[1] + dt.timedelta(days=1)), since=None)
+        sent = list_window(s3, bucket=bronze, prefix="bronze/shipments/", window=day2, by="partition").objects
+        sqs_report = replay_sqs(aws.client("sqs"), objects=sent, bucket=bronze, queue_url=aws.provisioned.queue_url)
+        step(f"replayed {copy_report.done} object(s) of {DAYS[0]} by copy and {sqs_report.done} of {DAYS[1]} "
+             "(shipments) straight to SQS")
+        aws.wait_idle(timeout=60)
+        third = summarize(s3, bucket=silver)
+        rewritten = sum(1 for page in s3.get_paginator("list_objects_v2").paginate(Bucket=silver, Prefix="silver/")
+                        for o in page.get("Contents", []) if o["LastModified"] > replay_started)
+        replays_unchanged = (third.silver_rows, third.silver_objects, third.quarantine_rows) == (
+            second.silver_rows, second.silver_objects, second.quarantine_rows)
+        step(f"after the replays: {third.silver_rows} rows in {third.silver_objects} silver objects "
+             f"({'unchanged' if replays_unchanged else 'CHANGED'}); {rewritten} silver object(s) rewritten")
+
         sqs = aws.client("sqs")
         dlq_depth = aws.queue_depth(aws.provisioned.dlq_url)
         peek = sqs.receive_message(QueueUrl=aws.provisioned.dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=0)
@@ -110,11 +139,20 @@ def run_demo(*, workdir: str | None = None, on_progress: Callable[[str], None] =
         problems.append(f"the unreadable object {POISON_KEY} is not in the DLQ")
     if not dup_unchanged:
         problems.append("the duplicate upload changed silver")
+    if not replays_unchanged:
+        problems.append(f"replays changed silver: {second.silver_rows} rows before, {third.silver_rows} after")
+    if copy_report.failed or sqs_report.failed or not copy_report.done or not sqs_report.done:
+        problems.append("a replay did not complete")
+    if rewritten != copy_report.done + sqs_report.done:
+        problems.append(f"{rewritten} silver objects were rewritten by the replays, expected "
+                        f"{copy_report.done + sqs_report.done}")
     return DemoReport(
         ok=not problems, objects=len(uploads), rows_generated=generated, rows_good_generated=good,
         rows_silver=second.silver_rows, rows_quarantined=second.quarantine_rows,
         silver_objects=second.silver_objects, dlq_messages=dlq_depth, poison_in_dlq=poison_in_dlq,
         poison_status=poison_status, poison_error=poison_error, duplicate_upload_key=dup_key,
-        duplicate_left_silver_unchanged=dup_unchanged, seconds=round(time.monotonic() - started, 2),
+        duplicate_left_silver_unchanged=dup_unchanged, replay_copy_objects=copy_report.done,
+        replay_sqs_objects=sqs_report.done, rows_silver_after_replays=third.silver_rows,
+        replays_left_silver_unchanged=replays_unchanged, silver_objects_rewritten_by_replays=rewritten, seconds=round(time.monotonic() - started, 2),
         problems=problems, lambda_log=log_path, steps=steps,
     )

@@ -92,6 +92,27 @@ class Pipeline:
         self.ingest_app.handler(self.s3_event(key, etag, len(body)))
         return self.transform_app.handler(self.sqs_event(self.receive_all()))
 
+    def pump(self, rounds: int = 50) -> int:
+        """Play Lambda: S3 notifications -> ingest, events queue -> transform, until both are empty."""
+        handled = 0
+        for _ in range(rounds):
+            notes = self.receive_all(self.provisioned.notification_queue_url)
+            for note in notes:
+                self.ingest_app.handler(json.loads(note["Body"]))
+                self.sqs.delete_message(QueueUrl=self.provisioned.notification_queue_url,
+                                        ReceiptHandle=note["ReceiptHandle"])
+            units = self.receive_all()
+            if units:
+                result = self.transform_app.handler(self.sqs_event(units))
+                failed = {f["itemIdentifier"] for f in result["batchItemFailures"]}
+                for unit in units:
+                    if unit["MessageId"] not in failed:
+                        self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=unit["ReceiptHandle"])
+            handled += len(notes) + len(units)
+            if not notes and not units:
+                return handled
+        raise AssertionError("queues did not drain")
+
     def close(self):
         self.ingest_app.reset()
         self.transform_app.reset()

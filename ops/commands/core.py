@@ -19,9 +19,10 @@ def demo(ctx, workdir):
     """Run the whole pipeline and its repairs on the embedded AWS, then check the numbers.
 
     Generates events (2 types x 2 days, with bad lines and one unreadable object), uploads them to
-    bronze, waits until the queues drain, re-uploads one object unchanged, and prints a summary.
-    Exits 0 only when silver + quarantine rows equal the rows generated and the unreadable object
-    is in the DLQ.
+    bronze, waits until the queues drain, re-uploads one object unchanged, replays one day by copy
+    and one straight to SQS, and prints a summary. Exits 0 only when silver + quarantine rows equal
+    the rows generated, duplicates and replays left silver unchanged, and the unreadable object is
+    in the DLQ.
 
     \b
     Example:
@@ -44,6 +45,8 @@ def _demo_text(r) -> str:
         f"rows quarantined      {r.rows_quarantined}",
         f"DLQ messages          {r.dlq_messages} (unreadable object there: {'yes' if r.poison_in_dlq else 'NO'})",
         f"duplicate upload      {'no new rows' if r.duplicate_left_silver_unchanged else 'CHANGED SILVER'}",
+        f"replays               {r.replay_copy_objects} by copy, {r.replay_sqs_objects} by SQS: "
+        f"{'silver unchanged' if r.replays_left_silver_unchanged else 'SILVER CHANGED'} ({r.rows_silver_after_replays} rows)",
         f"seconds               {r.seconds}",
         "result                " + ("OK: silver + quarantine = generated" if r.ok else "FAILED"),
     ])

@@ -18,6 +18,8 @@ def test_eltops_demo_json_reports_exact_row_accounting():
     assert report["poison_in_dlq"] and report["poison_status"] == "FAILED"
     assert report["duplicate_left_silver_unchanged"]
     assert report["objects"] >= 9 and report["rows_quarantined"] > 0
+    assert report["replays_left_silver_unchanged"] and report["rows_silver_after_replays"] == report["rows_silver"]
+    assert report["silver_objects_rewritten_by_replays"] == report["replay_copy_objects"] + report["replay_sqs_objects"]
 
 
 def test_local_up_prints_exports_then_serves_any_clients_upload_until_sigterm(local_aws, tmp_path):

@@ -1,0 +1,241 @@
+"""eltops ls, replay copy, replay sqs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import click
+
+from ops.cli import cli, common_options, info, progress_bar, render, settings
+from ops.errors import PartialFailure, UsageError
+
+
+def window_options(f: Callable) -> Callable:
+    options = [
+        click.option("--bucket", envvar="ELT_BRONZE_BUCKET", required=True,
+                     help="Bronze bucket [env ELT_BRONZE_BUCKET]."),
+        click.option("--prefix", default="bronze/", show_default=True, help="Key prefix to list under."),
+        click.option("--start", help="Window start (inclusive): ISO-8601 (naive = UTC) or relative (6h, 2d)."),
+        click.option("--end", help="Window end (exclusive); default now."),
+        click.option("--since", help="Shorthand for --start <now - D> --end now, e.g. --since 6h."),
+        click.option("--by", type=click.Choice(["modified", "partition"]), default="modified", show_default=True,
+                     help="modified: LastModified in the window; partition: the dt= days the window overlaps."),
+        click.option("--list-concurrency", type=click.IntRange(1, 64), default=8, show_default=True,
+                     help="Partitions listed in parallel (--by partition)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def run_options(f: Callable) -> Callable:
+    options = [
+        click.option("--concurrency", type=click.IntRange(1, 256), default=16, show_default=True,
+                     help="Requests in flight."),
+        click.option("--max-rps", type=click.FloatRange(min=0.1), help="At most this many objects per second."),
+        click.option("--checkpoint", type=click.Path(dir_okay=False),
+                     help="Resume file (default: one per command and window under the state directory)."),
+        click.option("--report", "report_path", type=click.Path(dir_okay=False),
+                     help="Append one JSON line per object (key, action, result) here."),
+        click.option("--dry-run", is_flag=True, help="Print the plan; change nothing."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _listing(ctx, bucket, prefix, start, end, since, by, list_concurrency, window=None):
+    from ops.listing import list_window
+    from ops.timewindow import make_window
+
+    window = window or make_window(start=start, end=end, since=since)
+    s3 = settings(ctx).aws().client("s3")
+    return list_window(s3, bucket=bucket, prefix=prefix, window=window, by=by, concurrency=list_concurrency)
+
+
+@cli.command("ls")
+@common_options
+@window_options
+@click.option("--manifest-out", type=click.Path(dir_okay=False),
+              help="Also write an S3 Batch Operations CSV manifest (bucket, URL-encoded key).")
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
+              help="Keys printed in text mode (0: all); --json always lists all.")
+@click.pass_context
+def ls_command(ctx, bucket, prefix, start, end, since, by, list_concurrency, manifest_out, limit):
+    """List the objects of a time window (half-open: start <= t < end).
+
+    \b
+    Example:
+      eltops ls --bucket $ELT_BRONZE_BUCKET --prefix bronze/orders/ --since 6h
+      eltops ls --start 2025-01-01 --end 2025-01-03 --by partition --manifest-out m.csv
+    """
+    from ops.listing import write_manifest
+
+    listing = _listing(ctx, bucket, prefix, start, end, since, by, list_concurrency)
+    if manifest_out:
+        write_manifest(listing, manifest_out)
+        info(ctx, f"manifest: {manifest_out} ({len(listing.objects)} rows, format S3BatchOperations_CSV_20180820)")
+    result = {**listing.summary(), "keys": [
+        {"key": o.key, "size": o.size, "etag": o.etag, "last_modified": o.last_modified} for o in listing.objects]}
+
+    def text(r):
+        shown = listing.objects if limit == 0 else listing.objects[:limit]
+        lines = [f"{o.last_modified:%Y-%m-%dT%H:%M:%SZ}  {o.size:>12}  {o.key}" for o in shown]
+        if len(shown) < len(listing.objects):
+            lines.append(f"… {len(listing.objects) - len(shown)} more (--limit 0 shows all)")
+        lines.append(f"{r['objects']} objects, {r['bytes']} bytes in {listing.window.describe()} (by {by})")
+        return "\n".join(lines)
+
+    render(ctx, result, text)
+
+
+@cli.group()
+def replay():
+    """Send a time window of bronze objects through the pipeline again."""
+
+
+def _checkpoint(command: str, identity: dict, path: str | None, dry_run: bool):
+    from ops.state import Checkpoint, default_checkpoint
+
+    if dry_run:
+        return None
+    return Checkpoint(path or default_checkpoint(command, identity), identity)
+
+
+def _resolved_window(checkpoint, start, end, since):
+    """A resumed run reuses the window its first run resolved (a relative --since must not move)."""
+    import datetime as dt
+
+    from ops.timewindow import Window, make_window
+
+    window = make_window(start=start, end=end, since=since)
+    if checkpoint is None:
+        return window
+    stored = checkpoint.value("window", lambda: [window.start.isoformat(), window.end.isoformat()])
+    return Window(start=dt.datetime.fromisoformat(stored[0]), end=dt.datetime.fromisoformat(stored[1]))
+
+
+def _finish(ctx, report, text):
+    render(ctx, report, text)
+    if report.interrupted:
+        info(ctx, f"interrupted: checkpoint saved to {report.checkpoint}; run the same command again to resume")
+        ctx.exit(130)
+    if report.failed:
+        raise PartialFailure(f"{len(report.failed)} of {report.planned} object(s) failed; see the report above"
+                             + (f" and {report.report}" if report.report else ""))
+
+
+def _progress(ctx, total: int, desc: str):
+    bar = progress_bar(ctx, total=total, desc=desc, unit="obj")
+    if bar is None:
+        return None, None
+    last = {"done": 0, "bytes": 0}
+
+    def update(p):
+        bar.update(p.done - last["done"])
+        last["done"] = p.done
+        bar.set_postfix_str(f"{p.bytes / 1048576:.1f} MiB")
+
+    return update, bar
+
+
+def _run_replay(ctx, command: str, identity: dict, options: dict, run) -> None:
+    """Shared by both replay commands: checkpoint, frozen window, listing, progress, rendering.
+    `run(listing, checkpoint, on_progress)` calls the library function."""
+    cp = _checkpoint(command, identity, options["checkpoint"], options["dry_run"])
+    window = _resolved_window(cp, options["start"], options["end"], options["since"])
+    listing = _listing(ctx, options["bucket"], options["prefix"], None, None, None, options["by"],
+                       options["list_concurrency"], window=window)
+    if cp and cp.resumed:
+        info(ctx, f"resuming from {cp.path}: {len(cp.done)} object(s) already done")
+    on_progress, bar = _progress(ctx, len(listing.objects), command.split()[-1])
+    try:
+        report = run(listing, cp, on_progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    _finish(ctx, report, _replay_text)
+
+
+def _replay_text(r) -> str:
+    verb = "would replay" if r.dry_run else "replayed"
+    lines = [f"{verb} {r.planned - r.already_done} object(s), {r.bytes} bytes -> {r.target}"]
+    if r.already_done:
+        lines.append(f"{r.already_done} already done (checkpoint {r.checkpoint})")
+    if r.first_keys:
+        lines.append("first: " + ", ".join(r.first_keys))
+    if r.skipped:
+        lines.append(f"skipped {len(r.skipped)} key(s) that are not bronze keys, e.g. {r.skipped[0]}")
+    if not r.dry_run:
+        lines.append(f"done {r.done}, failed {len(r.failed)} in {r.seconds} s")
+    return "\n".join(lines)
+
+
+@replay.command("copy")
+@common_options
+@window_options
+@click.option("--dest-prefix", help="Where copies go (default bronze/replay/<UTC stamp>); must be under bronze/.")
+@run_options
+@click.pass_context
+def replay_copy_command(ctx, bucket, prefix, start, end, since, by, list_concurrency, dest_prefix, concurrency,
+                        max_rps, checkpoint, report_path, dry_run):
+    """Replay a window by server-side copy, so the normal S3 -> ingest path runs again.
+
+    Copies go to <dest-prefix>/<part after bronze/>; silver keys ignore the replay prefix, so silver
+    objects are overwritten, not duplicated. A lifecycle rule expires bronze/replay/.
+
+    \b
+    Example:
+      eltops replay copy --bucket $ELT_BRONZE_BUCKET --prefix bronze/orders/ \\
+        --start 2025-01-01 --end 2025-01-02 --by partition --dry-run
+    """
+    from ops.replay import replay_copy, replay_stamp
+
+    if dest_prefix and not dest_prefix.startswith("bronze/"):
+        raise UsageError(f"--dest-prefix {dest_prefix!r} is outside bronze/: ingest would skip the copies; "
+                         "use e.g. bronze/replay/<stamp>")
+    options = dict(locals())
+    identity = {"command": "replay copy", "bucket": bucket, "prefix": prefix, "start": start, "end": end,
+                "since": since, "by": by, "dest_prefix": dest_prefix}
+
+    def run(listing, cp, on_progress):
+        # A generated destination is fixed by the first run, so a resumed run copies to the same place.
+        dest = dest_prefix or (cp.value("dest_prefix", lambda: f"bronze/replay/{replay_stamp()}") if cp
+                               else f"bronze/replay/{replay_stamp()}")
+        return replay_copy(settings(ctx).aws().client("s3"), objects=listing.objects, bucket=bucket,
+                           dest_prefix=dest, concurrency=concurrency, max_rps=max_rps, dry_run=dry_run,
+                           checkpoint=cp, report_path=report_path, on_progress=on_progress)
+
+    _run_replay(ctx, "replay copy", identity, options, run)
+
+
+@replay.command("sqs")
+@common_options
+@window_options
+@click.option("--queue-url", envvar="ELT_QUEUE_URL", required=True, help="Events queue [env ELT_QUEUE_URL].")
+@run_options
+@click.pass_context
+def replay_sqs_command(ctx, bucket, prefix, start, end, since, by, list_concurrency, queue_url, concurrency,
+                       max_rps, checkpoint, report_path, dry_run):
+    """Replay a window straight into SQS: one work unit per object, no copy, no body read.
+
+    For accounts where copying in bronze is not allowed. Bodies equal what ingest sends for the
+    same object (origin replay-sqs); SendMessageBatch of 10, only failed entries retried.
+
+    \b
+    Example:
+      eltops replay sqs --bucket $ELT_BRONZE_BUCKET --queue-url $ELT_QUEUE_URL --since 6h --max-rps 50
+    """
+    from ops.replay import replay_sqs
+
+    options = dict(locals())
+    identity = {"command": "replay sqs", "bucket": bucket, "prefix": prefix, "start": start, "end": end,
+                "since": since, "by": by, "queue_url": queue_url}
+
+    def run(listing, cp, on_progress):
+        # Each request carries 10 messages: half the copy concurrency keeps the same load.
+        return replay_sqs(settings(ctx).aws().client("sqs"), objects=listing.objects, bucket=bucket,
+                          queue_url=queue_url, concurrency=max(1, concurrency // 2), max_rps=max_rps,
+                          dry_run=dry_run, checkpoint=cp, report_path=report_path, on_progress=on_progress)
+
+    _run_replay(ctx, "replay sqs", identity, options, run)

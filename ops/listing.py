@@ -1,0 +1,181 @@
+"""Time-windowed S3 listing.
+
+- `modified`: every object under the prefix whose LastModified is in [start, end).
+- `partition`: only the `dt=YYYY-MM-DD` partitions whose day overlaps the window, found with
+  delimiter listings that start at the window's first day (StartAfter) and stop after its last,
+  then listed in parallel. API calls grow with the partitions and objects in the window, not with
+  the whole prefix. A partition is a whole day: every object in it is listed.
+
+Copies under `bronze/replay/` are left out unless the prefix itself is inside `bronze/replay/`:
+they are replays of originals that are listed already.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+from ops.aws import with_retries
+from ops.errors import UsageError
+from ops.timewindow import Window, as_utc
+
+REPLAY_PREFIX = "bronze/replay/"
+MAX_DEPTH = 6
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    last_modified: dt.datetime
+
+
+@dataclass
+class Listing:
+    bucket: str
+    prefix: str
+    by: str
+    window: Window
+    objects: list[ObjectInfo]
+    partitions: list[str] = field(default_factory=list)
+    skipped_replay_copies: int = 0
+
+    @property
+    def bytes(self) -> int:
+        return sum(o.size for o in self.objects)
+
+    def summary(self) -> dict:
+        return {"bucket": self.bucket, "prefix": self.prefix, "by": self.by,
+                "start": self.window.start.isoformat(), "end": self.window.end.isoformat(),
+                "objects": len(self.objects), "bytes": self.bytes, "partitions": self.partitions,
+                "skipped_replay_copies": self.skipped_replay_copies}
+
+
+def _info(bucket: str, obj: dict) -> ObjectInfo:
+    return ObjectInfo(bucket=bucket, key=obj["Key"], size=int(obj["Size"]), etag=obj["ETag"].strip('"'),
+                      last_modified=as_utc(obj["LastModified"]))
+
+
+def _pages(s3, bucket: str, **kwargs):
+    token = None
+    while True:
+        call = dict(Bucket=bucket, **kwargs)
+        if token:
+            call["ContinuationToken"] = token
+        page = with_retries(lambda c=call: s3.list_objects_v2(**c), action="s3:ListBucket",
+                            resource=f"s3://{bucket}/{kwargs.get('Prefix', '')}")
+        yield page
+        token = page.get("NextContinuationToken")
+        if not page.get("IsTruncated") or not token:
+            return
+
+
+def _keep_replay(prefix: str) -> bool:
+    return prefix.startswith(REPLAY_PREFIX)
+
+
+def list_window(s3, *, bucket: str, prefix: str, window: Window, by: str = "modified", concurrency: int = 8,
+                on_progress: Callable[[int], None] | None = None) -> Listing:
+    """List the objects of one time window, sorted by key."""
+    if by not in ("modified", "partition"):
+        raise UsageError(f"--by {by!r} is not modified or partition")
+    keep_replay = _keep_replay(prefix)
+    skipped = 0
+    objects: list[ObjectInfo] = []
+    partitions: list[str] = []
+    if by == "modified":
+        for page in _pages(s3, bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                if not keep_replay and obj["Key"].startswith(REPLAY_PREFIX):
+                    skipped += 1
+                    continue
+                info = _info(bucket, obj)
+                if info.last_modified in window:
+                    objects.append(info)
+            if on_progress:
+                on_progress(len(objects))
+    else:
+        partitions = find_partitions(s3, bucket=bucket, prefix=prefix, window=window)
+
+        def list_partition(partition: str) -> list[ObjectInfo]:
+            return [_info(bucket, o) for page in _pages(s3, bucket, Prefix=partition) for o in page.get("Contents", [])]
+
+        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+            for found in pool.map(list_partition, partitions):
+                objects.extend(found)
+                if on_progress:
+                    on_progress(len(objects))
+    objects.sort(key=lambda o: o.key)
+    return Listing(bucket=bucket, prefix=prefix, by=by, window=window, objects=objects, partitions=partitions,
+                   skipped_replay_copies=skipped)
+
+
+def _partition_day(prefix: str) -> dt.date | None:
+    last = prefix.rstrip("/").rsplit("/", 1)[-1]
+    if not last.startswith("dt="):
+        return None
+    try:
+        return dt.date.fromisoformat(last[3:])
+    except ValueError:
+        return None
+
+
+def find_partitions(s3, *, bucket: str, prefix: str, window: Window) -> list[str]:
+    """The `…/dt=YYYY-MM-DD/` prefixes under `prefix` whose day overlaps the window."""
+    days = window.days()
+    first, last = days[0], days[-1]
+    keep_replay = _keep_replay(prefix)
+    found: list[str] = []
+    day = _partition_day(prefix) if prefix.endswith("/") else None
+    if day is not None:
+        return [prefix] if first <= day <= last else []
+
+    def walk(node: str, depth: int) -> None:
+        if depth > MAX_DEPTH:
+            return
+        # Partitions right under this node, from the window's first day on: a range listing.
+        in_range = []
+        for page in _pages(s3, bucket, Prefix=f"{node}dt=", Delimiter="/", StartAfter=f"{node}dt={first.isoformat()}"):
+            stop = False
+            for common in page.get("CommonPrefixes", []):
+                day = _partition_day(common["Prefix"])
+                if day is None:
+                    continue
+                if day > last:
+                    stop = True
+                    break
+                if day >= first:
+                    in_range.append(common["Prefix"])
+            if stop:
+                break
+        if in_range:
+            found.extend(in_range)
+            return
+        # Nothing in range here: either a partition level without the window, or a level above.
+        children = [c["Prefix"] for page in _pages(s3, bucket, Prefix=node, Delimiter="/")
+                    for c in page.get("CommonPrefixes", [])]
+        if any(_partition_day(c) is not None for c in children):
+            return
+        for child in children:
+            if not keep_replay and child.startswith(REPLAY_PREFIX):
+                continue
+            walk(child, depth + 1)
+
+    # A partition search walks folders: "bronze/orders" means "bronze/orders/".
+    walk(prefix if prefix.endswith("/") or not prefix else prefix + "/", 0)
+    return sorted(found)
+
+
+def write_manifest(listing: Listing, path: str) -> int:
+    """An S3 Batch Operations manifest (format S3BatchOperations_CSV_20180820): bucket, URL-encoded key."""
+    with open(path, "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        for obj in listing.objects:
+            writer.writerow([obj.bucket, quote(obj.key, safe="/")])
+    return len(listing.objects)

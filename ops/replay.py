@@ -1,0 +1,302 @@
+"""Replays: send a time window of bronze objects through the pipeline again.
+
+- `replay_copy`: server-side CopyObject of each object to `<dest_prefix>/<part after bronze/>`, so
+  the normal S3 -> ingest path runs again (objects over 5 GB use multipart copy). The laptop never
+  moves the data.
+- `replay_sqs`: the v1 work unit of each object (built by lambdas.shared from listing data, origin
+  `replay-sqs`) sent straight to the events queue with SendMessageBatch; no object body is read.
+
+Both run a bounded pool, honour a rate limit, write a checkpoint as work completes (a rerun
+resumes without redoing finished work), append one report line per object, and stop cleanly on
+Ctrl-C with the checkpoint saved. Failures are collected, not raised: the report lists them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from boto3.s3.transfer import TransferConfig
+
+from lambdas.shared import work_unit
+from lambdas.shared.keys import InvalidKey, parse_bronze_key, replay_key
+from ops.aws import is_retryable, with_retries
+from ops.errors import AccessDenied, OpsError
+from ops.listing import ObjectInfo
+from ops.ratelimit import RateLimiter
+from ops.state import Checkpoint, Report
+
+COPY_OBJECT_LIMIT = 5 * 1024**3  # CopyObject copies at most 5 GB; above that, multipart copy
+SQS_BATCH = 10
+SEND_ATTEMPTS = 8
+
+
+@dataclass
+class ReplayReport:
+    command: str
+    bucket: str
+    target: str  # destination prefix or queue URL
+    planned: int
+    bytes: int
+    done: int = 0
+    already_done: int = 0
+    skipped: list[dict] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)
+    dry_run: bool = False
+    interrupted: bool = False
+    checkpoint: str | None = None
+    report: str | None = None
+    first_keys: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.interrupted
+
+
+@dataclass
+class Progress:
+    """What on_progress receives after each finished item."""
+
+    done: int
+    total: int
+    bytes: int
+
+
+def replay_stamp(now: dt.datetime | None = None) -> str:
+    return (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _pool(items: list, work: Callable[[list], list[tuple[str, str, str]]], *, concurrency: int,
+          checkpoint: Checkpoint | None, report_file: Report, action: str, result: ReplayReport,
+          on_progress: Callable[[Progress], None] | None, sizes: dict[str, int]) -> None:
+    """Run `work` over groups of items with at most `concurrency` groups in flight; record each
+    item's (key, outcome, detail). Ctrl-C cancels what has not started and saves the checkpoint."""
+    lock = threading.Lock()
+    counted_bytes = 0
+
+    def finish(outcomes: list[tuple[str, str, str]]) -> None:
+        nonlocal counted_bytes
+        ok_keys = []
+        with lock:
+            for key, outcome, detail in outcomes:
+                if outcome == "ok":
+                    result.done += 1
+                    counted_bytes += sizes.get(key, 0)
+                    ok_keys.append(key)
+                else:
+                    result.failed.append({"key": key, "error": detail})
+                report_file.write(key=key, action=action, result=outcome, detail=detail)
+        if checkpoint is not None and ok_keys:
+            checkpoint.mark(ok_keys)
+        if on_progress:
+            on_progress(Progress(done=result.done + len(result.failed), total=result.planned - result.already_done,
+                                 bytes=counted_bytes))
+
+    def drain(futures) -> None:
+        """Record every finished future, then re-raise the first failure among them."""
+        first = None
+        for future in futures:
+            if future.cancelled():
+                continue
+            error = future.exception()
+            if error is None:
+                finish(future.result())
+            elif first is None:
+                first = error
+        if first is not None:
+            raise first
+
+    in_flight: set[Future] = set()
+    pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix=action)
+    try:
+        for group in items:
+            while len(in_flight) >= 2 * concurrency:
+                finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                in_flight -= finished
+                drain(finished)
+            in_flight.add(pool.submit(work, group))
+        while in_flight:
+            finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            in_flight -= finished
+            drain(finished)
+    except BaseException as exc:
+        # Ctrl-C (or a fatal error such as AccessDenied): cancel what has not started, let what is
+        # running finish, and record it, so the checkpoint holds every finished object.
+        result.interrupted = isinstance(exc, KeyboardInterrupt)
+        for future in in_flight:
+            future.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+        try:
+            drain(in_flight)
+        except BaseException:  # noqa: S110 - the first error is the one being raised
+            pass
+        if not result.interrupted:
+            raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if checkpoint is not None:
+            checkpoint.save()
+
+
+def _plan(objects: Iterable[ObjectInfo], checkpoint: Checkpoint | None, result: ReplayReport,
+          report_file: Report, action: str) -> list[ObjectInfo]:
+    todo = []
+    for obj in objects:
+        try:
+            parse_bronze_key(obj.key)
+        except InvalidKey as exc:
+            result.skipped.append({"key": obj.key, "reason": exc.reason})
+            report_file.write(key=obj.key, action=action, result="skipped", detail=exc.reason)
+            continue
+        if checkpoint is not None and obj.key in checkpoint:
+            result.already_done += 1
+            continue
+        todo.append(obj)
+    return todo
+
+
+def _begin(command: str, *, objects, bucket: str, target: str, dry_run: bool, checkpoint, report_path,
+           action: str) -> tuple[ReplayReport, Report, list[ObjectInfo]]:
+    """The report, the audit file and the objects still to do (after the checkpoint)."""
+    result = ReplayReport(command=command, bucket=bucket, target=target, planned=len(objects),
+                          bytes=sum(o.size for o in objects), dry_run=dry_run,
+                          checkpoint=str(checkpoint.path) if checkpoint else None, report=report_path)
+    report_file = Report(None if dry_run else report_path)
+    todo = _plan(objects, checkpoint, result, report_file, action)
+    result.bytes = sum(o.size for o in todo)
+    return result, report_file, todo
+
+
+def replay_copy(s3, *, objects: list[ObjectInfo], bucket: str, dest_prefix: str, concurrency: int = 16,
+                max_rps: float | None = None, dry_run: bool = False, checkpoint: Checkpoint | None = None,
+                report_path: str | None = None, on_progress: Callable[[Progress], None] | None = None,
+                multipart_threshold: int = COPY_OBJECT_LIMIT) -> ReplayReport:
+    """Copy each object to `<dest_prefix>/<part after bronze/>` in the same bucket, server-side."""
+    started = time.monotonic()
+    result, report_file, todo = _begin("replay copy", objects=objects, bucket=bucket, target=dest_prefix,
+                                       dry_run=dry_run, checkpoint=checkpoint, report_path=report_path, action="copy")
+    try:
+        result.first_keys = [replay_key(o.key, dest_prefix) for o in todo[:5]]
+        if dry_run:
+            return result
+        limiter = RateLimiter(max_rps)
+        transfer = TransferConfig(multipart_threshold=multipart_threshold, multipart_chunksize=512 * 1024**2,
+                                  max_concurrency=4)
+
+        def copy(group: list[ObjectInfo]) -> list[tuple[str, str, str]]:
+            obj = group[0]
+            dest = replay_key(obj.key, dest_prefix)
+            source = {"Bucket": bucket, "Key": obj.key}
+            limiter.acquire()
+            try:
+                if obj.size >= multipart_threshold:
+                    with_retries(lambda: s3.copy(source, bucket, dest, Config=transfer),
+                                 action="s3:GetObject on the source and s3:PutObject on the destination",
+                                 resource=f"s3://{bucket}/{obj.key}")
+                else:
+                    with_retries(lambda: s3.copy_object(Bucket=bucket, Key=dest, CopySource=source),
+                                 action="s3:GetObject on the source and s3:PutObject on the destination",
+                                 resource=f"s3://{bucket}/{obj.key}")
+            except AccessDenied:
+                raise
+            except OpsError as exc:
+                return [(obj.key, "failed", str(exc))]
+            return [(obj.key, "ok", dest)]
+
+        _pool([[o] for o in todo], _stop_on_denied(copy), concurrency=concurrency, checkpoint=checkpoint,
+              report_file=report_file, action="copy", result=result, on_progress=on_progress,
+              sizes={o.key: o.size for o in todo})
+        return result
+    finally:
+        report_file.close()
+        result.seconds = round(time.monotonic() - started, 3)
+
+
+def replay_sqs(sqs, *, objects: list[ObjectInfo], bucket: str, queue_url: str, concurrency: int = 8,
+               max_rps: float | None = None, dry_run: bool = False, checkpoint: Checkpoint | None = None,
+               report_path: str | None = None, on_progress: Callable[[Progress], None] | None = None,
+               now: Callable[[], dt.datetime] | None = None) -> ReplayReport:
+    """Send each object's work unit (origin replay-sqs) to the queue in batches of 10."""
+    started = time.monotonic()
+    result, report_file, todo = _begin("replay sqs", objects=objects, bucket=bucket, target=queue_url,
+                                       dry_run=dry_run, checkpoint=checkpoint, report_path=report_path, action="send")
+    try:
+        result.first_keys = [o.key for o in todo[:5]]
+        if dry_run:
+            return result
+        limiter = RateLimiter(max_rps)
+        groups = [todo[i:i + SQS_BATCH] for i in range(0, len(todo), SQS_BATCH)]
+
+        def send(group: list[ObjectInfo]) -> list[tuple[str, str, str]]:
+            moment = now() if now else None
+            units = {str(i): work_unit.build(bucket=obj.bucket, key=obj.key, etag=obj.etag, size=obj.size,
+                                             origin="replay-sqs", now=moment) for i, obj in enumerate(group)}
+            return send_units(sqs, queue_url=queue_url, units=units, limiter=limiter)
+
+        _pool(groups, _stop_on_denied(send), concurrency=concurrency, checkpoint=checkpoint, report_file=report_file,
+              action="send", result=result, on_progress=on_progress, sizes={o.key: o.size for o in todo})
+        return result
+    finally:
+        report_file.close()
+        result.seconds = round(time.monotonic() - started, 3)
+
+
+def send_units(sqs, *, queue_url: str, units: dict[str, work_unit.WorkUnit], limiter: RateLimiter,
+               attempts: int = SEND_ATTEMPTS, sleep: Callable[[float], None] = time.sleep) -> list[tuple[str, str, str]]:
+    """One SendMessageBatch of up to 10 work units; only the failed entries are retried (jittered
+    backoff). Returns (key, "ok"|"failed", message id or error) per unit."""
+    pending = dict(units)
+    outcomes: list[tuple[str, str, str]] = []
+    last_error = {}
+    for attempt in range(attempts):
+        if not pending:
+            break
+        if attempt:
+            sleep(random.uniform(0, min(10.0, 0.05 * 2**attempt)))
+        limiter.acquire(len(pending))
+        entries = [{"Id": i, "MessageBody": u.body(), "MessageAttributes": u.message_attributes()}
+                   for i, u in pending.items()]
+        try:
+            response = with_retries(lambda e=entries: sqs.send_message_batch(QueueUrl=queue_url, Entries=e),
+                                    action="sqs:SendMessage", resource=queue_url)
+        except AccessDenied:
+            raise
+        except OpsError as exc:
+            last_error = {i: str(exc) for i in pending}
+            continue
+        for ok in response.get("Successful", []):
+            unit = pending.pop(ok["Id"])
+            outcomes.append((unit.key, "ok", ok["MessageId"]))
+        for bad in response.get("Failed", []):
+            last_error[bad["Id"]] = f"{bad.get('Code')}: {bad.get('Message')}"
+            if bad.get("SenderFault"):  # will not succeed on retry
+                unit = pending.pop(bad["Id"])
+                outcomes.append((unit.key, "failed", last_error[bad["Id"]]))
+    for i, unit in pending.items():
+        outcomes.append((unit.key, "failed", last_error.get(i, "not sent")))
+    return outcomes
+
+
+def _stop_on_denied(work):
+    """AccessDenied fails every object alike: stop the run and say which permission is missing."""
+    denied: list[AccessDenied] = []
+
+    def guarded(group):
+        if denied:
+            return [(o.key, "failed", str(denied[0])) for o in group]
+        try:
+            return work(group)
+        except AccessDenied as exc:
+            denied.append(exc)
+            raise
+
+    return guarded
+
+
+__all__ = ["replay_copy", "replay_sqs", "send_units", "ReplayReport", "Progress", "replay_stamp", "is_retryable"]

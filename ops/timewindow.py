@@ -1,0 +1,84 @@
+"""Time windows for listing and replay: ISO-8601 (python-dateutil; naive means UTC) or relative
+(`6h`, `90m`, `2d`, `1w`, `now`). Windows are half-open: start <= t < end."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+from dateutil import parser as dateparser
+
+from ops.errors import UsageError
+
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr|d|day|days|w|wk)\s*$", re.I)
+_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400, "day": 86400, "days": 86400,
+          "w": 604800, "wk": 604800}
+EXAMPLE = "use ISO-8601 like 2026-01-31T00:00:00Z, or a relative time like 6h, 2d"
+
+
+@dataclass(frozen=True)
+class Window:
+    start: dt.datetime
+    end: dt.datetime
+
+    def __contains__(self, moment: dt.datetime) -> bool:
+        moment = as_utc(moment)
+        return self.start <= moment < self.end
+
+    def days(self) -> list[dt.date]:
+        """The calendar days (UTC) that overlap the window: the `dt=` partitions to read."""
+        first = self.start.date()
+        last = (self.end - dt.timedelta(microseconds=1)).date()
+        return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+
+    def describe(self) -> str:
+        return f"[{self.start.isoformat()}, {self.end.isoformat()})"
+
+
+def as_utc(moment: dt.datetime) -> dt.datetime:
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
+
+def parse_duration(text: str, *, option: str = "--since") -> dt.timedelta:
+    match = _RELATIVE.match(text or "")
+    if not match:
+        raise UsageError(f"{option} {text!r} is not a duration; use a number and a unit like 90m, 6h, 2d, 1w")
+    return dt.timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+def parse_time(text: str, *, option: str, now: dt.datetime | None = None) -> dt.datetime:
+    """An absolute time (naive = UTC) or one relative to now ('6h' = six hours ago, 'now')."""
+    now = as_utc(now or dt.datetime.now(dt.UTC))
+    value = (text or "").strip()
+    if value.lower() == "now":
+        return now
+    if _RELATIVE.match(value):
+        return now - parse_duration(value, option=option)
+    try:
+        return as_utc(dateparser.isoparse(value))
+    except (ValueError, OverflowError):
+        pass
+    try:
+        parsed = dateparser.parse(value)
+    except (ValueError, OverflowError, dateparser.ParserError):
+        raise UsageError(f"{option} {text!r} is not a date; {EXAMPLE}") from None
+    return as_utc(parsed)
+
+
+def make_window(*, start: str | None, end: str | None, since: str | None,
+                now: dt.datetime | None = None) -> Window:
+    """The window from --start/--end or --since, with every mistake named."""
+    now = as_utc(now or dt.datetime.now(dt.UTC))
+    if since and (start or end):
+        raise UsageError("--since cannot be combined with --start/--end; use one or the other")
+    if since:
+        return Window(start=now - parse_duration(since), end=now)
+    if not start:
+        raise UsageError("a time window is required: --start T --end T, or --since 6h")
+    begin = parse_time(start, option="--start", now=now)
+    finish = parse_time(end, option="--end", now=now) if end else now
+    if finish <= begin:
+        raise UsageError(
+            f"--end {finish.isoformat()} is not after --start {begin.isoformat()}; windows are [start, end)")
+    return Window(start=begin, end=finish)
