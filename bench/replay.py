@@ -19,13 +19,15 @@ from __future__ import annotations
 import argparse
 import collections
 import datetime as dt
-import json
 import math
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import print_report  # noqa: E402
 
 BUCKET = "bench-bronze"
 
@@ -183,12 +185,7 @@ def main(argv=None) -> int:
         "sqs_batches_expected": math.ceil(n / 10),
         "sqs_messages_in_queue": depth,
     }
-    if args.json:
-        print(json.dumps(report))
-    else:
-        width = max(map(len, report))
-        for key, value in report.items():
-            print(f"{key:<{width}}  {value}")
+    print_report(report, args.json)
     ok = report["sqs_batches"] == report["sqs_batches_expected"] and depth == n
     return 0 if ok else 1
 

@@ -29,6 +29,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from common import print_report  # noqa: E402
 
 ONE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "ARROW_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
@@ -180,12 +183,7 @@ def main(argv=None) -> int:
             "project_small_peak_rss_mb": round(base["peak_rss_mb"]),
             "rss_ratio_large_vs_small": round(big["peak_rss_mb"] / base["peak_rss_mb"], 3),
         })
-    if args.json:
-        print(json.dumps(report))
-    else:
-        width = max(len(k) for k in report)
-        for key, value in report.items():
-            print(f"{key:<{width}}  {value}")
+    print_report(report, args.json)
     return 0
 
 

@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from lambdas.shared.ledger import Ledger
 from ops.gen_events import write_events
 from ops.local.runtime import EmbeddedAws
 from ops.silver import summarize
@@ -120,15 +119,23 @@ def run_demo(*, workdir: str | None = None, on_progress: Callable[[str], None] =
         step(f"after the replays: {third.silver_rows} rows in {third.silver_objects} silver objects "
              f"({'unchanged' if replays_unchanged else 'CHANGED'}); {rewritten} silver object(s) rewritten")
 
-        sqs = aws.client("sqs")
+        # On-call view: what is in the DLQ and why (without consuming it), and the object's story.
+        from ops.dlq import inspect
+        from ops.ledger import object_status
+
+        ddb = aws.client("dynamodb")
+        dlq_report = inspect(aws.client("sqs"), queue_url=aws.provisioned.dlq_url, ddb=ddb,
+                             table=aws.names.ledger_table)
+        for group in dlq_report.groups:
+            step(f"dlq inspect: {group.count} x {group.type}/{group.dt} origin={group.origin}: {group.last_error}")
         dlq_depth = aws.queue_depth(aws.provisioned.dlq_url)
-        peek = sqs.receive_message(QueueUrl=aws.provisioned.dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=0)
-        poison_in_dlq = any(POISON_KEY in m["Body"] for m in peek.get("Messages", []))
-        ledger = Ledger(aws.client("dynamodb"), aws.names.ledger_table)
-        versions = ledger.versions(bucket=bronze, key=POISON_KEY)
-        poison_status = versions[0].get("status") if versions else None
-        poison_error = versions[0].get("last_error") if versions else None
-        step(f"DLQ holds {dlq_depth} message(s); poison object status {poison_status}: {poison_error}")
+        poison_in_dlq = any(POISON_KEY in g.sample_keys for g in dlq_report.groups) and dlq_depth == dlq_report.messages
+        status = object_status(s3=s3, ddb=ddb, table=aws.names.ledger_table, url=f"s3://{bronze}/{POISON_KEY}",
+                               silver_bucket=silver)
+        poison_status = status.versions[0].get("status") if status.versions else None
+        poison_error = status.versions[0].get("last_error") if status.versions else None
+        step(f"status s3://{bronze}/{POISON_KEY}: {poison_status} after {status.versions[0].get('attempts')} "
+             f"attempt(s): {poison_error}; silver object exists: {status.silver_exists}")
 
     problems = []
     if second.silver_rows + second.quarantine_rows != generated:

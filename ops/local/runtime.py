@@ -212,6 +212,7 @@ class EmbeddedAws:
         self.provisioned: Provisioned | None = None
         self.mappings: list[EventSourceMapping] = []
         self._log_handler: logging.Handler | None = None
+        self._saved_handlers: list[logging.Handler] = []
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> EmbeddedAws:
@@ -266,10 +267,9 @@ class EmbeddedAws:
             root.removeHandler(self._log_handler)
             self._log_handler.close()
             self._log_handler = None
-            if not root.handlers:
-                from lambdas.shared.log import install_stdout_handler
-
-                install_stdout_handler()
+            for handler in self._saved_handlers:  # put back exactly what was there before
+                if handler not in root.handlers:
+                    root.addHandler(handler)
 
     def __enter__(self) -> EmbeddedAws:
         return self.start()
@@ -295,7 +295,8 @@ class EmbeddedAws:
         from lambdas.shared.log import get_logger
 
         get_logger("local")  # installs the JSON handler once
-        for handler in list(root.handlers):
+        self._saved_handlers = list(root.handlers)
+        for handler in self._saved_handlers:
             root.removeHandler(handler)
         if self.log_path:
             self._log_handler = logging.FileHandler(self.log_path)

@@ -1,0 +1,247 @@
+"""eltops dlq inspect, dlq redrive, status, ledger purge."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ops.cli import cli, common_options, info, progress_bar, render, settings
+from ops.errors import OpsError, PartialFailure, UsageError
+
+
+def confirm(ctx, question: str, yes: bool) -> bool:
+    """Ask on the terminal unless --yes; without a terminal, refuse rather than guess."""
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise UsageError(f"{question} — this asks for confirmation; pass --yes to run it without a terminal")
+    return click.confirm(question, default=False, err=True)
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+@cli.group()
+def dlq():
+    """Dead-letter queue: see what is there and why, then move it back."""
+
+
+@dlq.command("inspect")
+@common_options
+@click.option("--queue-url", envvar="ELT_DLQ_URL", required=True, help="The DLQ [env ELT_DLQ_URL].")
+@click.option("--table", envvar="ELT_LEDGER_TABLE", help="Ledger table, for each object's last_error "
+                                                        "[env ELT_LEDGER_TABLE].")
+@click.option("--max", "max_messages", type=click.IntRange(1, 100000), default=100, show_default=True,
+              help="Messages to read.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False),
+              help="Write every message whole (body, attributes, ledger item) as JSON lines.")
+@click.pass_context
+def dlq_inspect(ctx, queue_url, table, max_messages, out_path):
+    """What is in the DLQ and why, without consuming it.
+
+    Groups messages by type, dt, origin and the ledger's last_error for the object, with age and
+    receive count. Messages are held invisible while the scan runs, then made visible again.
+
+    \b
+    Example:
+      eltops dlq inspect --queue-url $ELT_DLQ_URL --table $ELT_LEDGER_TABLE --out dlq.jsonl
+    """
+    from ops.dlq import inspect
+
+    aws = settings(ctx).aws()
+    report = inspect(aws.client("sqs"), queue_url=queue_url, ddb=aws.client("dynamodb") if table else None,
+                     table=table, max_messages=max_messages, out_path=out_path)
+
+    def text(r):
+        lines = [f"{r.messages} message(s) read of about {r.approximate_depth} in {r.queue_url}"]
+        for g in r.groups:
+            lines.append(f"{g.count:>5}  {g.type}/{g.dt}  origin={g.origin}  oldest={_age(g.oldest_age_seconds)}  "
+                         f"receives<={g.max_receive_count}  {g.last_error}")
+            lines += [f"         e.g. {k}" for k in g.sample_keys[:2]]
+        if r.out:
+            lines.append(f"all messages written to {r.out}")
+        return "\n".join(lines)
+
+    render(ctx, report, text)
+
+
+@dlq.command("redrive")
+@common_options
+@click.option("--queue-url", envvar="ELT_DLQ_URL", required=True, help="The DLQ to move from [env ELT_DLQ_URL].")
+@click.option("--to-url", envvar="ELT_QUEUE_URL",
+              help="Target queue [env ELT_QUEUE_URL]; native mode defaults to each message's source queue.")
+@click.option("--max", "max_messages", type=click.IntRange(min=1), help="Move at most this many (manual mode).")
+@click.option("--max-rps", type=click.FloatRange(min=1), help="Messages per second (native: at most 500).")
+@click.option("--filter-type", help="Only messages of this event type (manual mode).")
+@click.option("--filter-dt", help="Only messages of this dt=YYYY-MM-DD (manual mode).")
+@click.option("--mode", type=click.Choice(["auto", "native", "manual"]), default="auto", show_default=True,
+              help="auto: a native move task when possible, else manual.")
+@click.option("--concurrency", type=click.IntRange(1, 32), default=4, show_default=True,
+              help="Manual mode: receive/send/delete loops running side by side.")
+@click.option("--wait", is_flag=True, help="Native: poll the move task until it ends, showing progress.")
+@click.option("--cancel", is_flag=True, help="Cancel the running native move task of this DLQ.")
+@click.option("--dry-run", is_flag=True, help="Count what would move; change nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def dlq_redrive(ctx, queue_url, to_url, max_messages, max_rps, filter_type, filter_dt, mode, concurrency, wait,
+                cancel, dry_run, yes):
+    """Move DLQ messages back to be processed again, losing none.
+
+    Fix the cause first (see `eltops dlq inspect`). A message whose object was overwritten since
+    is skipped by transform as superseded; its newer version has its own event.
+
+    \b
+    Example:
+      eltops dlq redrive --queue-url $ELT_DLQ_URL --to-url $ELT_QUEUE_URL --filter-type orders --yes
+      eltops dlq redrive --queue-url $ELT_DLQ_URL --mode native --wait --yes
+      eltops dlq redrive --queue-url $ELT_DLQ_URL --cancel
+    """
+    from ops import dlq as lib
+
+    sqs = settings(ctx).aws().client("sqs")
+    if cancel:
+        render(ctx, lib.cancel_native(sqs, source_url=queue_url), lambda r: r.note)
+        return
+    chosen, why = lib.choose_mode(mode, filters=bool(filter_type or filter_dt), max_messages=max_messages,
+                                  max_rps=max_rps)
+    if chosen == "manual" and not to_url:
+        raise UsageError("manual redrive needs --to-url (or ELT_QUEUE_URL): the queue to send messages to")
+    info(ctx, f"mode: {chosen} ({why})")
+    if not dry_run and not confirm(ctx, f"Move messages from {queue_url} to {to_url or 'their source queue'}?", yes):
+        raise OpsError("not confirmed; nothing moved")
+    report = None
+    if chosen == "native":
+        try:
+            report = lib.redrive_native(sqs, source_url=queue_url, target_url=to_url, max_rps=max_rps, wait=wait,
+                                        dry_run=dry_run, on_progress=_task_progress(ctx))
+        except lib.NativeUnavailable as exc:
+            if mode == "native" or not to_url:
+                raise
+            info(ctx, f"native move task unavailable ({str(exc)[:160]}); using manual mode")
+    if report is None:
+        report = lib.redrive_manual(sqs, source_url=queue_url, target_url=to_url, max_messages=max_messages,
+                                    max_rps=max_rps, filter_type=filter_type, filter_dt=filter_dt, dry_run=dry_run,
+                                    workers=concurrency)
+    render(ctx, report, _redrive_text)
+    if report.failed:
+        raise PartialFailure(f"{len(report.failed)} message(s) not moved; they are still in the DLQ")
+
+
+def _task_progress(ctx):
+    def show(task):
+        moved, total = task.get("ApproximateNumberOfMessagesMoved"), task.get("ApproximateNumberOfMessagesToMove")
+        info(ctx, f"move task {task.get('Status')}: {moved if moved is not None else '?'} of "
+                  f"{total if total is not None else '?'} moved")
+
+    return show
+
+
+def _redrive_text(r) -> str:
+    if r.mode == "native":
+        return (f"move task {r.task_handle or '(not started)'}: {r.task_status or r.note}, moved "
+                f"{r.task_moved if r.task_moved is not None else '?'} of "
+                f"{r.task_to_move if r.task_to_move is not None else '?'}" + (f" — {r.note}" if r.note else ""))
+    verb = "would move" if r.dry_run else "moved"
+    return (f"{verb} {r.matched if r.dry_run else r.moved} message(s) from {r.source} to {r.target}"
+            f" ({r.skipped_by_filter} left by the filters, {len(r.failed)} failed) in {r.seconds} s")
+
+
+@cli.command("status")
+@common_options
+@click.argument("url", metavar="s3://BUCKET/KEY")
+@click.option("--table", envvar="ELT_LEDGER_TABLE", required=True, help="Ledger table [env ELT_LEDGER_TABLE].")
+@click.option("--silver-bucket", envvar="ELT_SILVER_BUCKET", help="Silver bucket [env ELT_SILVER_BUCKET].")
+@click.pass_context
+def status_command(ctx, url, table, silver_bucket):
+    """The ledger's story of one object: every version, what happened, and its silver object.
+
+    \b
+    Example:
+      eltops status s3://$ELT_BRONZE_BUCKET/bronze/orders/dt=2025-01-02/batch-7.jsonl
+    """
+    from ops.ledger import object_status
+
+    aws = settings(ctx).aws()
+    result = object_status(s3=aws.client("s3"), ddb=aws.client("dynamodb"), table=table, url=url,
+                           silver_bucket=silver_bucket)
+
+    def text(r):
+        lines = [f"{r.object}  (bronze ETag now: {r.current_etag or 'object not found'})"]
+        for v in r.versions:
+            mark = "*" if v.get("current") else " "
+            lines.append(f"{mark} etag {v['etag']}: {v.get('status')}"
+                         + (f" ({v['outcome']})" if v.get("outcome") not in (None, "written") else "")
+                         + ("  [expired]" if v.get("expired") else ""))
+            for name in ("claimed_at", "queued_at", "message_id", "finished_at", "attempts", "rows", "rejected_rows",
+                         "silver_key", "last_error"):
+                if v.get(name) not in (None, ""):
+                    lines.append(f"    {name:<14} {v[name]}")
+        if r.silver_key:
+            state = {True: f"exists (last modified {r.silver_last_modified})", False: "missing",
+                     None: "not checked (no --silver-bucket)"}[r.silver_exists]
+            lines.append(f"silver {r.silver_key}: {state}")
+        if r.note:
+            lines.append(r.note)
+        return "\n".join(lines)
+
+    render(ctx, result, text)
+
+
+@cli.group()
+def ledger():
+    """The object ledger (idempotency table)."""
+
+
+@ledger.command("purge")
+@common_options
+@click.option("--table", envvar="ELT_LEDGER_TABLE", required=True, help="Ledger table [env ELT_LEDGER_TABLE].")
+@click.option("--bucket", help="Only objects of this bucket.")
+@click.option("--prefix", help="Only keys under this prefix.")
+@click.option("--start", help="Only items claimed at or after this time (ISO-8601 or relative).")
+@click.option("--end", help="Only items claimed before this time.")
+@click.option("--status", "statuses", multiple=True, type=click.Choice(["CLAIMED", "QUEUED", "DONE", "FAILED"]),
+              help="Only these statuses (repeatable).")
+@click.option("--expired", is_flag=True, help="Only items past their expiration (TTL deletes up to 48 h late).")
+@click.option("--all", "purge_all", is_flag=True, help="Allow a purge with no filter at all.")
+@click.option("--segments", type=click.IntRange(1, 64), default=4, show_default=True, help="Parallel Scan segments.")
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def ledger_purge(ctx, table, bucket, prefix, start, end, statuses, expired, purge_all, segments, dry_run, yes):
+    """Delete ledger items so their objects can be ingested again.
+
+    After a purge, re-uploading (or copy-replaying) an object ingests it again even with the same
+    ETag.
+
+    \b
+    Example:
+      eltops ledger purge --table $ELT_LEDGER_TABLE --prefix bronze/orders/dt=2025-01-02/ --status FAILED --dry-run
+      eltops ledger purge --table $ELT_LEDGER_TABLE --expired --yes
+    """
+    from ops import ledger as lib
+    from ops.timewindow import make_window
+
+    window = make_window(start=start, end=end, since=None) if (start or end) else None
+    filters = lib.PurgeFilter(bucket=bucket, prefix=prefix, window=window, statuses=tuple(statuses), expired=expired)
+    if filters.is_empty() and not purge_all:
+        raise UsageError("no filter given: this would delete the whole ledger; add filters, or --all if you mean it")
+    bar = progress_bar(ctx, total=None, desc="delete", unit="item")
+
+    def ask(report) -> bool:
+        info(ctx, f"{report.matched} item(s) match of {report.scanned} scanned: {report.by_status}")
+        return confirm(ctx, f"Delete {report.matched} ledger item(s) from {table}?", yes)
+
+    report = lib.purge(settings(ctx).aws().client("dynamodb"), table=table, filters=filters, dry_run=dry_run,
+                       confirm=ask, segments=segments, on_progress=(lambda n: bar.update(n - bar.n)) if bar else None)
+    if bar is not None:
+        bar.close()
+    verb = "would delete" if dry_run else "deleted"
+    render(ctx, report, lambda r: f"{verb} {r.matched if dry_run else r.deleted} of {r.matched} matching item(s) "
+                                  f"({r.scanned} scanned) in {r.seconds} s; by status {r.by_status}")
+    if report.failed:
+        raise PartialFailure(f"{len(report.failed)} item(s) could not be deleted")

@@ -1,0 +1,468 @@
+"""Dead-letter queue tools: inspect without consuming, and redrive without losing a message.
+
+Inspect holds the messages it reads invisible only while it scans (so it can read past the first
+ten), then makes every one visible again at once; receive counts go up by one, which a DLQ with
+no redrive policy of its own does not act on.
+
+Redrive, manual mode: receive 10, send them to the target with SendMessageBatch (body and message
+attributes kept; MessageGroupId and MessageDeduplicationId for FIFO; a v1 work unit's origin set
+to `redrive`), then delete from the DLQ only what was sent. A crash at any point loses nothing: at
+worst a message is in both queues, and silver output is idempotent. Native mode uses SQS's
+StartMessageMoveTask (no filters, at most 500 messages/s, one task per queue at a time).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from lambdas.shared import work_unit
+from lambdas.shared.ledger import _plain
+from ops.aws import with_retries
+from ops.errors import OpsError, UsageError
+from ops.ratelimit import RateLimiter
+
+SCAN_VISIBILITY = 60  # seconds a scanned message stays hidden while inspect/redrive runs
+NATIVE_MAX_RPS = 500  # StartMessageMoveTask's MaxNumberOfMessagesPerSecond limit
+RUNNING = "RUNNING"
+
+
+@dataclass
+class DlqMessage:
+    message_id: str
+    receipt_handle: str
+    body: str
+    attributes: dict
+    message_attributes: dict
+    unit: work_unit.WorkUnit | None
+    parse_error: str | None
+
+    @property
+    def type(self) -> str:
+        return self.unit.type if self.unit else self._attr("type")
+
+    @property
+    def dt(self) -> str:
+        return self.unit.dt if self.unit else self._attr("dt")
+
+    @property
+    def origin(self) -> str:
+        return self.unit.origin if self.unit else self._attr("origin")
+
+    def _attr(self, name: str) -> str:
+        return (self.message_attributes.get(name) or {}).get("StringValue") or "?"
+
+    @property
+    def age_seconds(self) -> float:
+        sent = int(self.attributes.get("SentTimestamp", "0")) / 1000
+        return max(0.0, time.time() - sent) if sent else 0.0
+
+    @property
+    def receive_count(self) -> int:
+        return int(self.attributes.get("ApproximateReceiveCount", "0"))
+
+
+def _message(raw: dict) -> DlqMessage:
+    try:
+        unit, error = work_unit.parse(raw.get("Body", "")), None
+    except work_unit.InvalidWorkUnit as exc:
+        unit, error = None, str(exc)
+    return DlqMessage(message_id=raw["MessageId"], receipt_handle=raw["ReceiptHandle"], body=raw.get("Body", ""),
+                      attributes=raw.get("Attributes", {}), message_attributes=raw.get("MessageAttributes", {}),
+                      unit=unit, parse_error=error)
+
+
+class Held:
+    """Messages received and held invisible; refreshed on long runs, released at the end."""
+
+    def __init__(self, sqs, queue_url: str, visibility: int = SCAN_VISIBILITY):
+        self.sqs, self.queue_url, self.visibility = sqs, queue_url, visibility
+        self.receipts: dict[str, str] = {}
+        self.since = time.monotonic()
+        self.lock = threading.Lock()
+
+    def add(self, message: DlqMessage) -> None:
+        with self.lock:
+            self.receipts[message.message_id] = message.receipt_handle
+
+    def drop(self, message_id: str) -> None:
+        with self.lock:
+            self.receipts.pop(message_id, None)
+
+    def refresh_if_due(self) -> None:
+        if time.monotonic() - self.since > self.visibility / 2:
+            self._change(self.visibility)
+            self.since = time.monotonic()
+
+    def release(self) -> None:
+        self._change(0)
+        with self.lock:
+            self.receipts.clear()
+
+    def _change(self, timeout: int) -> None:
+        with self.lock:
+            items = list(self.receipts.items())
+        for start in range(0, len(items), 10):
+            entries = [{"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": timeout}
+                       for i, (_, h) in enumerate(items[start:start + 10])]
+            with_retries(lambda e=entries: self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=e),
+                         action="sqs:ChangeMessageVisibility", resource=self.queue_url)
+
+
+def receive(sqs, queue_url: str, *, visibility: int = SCAN_VISIBILITY, wait_seconds: int = 1) -> list[DlqMessage]:
+    response = with_retries(lambda: sqs.receive_message(
+        QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=visibility, WaitTimeSeconds=wait_seconds,
+        AttributeNames=["All"], MessageAttributeNames=["All"], MessageSystemAttributeNames=["All"]),
+        action="sqs:ReceiveMessage", resource=queue_url)
+    return [_message(m) for m in response.get("Messages", [])]
+
+
+# --- inspect -------------------------------------------------------------------------------------
+@dataclass
+class Group:
+    type: str
+    dt: str
+    origin: str
+    last_error: str
+    count: int = 0
+    oldest_age_seconds: float = 0.0
+    max_receive_count: int = 0
+    sample_keys: list[str] = field(default_factory=list)
+
+
+@dataclass
+class InspectReport:
+    queue_url: str
+    messages: int
+    approximate_depth: int
+    groups: list[Group]
+    invalid_bodies: int
+    out: str | None = None
+
+
+def _ledger_errors(ddb, table: str | None, units: list[work_unit.WorkUnit]) -> dict[tuple[str, str], dict]:
+    """Ledger items for these object versions (BatchGetItem, 100 at a time)."""
+    if not table or not units:
+        return {}
+    found: dict[tuple[str, str], dict] = {}
+    keys = list({(u.object_id, u.etag) for u in units})
+    for start in range(0, len(keys), 100):
+        request = {table: {"Keys": [{"pk": {"S": pk}, "etag": {"S": etag}} for pk, etag in keys[start:start + 100]],
+                           "ConsistentRead": True}}
+        while request:
+            response = with_retries(lambda r=request: ddb.batch_get_item(RequestItems=r),
+                                    action="dynamodb:BatchGetItem", resource=table)
+            for raw in response.get("Responses", {}).get(table, []):
+                item = _plain(raw)
+                found[(item["pk"], item["etag"])] = item
+            request = response.get("UnprocessedKeys") or None
+    return found
+
+
+def inspect(sqs, *, queue_url: str, ddb=None, table: str | None = None, max_messages: int = 100,
+            out_path: str | None = None) -> InspectReport:
+    """Read up to `max_messages` without consuming them, grouped by type, dt, origin and the
+    ledger's last_error; `out_path` gets every message whole, one JSON line each."""
+    depth = int(with_retries(lambda: sqs.get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]), action="sqs:GetQueueAttributes",
+        resource=queue_url)["Attributes"]["ApproximateNumberOfMessages"])
+    held = Held(sqs, queue_url)
+    seen: dict[str, DlqMessage] = {}
+    try:
+        empty_polls = 0
+        while len(seen) < max_messages and empty_polls < 1:
+            batch = receive(sqs, queue_url, wait_seconds=1)  # long polling asks every SQS server
+            new = [m for m in batch if m.message_id not in seen]
+            for message in new:
+                seen[message.message_id] = message
+                held.add(message)
+            empty_polls = 0 if new else empty_polls + 1
+            held.refresh_if_due()
+    finally:
+        held.release()
+    messages = list(seen.values())[:max_messages]
+    ledger = _ledger_errors(ddb, table, [m.unit for m in messages if m.unit])
+    groups: dict[tuple, Group] = {}
+    for message in messages:
+        item = ledger.get((message.unit.object_id, message.unit.etag), {}) if message.unit else {}
+        error = message.parse_error and f"invalid body: {message.parse_error}" or item.get("last_error") or (
+            "(no ledger item)" if table else "(ledger not read)")
+        key = (message.type, message.dt, message.origin, error)
+        group = groups.setdefault(key, Group(*key))
+        group.count += 1
+        group.oldest_age_seconds = max(group.oldest_age_seconds, round(message.age_seconds, 1))
+        group.max_receive_count = max(group.max_receive_count, message.receive_count)
+        if message.unit and len(group.sample_keys) < 3:
+            group.sample_keys.append(message.unit.key)
+    if out_path:
+        with open(out_path, "w", encoding="utf-8") as out:
+            for message in messages:
+                item = ledger.get((message.unit.object_id, message.unit.etag)) if message.unit else None
+                out.write(json.dumps({
+                    "message_id": message.message_id, "body": message.body, "attributes": message.attributes,
+                    "message_attributes": message.message_attributes, "ledger": item,
+                }, ensure_ascii=False, default=str) + "\n")
+    ordered = sorted(groups.values(), key=lambda g: (-g.count, g.type, g.dt, g.origin, g.last_error))
+    return InspectReport(queue_url=queue_url, messages=len(messages), approximate_depth=depth, groups=ordered,
+                         invalid_bodies=sum(1 for m in messages if m.unit is None), out=out_path)
+
+
+# --- redrive -------------------------------------------------------------------------------------
+@dataclass
+class RedriveReport:
+    mode: str
+    source: str
+    target: str | None
+    moved: int = 0
+    matched: int = 0
+    skipped_by_filter: int = 0
+    failed: list[dict] = field(default_factory=list)
+    dry_run: bool = False
+    task_handle: str | None = None
+    task_status: str | None = None
+    task_moved: int | None = None
+    task_to_move: int | None = None
+    note: str = ""
+    seconds: float = 0.0
+
+
+def queue_arn(sqs, queue_url: str) -> str:
+    return with_retries(lambda: sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"]),
+                        action="sqs:GetQueueAttributes", resource=queue_url)["Attributes"]["QueueArn"]
+
+
+def choose_mode(mode: str, *, filters: bool, max_messages: int | None, max_rps: float | None) -> tuple[str, str]:
+    """'native' or 'manual' for the requested mode, with the reason."""
+    blockers = []
+    if filters:
+        blockers.append("filters need manual mode")
+    if max_messages is not None:
+        blockers.append("--max needs manual mode")
+    if max_rps is not None and max_rps > NATIVE_MAX_RPS:
+        blockers.append(f"--max-rps above {NATIVE_MAX_RPS} needs manual mode")
+    if mode == "native" and blockers:
+        raise UsageError("--mode native is not possible: " + "; ".join(blockers))
+    if mode == "manual":
+        return "manual", "manual mode requested"
+    if blockers:
+        return "manual", "; ".join(blockers)
+    return "native", "no filters: SQS message move task"
+
+
+class NativeUnavailable(OpsError):
+    """The move-task APIs failed before any task started (not implemented here, or not allowed)."""
+
+
+def running_task(sqs, source_arn: str) -> dict | None:
+    try:
+        tasks = with_retries(lambda: sqs.list_message_move_tasks(SourceArn=source_arn, MaxResults=10),
+                             action="sqs:ListMessageMoveTasks", resource=source_arn, attempts=3).get("Results", [])
+    except OpsError as exc:
+        raise NativeUnavailable(str(exc)) from exc
+    return next((t for t in tasks if t.get("Status") == RUNNING), None)
+
+
+def redrive_native(sqs, *, source_url: str, target_url: str | None, max_rps: float | None, wait: bool = False,
+                   on_progress: Callable[[dict], None] | None = None, poll_seconds: float = 2.0,
+                   dry_run: bool = False) -> RedriveReport:
+    """Start (or report the already running) StartMessageMoveTask; with `wait`, poll until it ends."""
+    started = time.monotonic()
+    source_arn = queue_arn(sqs, source_url)
+    report = RedriveReport(mode="native", source=source_url, target=target_url, dry_run=dry_run)
+    task = running_task(sqs, source_arn)
+    if task:
+        report.note = "a move task is already running for this queue; reporting it instead of starting another"
+    elif dry_run:
+        report.note = "would start a message move task"
+        return report
+    else:
+        kwargs = {"SourceArn": source_arn}
+        if target_url:
+            kwargs["DestinationArn"] = queue_arn(sqs, target_url)
+        if max_rps:
+            kwargs["MaxNumberOfMessagesPerSecond"] = int(max_rps)
+        try:
+            started_task = with_retries(lambda: sqs.start_message_move_task(**kwargs),
+                                        action="sqs:StartMessageMoveTask", resource=source_arn, attempts=3)
+        except OpsError as exc:
+            raise NativeUnavailable(str(exc)) from exc
+        task = {"TaskHandle": started_task["TaskHandle"], "Status": RUNNING}
+    report.task_handle = task.get("TaskHandle")
+    while True:
+        report.task_status = task.get("Status")
+        report.task_moved = task.get("ApproximateNumberOfMessagesMoved")
+        report.task_to_move = task.get("ApproximateNumberOfMessagesToMove")
+        if on_progress:
+            on_progress(task)
+        if not wait or report.task_status != RUNNING:
+            break
+        time.sleep(poll_seconds)
+        tasks = with_retries(lambda: sqs.list_message_move_tasks(SourceArn=source_arn, MaxResults=10),
+                             action="sqs:ListMessageMoveTasks", resource=source_arn).get("Results", [])
+        task = next((t for t in tasks if t.get("TaskHandle") == report.task_handle), tasks[0] if tasks else task)
+    if report.task_status == "FAILED":
+        report.failed.append({"task": report.task_handle, "error": task.get("FailureReason", "move task failed")})
+    report.moved = report.task_moved or 0
+    report.seconds = round(time.monotonic() - started, 3)
+    return report
+
+
+def cancel_native(sqs, *, source_url: str) -> RedriveReport:
+    source_arn = queue_arn(sqs, source_url)
+    report = RedriveReport(mode="native", source=source_url, target=None)
+    task = running_task(sqs, source_arn)
+    if not task:
+        report.note = "no move task is running for this queue: nothing to cancel"
+        return report
+    moved = with_retries(lambda: sqs.cancel_message_move_task(TaskHandle=task["TaskHandle"]),
+                         action="sqs:CancelMessageMoveTask", resource=source_arn)
+    report.task_handle, report.task_status = task["TaskHandle"], "CANCELLING"
+    report.task_moved = moved.get("ApproximateNumberOfMessagesMoved")
+    report.note = "cancel requested; messages already moved stay moved"
+    return report
+
+
+def _outgoing(message: DlqMessage, *, fifo: bool, now: dt.datetime) -> dict:
+    """The entry to send: same body and attributes; a v1 work unit is marked origin=redrive."""
+    body, attributes = message.body, dict(message.message_attributes)
+    if message.unit is not None:
+        unit = work_unit.build(bucket=message.unit.bucket, key=message.unit.key, etag=message.unit.etag,
+                               size=message.unit.size, origin="redrive", now=now)
+        body = unit.body()
+        attributes.update(unit.message_attributes())
+    entry = {"MessageBody": body}
+    if attributes:
+        entry["MessageAttributes"] = {
+            name: {k: v for k, v in value.items() if k in ("DataType", "StringValue", "BinaryValue")}
+            for name, value in attributes.items()}
+    if fifo:
+        entry["MessageGroupId"] = message.attributes.get("MessageGroupId") or "redrive"
+        entry["MessageDeduplicationId"] = message.attributes.get("MessageDeduplicationId") or message.message_id
+    return entry
+
+
+def redrive_manual(sqs, *, source_url: str, target_url: str, max_messages: int | None = None,
+                   max_rps: float | None = None, filter_type: str | None = None, filter_dt: str | None = None,
+                   dry_run: bool = False, on_progress: Callable[[RedriveReport], None] | None = None,
+                   visibility: int = SCAN_VISIBILITY, workers: int = 4) -> RedriveReport:
+    """Receive 10, send what matches, delete only what was sent; retry only failed entries.
+    `workers` loops run side by side (each receive/send/delete is a round trip)."""
+    started = time.monotonic()
+    report = RedriveReport(mode="manual", source=source_url, target=target_url, dry_run=dry_run)
+    fifo = target_url.endswith(".fifo")
+    limiter = RateLimiter(max_rps)
+    held = Held(sqs, source_url, visibility)  # skipped (filtered) and unsent messages, released at the end
+    seen: set[str] = set()
+    lock = threading.Lock()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def full() -> bool:
+        return max_messages is not None and report.matched >= max_messages
+
+    def loop() -> None:
+        empty_polls = 0
+        try:
+            # One empty long poll ends a worker: long polling asks every SQS server.
+            while not stop.is_set() and empty_polls < 1 and not full():
+                batch = receive(sqs, source_url, visibility=visibility, wait_seconds=1)
+                chosen = []
+                with lock:
+                    batch = [m for m in batch if m.message_id not in seen]
+                    empty_polls = 0 if batch else empty_polls + 1
+                    for message in batch:
+                        seen.add(message.message_id)
+                        wanted = (filter_type is None or message.type == filter_type) and (
+                            filter_dt is None or message.dt == filter_dt)
+                        if wanted and not full():
+                            report.matched += 1
+                            chosen.append(message)
+                        else:
+                            report.skipped_by_filter += wanted is False
+                            held.add(message)
+                if dry_run:
+                    for message in chosen:
+                        held.add(message)
+                elif chosen:
+                    _move(sqs, chosen, source_url=source_url, target_url=target_url, fifo=fifo, limiter=limiter,
+                          report=report, held=held, lock=lock)
+                held.refresh_if_due()
+                if on_progress:
+                    on_progress(report)
+        except BaseException as exc:  # stop the others; re-raised below
+            errors.append(exc)
+            stop.set()
+
+    threads = [threading.Thread(target=loop, name=f"redrive-{i}", daemon=True) for i in range(max(1, workers))]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)
+    except KeyboardInterrupt:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        raise
+    finally:
+        held.release()
+        report.seconds = round(time.monotonic() - started, 3)
+    if errors:
+        raise errors[0]
+    return report
+
+
+def _move(sqs, messages: list[DlqMessage], *, source_url: str, target_url: str, fifo: bool, limiter: RateLimiter,
+          report: RedriveReport, held: Held, lock: threading.Lock, attempts: int = 6) -> None:
+    now = dt.datetime.now(dt.UTC)
+    pending = {str(i): m for i, m in enumerate(messages)}
+    errors: dict[str, str] = {}
+    sent: list[DlqMessage] = []
+    for attempt in range(attempts):
+        if not pending:
+            break
+        if attempt:
+            time.sleep(min(5.0, 0.1 * 2**attempt))
+        limiter.acquire(len(pending))
+        entries = [{"Id": i, **_outgoing(m, fifo=fifo, now=now)} for i, m in pending.items()]
+        try:
+            response = with_retries(lambda e=entries: sqs.send_message_batch(QueueUrl=target_url, Entries=e),
+                                    action="sqs:SendMessage", resource=target_url)
+        except OpsError as exc:
+            if "denied" in str(exc):
+                raise
+            errors.update({i: str(exc) for i in pending})
+            continue
+        for ok in response.get("Successful", []):
+            sent.append(pending.pop(ok["Id"]))
+        for bad in response.get("Failed", []):
+            errors[bad["Id"]] = f"{bad.get('Code')}: {bad.get('Message')}"
+            if bad.get("SenderFault"):
+                message = pending.pop(bad["Id"])
+                with lock:
+                    report.failed.append({"message_id": message.message_id, "error": errors[bad["Id"]]})
+                held.add(message)
+    for i, message in pending.items():  # never sent: stays in the DLQ
+        with lock:
+            report.failed.append({"message_id": message.message_id, "error": errors.get(i, "not sent")})
+        held.add(message)
+    # Delete only what reached the target.
+    for start in range(0, len(sent), 10):
+        chunk = sent[start:start + 10]
+        entries = [{"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(chunk)]
+        response = with_retries(lambda e=entries: sqs.delete_message_batch(QueueUrl=source_url, Entries=e),
+                                action="sqs:DeleteMessage", resource=source_url)
+        with lock:
+            report.moved += len(response.get("Successful", []))
+            for bad in response.get("Failed", []):
+                # Sent but not deleted: it will be redriven again later (a duplicate, never a loss).
+                report.failed.append({"message_id": chunk[int(bad["Id"])].message_id,
+                                      "error": f"sent, but not deleted from the DLQ: {bad.get('Code')}"})
+
+
+__all__ = ["inspect", "redrive_manual", "redrive_native", "cancel_native", "choose_mode", "NativeUnavailable"]
