@@ -19,8 +19,16 @@ $(STAMP): setup.cfg pyproject.toml
 demo: $(STAMP)
 	$(BIN)/eltops demo
 
-test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# checkov (Terraform static analysis) lives in its own venv: its pins must not move the project's.
+CHECKOV_STAMP := .venv-checkov/.installed-stamp
+$(CHECKOV_STAMP):
+	@test -x .venv-checkov/bin/python || $(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install --quiet --upgrade pip
+	.venv-checkov/bin/python -m pip install --quiet 'checkov>=3.2'
+	@touch $(CHECKOV_STAMP)
+
+test: $(STAMP) $(CHECKOV_STAMP)
+	ELT_REQUIRE_CHECKOV=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
@@ -33,6 +41,23 @@ build: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/transform.py
+
+# Terraform is not installable on the project's build machines; these run it where it is.
+TF_DIR := infra/terraform/envs/dev
+TF := $(shell command -v terraform 2>/dev/null)
+TF_MISSING := echo "terraform is not installed: see https://developer.hashicorp.com/terraform/install (>= 1.5), then run make again"; exit 1
+
+tf-init:
+	@test -n "$(TF)" || { $(TF_MISSING); }
+	cd $(TF_DIR) && terraform init -backend-config=backend/backend.hcl
+
+tf-plan: build
+	@test -n "$(TF)" || { $(TF_MISSING); }
+	cd $(TF_DIR) && terraform plan -var-file=dev.tfvars -out=tfplan
+
+tf-apply: build
+	@test -n "$(TF)" || { $(TF_MISSING); }
+	cd $(TF_DIR) && terraform apply -var-file=dev.tfvars $(if $(filter 1,$(TF_AUTO_APPROVE)),-auto-approve,)
 
 clean:
 	rm -rf dist build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,219 @@
+# serverless-elt, dev environment: S3 bronze -> ingest -> SQS -> transform -> S3 silver.
+# Queue pre-created in a restricted account? `eltops provision queue ... --out queue.auto.tfvars.json`
+# here: Terraform reads *.auto.tfvars.json automatically and then creates no queue.
+
+terraform {
+  required_version = ">= 1.5.0"
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = ">= 5.40, < 7.0"
+    }
+  }
+  backend "s3" {} # settings in backend/backend.hcl: terraform init -backend-config=backend/backend.hcl
+}
+
+provider "aws" {
+  region = var.region
+  # No default_tags: tags would reach IAM roles and SQS queues, which many restricted accounts
+  # cannot tag (iam:TagRole, sqs:TagQueue). Tags are passed per resource instead.
+}
+
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+
+locals {
+  names = {
+    bronze    = "${var.name_prefix}-bronze"
+    silver    = "${var.name_prefix}-silver"
+    queue     = "${var.name_prefix}-events"
+    ledger    = "${var.name_prefix}-ledger"
+    ingest    = "${var.name_prefix}-ingest"
+    transform = "${var.name_prefix}-transform"
+  }
+  role_tags  = var.tag_iam_roles ? var.tags : {}
+  queue_tags = var.tag_sqs_queues ? var.tags : {}
+  log_arn    = "arn:${data.aws_partition.current.partition}:logs:${var.region}:${data.aws_caller_identity.current.account_id}:log-group:/aws/lambda"
+
+  # The environment variables each handler reads (lambdas/shared/config.py; checked by the tests).
+  ingest_environment = {
+    ELT_QUEUE_URL           = module.queue.queue_url
+    ELT_LEDGER_TABLE        = module.ledger.table_name
+    ELT_LEDGER_TTL_DAYS     = tostring(var.ledger_ttl_days)
+    ELT_CLAIM_LEASE_SECONDS = tostring(2 * var.ingest_timeout_seconds)
+    ELT_LOG_LEVEL           = var.log_level
+  }
+  transform_environment = {
+    ELT_SILVER_BUCKET   = module.storage.silver_bucket
+    ELT_LEDGER_TABLE    = module.ledger.table_name
+    ELT_LEDGER_TTL_DAYS = tostring(var.ledger_ttl_days)
+    ELT_MAX_JSON_BYTES  = tostring(var.max_json_bytes)
+    ELT_ROW_GROUP_ROWS  = tostring(var.row_group_rows)
+    ELT_LOG_LEVEL       = var.log_level
+  }
+}
+
+module "storage" {
+  source                     = "../../modules/storage"
+  bronze_bucket_name         = local.names.bronze
+  silver_bucket_name         = local.names.silver
+  versioning_enabled         = var.versioning_enabled
+  quarantine_expiration_days = var.quarantine_expiration_days
+  replay_expiration_days     = var.replay_expiration_days
+  force_destroy              = var.force_destroy
+  tags                       = var.tags
+}
+
+module "queue" {
+  source                     = "../../modules/queue"
+  name                       = local.names.queue
+  transform_timeout_seconds  = var.transform_timeout_seconds
+  visibility_timeout_seconds = 6 * var.transform_timeout_seconds
+  max_receive_count          = var.max_receive_count
+  existing_queue_url         = var.existing_queue_url
+  existing_queue_arn         = var.existing_queue_arn
+  existing_dlq_url           = var.existing_dlq_url
+  existing_dlq_arn           = var.existing_dlq_arn
+  tags                       = local.queue_tags
+}
+
+module "ledger" {
+  source              = "../../modules/ledger"
+  table_name          = local.names.ledger
+  deletion_protection = var.ledger_deletion_protection
+  tags                = var.tags
+}
+
+data "aws_iam_policy_document" "ingest" {
+  statement {
+    sid       = "ClaimInTheLedger"
+    actions   = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:GetItem"]
+    resources = [module.ledger.table_arn]
+  }
+  statement {
+    sid       = "SendWorkUnits"
+    actions   = ["sqs:SendMessage"]
+    resources = [module.queue.queue_arn]
+  }
+  statement {
+    sid       = "WriteLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${local.log_arn}/${local.names.ingest}:*"]
+  }
+  statement {
+    sid       = "Tracing"
+    actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+    resources = ["*"] # X-Ray has no resource-level permissions
+  }
+}
+
+data "aws_iam_policy_document" "transform" {
+  statement {
+    sid       = "ReadBronze"
+    actions   = ["s3:GetObject"]
+    resources = ["${module.storage.bronze_bucket_arn}/bronze/*"]
+  }
+  statement {
+    sid       = "WriteSilverAndQuarantine"
+    actions   = ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
+    resources = ["${module.storage.silver_bucket_arn}/silver/*", "${module.storage.silver_bucket_arn}/quarantine/*"]
+  }
+  statement {
+    sid       = "ConsumeWorkUnits"
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"]
+    resources = [module.queue.queue_arn]
+  }
+  statement {
+    sid       = "RecordOutcomes"
+    actions   = ["dynamodb:UpdateItem", "dynamodb:GetItem"]
+    resources = [module.ledger.table_arn]
+  }
+  statement {
+    sid       = "WriteLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${local.log_arn}/${local.names.transform}:*"]
+  }
+  statement {
+    sid       = "Tracing"
+    actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+    resources = ["*"] # X-Ray has no resource-level permissions
+  }
+}
+
+module "ingest" {
+  source               = "../../modules/lambda_function"
+  function_name        = local.names.ingest
+  handler              = "lambdas.ingest.app.handler"
+  zip_path             = "${var.dist_dir}/ingest.zip"
+  runtime              = var.lambda_runtime
+  memory_size          = 256
+  timeout              = var.ingest_timeout_seconds
+  environment          = local.ingest_environment
+  policy_json          = data.aws_iam_policy_document.ingest.json
+  reserved_concurrency = var.ingest_reserved_concurrency
+  iam_name_prefix      = var.iam_name_prefix
+  role_tags            = local.role_tags
+  log_retention_days   = var.log_retention_days
+  tags                 = var.tags
+}
+
+module "transform" {
+  source               = "../../modules/lambda_function"
+  function_name        = local.names.transform
+  handler              = "lambdas.transform.app.handler"
+  zip_path             = "${var.dist_dir}/transform.zip"
+  runtime              = var.lambda_runtime
+  memory_size          = var.transform_memory_mb
+  timeout              = var.transform_timeout_seconds
+  layers               = [var.aws_sdk_pandas_layer_arn]
+  environment          = local.transform_environment
+  policy_json          = data.aws_iam_policy_document.transform.json
+  reserved_concurrency = var.transform_reserved_concurrency
+  iam_name_prefix      = var.iam_name_prefix
+  role_tags            = local.role_tags
+  log_retention_days   = var.log_retention_days
+  tags                 = var.tags
+}
+
+resource "aws_lambda_permission" "bronze_invokes_ingest" {
+  statement_id   = "AllowBronzeBucketInvoke"
+  action         = "lambda:InvokeFunction"
+  function_name  = module.ingest.function_name
+  principal      = "s3.amazonaws.com"
+  source_arn     = module.storage.bronze_bucket_arn
+  source_account = data.aws_caller_identity.current.account_id
+}
+
+resource "aws_s3_bucket_notification" "bronze" {
+  bucket = module.storage.bronze_bucket_id
+  lambda_function {
+    lambda_function_arn = module.ingest.function_arn
+    events              = ["s3:ObjectCreated:*"]
+    filter_prefix       = "bronze/"
+  }
+  depends_on = [aws_lambda_permission.bronze_invokes_ingest]
+}
+
+resource "aws_lambda_event_source_mapping" "transform" {
+  event_source_arn                   = module.queue.queue_arn
+  function_name                      = module.transform.function_arn
+  batch_size                         = var.transform_batch_size
+  maximum_batching_window_in_seconds = var.transform_batching_window_seconds
+  function_response_types            = ["ReportBatchItemFailures"]
+  scaling_config {
+    maximum_concurrency = var.transform_max_concurrency
+  }
+}
+
+module "observability" {
+  source                     = "../../modules/observability"
+  enabled                    = var.observability_enabled
+  name_prefix                = var.name_prefix
+  region                     = var.region
+  queue_name                 = module.queue.queue_name
+  dlq_name                   = module.queue.dlq_name
+  ingest_function_name       = module.ingest.function_name
+  transform_function_name    = module.transform.function_name
+  oldest_message_age_seconds = var.oldest_message_alarm_seconds
+  alarm_actions              = var.alarm_actions
+}

@@ -1,0 +1,108 @@
+# Alarms on DLQ depth, oldest message age, Lambda errors and throttles, and a dashboard.
+# Off unless enabled (observability_enabled = false by default in the environments).
+
+locals {
+  count = var.enabled ? 1 : 0
+  functions = {
+    ingest    = var.ingest_function_name
+    transform = var.transform_function_name
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "dlq_depth" {
+  count               = local.count
+  alarm_name          = "${var.name_prefix}-dlq-not-empty"
+  alarm_description   = "Messages in the DLQ: see runbooks/dlq-triage-and-redrive.md"
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateNumberOfMessagesVisible"
+  dimensions          = { QueueName = var.dlq_name }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_actions
+  ok_actions          = var.alarm_actions
+}
+
+resource "aws_cloudwatch_metric_alarm" "oldest_message" {
+  count               = local.count
+  alarm_name          = "${var.name_prefix}-events-backlog-old"
+  alarm_description   = "The oldest work unit waits too long: transform is failing or throttled. See runbooks/alarms.md"
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateAgeOfOldestMessage"
+  dimensions          = { QueueName = var.queue_name }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 2
+  threshold           = var.oldest_message_age_seconds
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_actions
+  ok_actions          = var.alarm_actions
+}
+
+resource "aws_cloudwatch_metric_alarm" "errors" {
+  for_each            = var.enabled ? local.functions : {}
+  alarm_name          = "${var.name_prefix}-${each.key}-errors"
+  alarm_description   = "The ${each.key} Lambda fails invocations. See runbooks/alarms.md"
+  namespace           = "AWS/Lambda"
+  metric_name         = "Errors"
+  dimensions          = { FunctionName = each.value }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_actions
+  ok_actions          = var.alarm_actions
+}
+
+resource "aws_cloudwatch_metric_alarm" "throttles" {
+  for_each            = var.enabled ? local.functions : {}
+  alarm_name          = "${var.name_prefix}-${each.key}-throttles"
+  alarm_description   = "The ${each.key} Lambda is throttled (reserved concurrency or account limit). See runbooks/alarms.md"
+  namespace           = "AWS/Lambda"
+  metric_name         = "Throttles"
+  dimensions          = { FunctionName = each.value }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_actions
+  ok_actions          = var.alarm_actions
+}
+
+resource "aws_cloudwatch_dashboard" "pipeline" {
+  count          = local.count
+  dashboard_name = "${var.name_prefix}-pipeline"
+  dashboard_body = jsonencode({
+    widgets = [
+      {
+        type = "metric", x = 0, y = 0, width = 12, height = 6
+        properties = {
+          title  = "Queues"
+          region = var.region
+          metrics = [
+            ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", var.queue_name],
+            ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", var.dlq_name],
+            ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", var.queue_name, { yAxis = "right" }],
+          ]
+        }
+      },
+      {
+        type = "metric", x = 12, y = 0, width = 12, height = 6
+        properties = {
+          title  = "Lambda"
+          region = var.region
+          metrics = [for pair in setproduct(["Invocations", "Errors", "Throttles"], values(local.functions)) :
+          ["AWS/Lambda", pair[0], "FunctionName", pair[1]]]
+        }
+      },
+    ]
+  })
+}

@@ -1,0 +1,12 @@
+output "alarm_names" {
+  value = concat(
+    aws_cloudwatch_metric_alarm.dlq_depth[*].alarm_name,
+    aws_cloudwatch_metric_alarm.oldest_message[*].alarm_name,
+    [for a in aws_cloudwatch_metric_alarm.errors : a.alarm_name],
+    [for a in aws_cloudwatch_metric_alarm.throttles : a.alarm_name],
+  )
+}
+
+output "dashboard_name" {
+  value = one(aws_cloudwatch_dashboard.pipeline[*].dashboard_name)
+}

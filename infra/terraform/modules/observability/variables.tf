@@ -1,0 +1,47 @@
+variable "enabled" {
+  description = "Create the alarms and the dashboard."
+  type        = bool
+  default     = false
+}
+
+variable "name_prefix" {
+  description = "Prefix for alarm and dashboard names."
+  type        = string
+}
+
+variable "region" {
+  description = "Region shown by the dashboard."
+  type        = string
+}
+
+variable "queue_name" {
+  description = "Events queue name."
+  type        = string
+}
+
+variable "dlq_name" {
+  description = "DLQ name."
+  type        = string
+}
+
+variable "ingest_function_name" {
+  description = "Ingest Lambda name."
+  type        = string
+}
+
+variable "transform_function_name" {
+  description = "Transform Lambda name."
+  type        = string
+}
+
+variable "oldest_message_age_seconds" {
+  description = "Alarm when the oldest events message is older than this."
+  type        = number
+  default     = 900
+}
+
+variable "alarm_actions" {
+  description = "ARNs notified when an alarm fires or clears (e.g. an SNS topic)."
+  type        = list(string)
+  default     = []
+}

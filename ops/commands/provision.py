@@ -1,0 +1,79 @@
+"""eltops provision queue, provision ensure-dlq."""
+
+from __future__ import annotations
+
+import click
+
+from ops.cli import cli, common_options, render, settings
+
+
+@cli.group()
+def provision():
+    """Pre-create SQS queues in restricted accounts and hand them to Terraform."""
+
+
+def _text(r) -> str:
+    lines = []
+    for label, state in (("queue", r.queue), ("dlq", r.dlq)):
+        if state is None:
+            continue
+        verb = "would create" if r.dry_run and state.created else ("created" if state.created else "found")
+        lines.append(f"{label}: {verb} {state.name} {state.url or ''}".rstrip())
+        for attribute, (old, new) in sorted(state.changed.items()):
+            if not state.created:
+                lines.append(f"  {'would set' if r.dry_run else 'set'} {attribute}: {old} -> {new}")
+    if not r.changed:
+        lines.append("nothing to change")
+    lines += [f"note: {n}" for n in r.notes]
+    if r.out and not r.dry_run:
+        lines.append(f"wrote {r.out}: {', '.join(sorted(r.tfvars))}")
+    return "\n".join(lines)
+
+
+@provision.command("queue")
+@common_options
+@click.option("--name", required=True, help="Events queue name (the DLQ is <name>-dlq).")
+@click.option("--with-dlq/--without-dlq", default=True, show_default=True, help="Also create and attach the DLQ.")
+@click.option("--max-receive-count", type=int, default=5, show_default=True, help="Receives before the DLQ.")
+@click.option("--visibility-timeout", type=int, default=1800, show_default=True,
+              help="Seconds; at least 6x the transform timeout.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write existing_* values to this *.auto.tfvars.json.")
+@click.option("--dry-run", is_flag=True, help="Say what would be created or changed; change nothing.")
+@click.pass_context
+def provision_queue_command(ctx, name, with_dlq, max_receive_count, visibility_timeout, out, dry_run):
+    """Create, or find, the events queue and its DLQ without tags, and write their URLs and ARNs
+    for Terraform (which then creates no queue). A second run changes nothing.
+
+    \b
+    Example:
+      eltops provision queue --name elt-dev-events --with-dlq --region eu-west-1 \\
+        --out infra/terraform/envs/dev/queue.auto.tfvars.json
+    """
+    from ops.provision import provision_queue
+
+    report = provision_queue(settings(ctx).aws().client("sqs"), name=name, with_dlq=with_dlq,
+                             max_receive_count=max_receive_count, visibility_timeout=visibility_timeout,
+                             dry_run=dry_run, out=out)
+    render(ctx, report, _text)
+
+
+@provision.command("ensure-dlq")
+@common_options
+@click.option("--queue-url", required=True, help="The existing queue.")
+@click.option("--dlq-name", required=True, help="DLQ name (created when missing).")
+@click.option("--max-receive-count", type=int, default=5, show_default=True, help="Receives before the DLQ.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write existing_* values to this *.auto.tfvars.json.")
+@click.option("--dry-run", is_flag=True, help="Say what would be created or changed; change nothing.")
+@click.pass_context
+def ensure_dlq_command(ctx, queue_url, dlq_name, max_receive_count, out, dry_run):
+    """Create the DLQ if missing and attach it to an existing queue; a rerun is a no-op.
+
+    \b
+    Example:
+      eltops provision ensure-dlq --queue-url $ELT_QUEUE_URL --dlq-name elt-dev-events-dlq
+    """
+    from ops.provision import ensure_dlq
+
+    report = ensure_dlq(settings(ctx).aws().client("sqs"), queue_url=queue_url, dlq_name=dlq_name,
+                        max_receive_count=max_receive_count, dry_run=dry_run, out=out)
+    render(ctx, report, _text)

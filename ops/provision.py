@@ -1,0 +1,193 @@
+"""Pre-create the events queue and its DLQ for accounts where Terraform may not create or tag
+queues, and hand their identities to Terraform as a *.auto.tfvars.json.
+
+Queues are created without tags (no sqs:TagQueue needed, and nothing here calls ListQueueTags),
+with SSE-SQS on, the queue's RedrivePolicy pointing at the DLQ and the DLQ's RedriveAllowPolicy
+naming the queue. Everything is find-or-create and compare-then-set: a second run changes nothing
+and writes the same file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ops.aws import error_code, with_retries
+from ops.errors import AccessDenied, OpsError, UsageError
+from ops.state import atomic_write
+
+TFVARS_KEYS = ("existing_queue_url", "existing_queue_arn", "existing_dlq_url", "existing_dlq_arn")
+RUNBOOK = "runbooks/restricted-account-queues.md"
+DLQ_RETENTION = "1209600"  # 14 days, the SQS maximum: time to triage
+
+
+@dataclass
+class QueueState:
+    name: str
+    url: str | None
+    arn: str | None
+    created: bool = False
+    changed: dict = field(default_factory=dict)  # attribute -> (old, new)
+
+
+@dataclass
+class ProvisionReport:
+    queue: QueueState | None
+    dlq: QueueState | None
+    dry_run: bool
+    out: str | None
+    tfvars: dict
+    changed: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def _call(fn, action: str, resource: str):
+    try:
+        return with_retries(fn, action=action, resource=resource)
+    except AccessDenied as exc:
+        raise AccessDenied(f"{exc}. Ask for {action} on {resource}, or follow {RUNBOOK}") from exc
+
+
+def _find(sqs, name: str) -> str | None:
+    try:
+        return with_retries(lambda: sqs.get_queue_url(QueueName=name), action="sqs:GetQueueUrl",
+                            resource=name)["QueueUrl"]
+    except OpsError as exc:
+        if error_code(exc.__cause__) in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
+            return None
+        if isinstance(exc, AccessDenied):
+            raise AccessDenied(f"{exc}. Ask for sqs:GetQueueUrl, or follow {RUNBOOK}") from exc
+        raise
+
+
+def _attributes(sqs, url: str) -> dict:
+    return _call(lambda: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"]),
+                 "sqs:GetQueueAttributes", url).get("Attributes", {})
+
+
+def _same(name: str, current: str | None, wanted: str) -> bool:
+    if current is None:
+        return False
+    if name in ("RedrivePolicy", "RedriveAllowPolicy"):
+        try:
+            a, b = json.loads(current), json.loads(wanted)
+        except ValueError:
+            return False
+        normalize = {k: (str(v) if k == "maxReceiveCount" else v) for k, v in a.items()}
+        return normalize == {k: (str(v) if k == "maxReceiveCount" else v) for k, v in b.items()}
+    return str(current).lower() == str(wanted).lower()
+
+
+def ensure_queue(sqs, *, name: str, attributes: dict[str, str], dry_run: bool) -> QueueState:
+    """Find or create one queue without tags; set the attributes that differ."""
+    if name.endswith(".fifo"):
+        attributes = {**attributes, "FifoQueue": "true"}
+    url = _find(sqs, name)
+    if url is None:
+        state = QueueState(name=name, url=None, arn=None, created=True,
+                           changed={k: (None, v) for k, v in attributes.items()})
+        if dry_run:
+            return state
+        url = _call(lambda: sqs.create_queue(QueueName=name, Attributes=attributes), "sqs:CreateQueue", name)["QueueUrl"]
+        state.url = url
+        state.arn = _attributes(sqs, url)["QueueArn"]
+        return state
+    current = _attributes(sqs, url)
+    changes = {k: (current.get(k), v) for k, v in attributes.items() if k != "FifoQueue" and not _same(k, current.get(k), v)}
+    state = QueueState(name=name, url=url, arn=current["QueueArn"], changed=changes)
+    if changes and not dry_run:
+        _call(lambda: sqs.set_queue_attributes(QueueUrl=url, Attributes={k: v for k, (_, v) in changes.items()}),
+              "sqs:SetQueueAttributes", url)
+    return state
+
+
+def _arn_for(sqs, name: str) -> str:
+    """The ARN a queue will have (dry run of a queue not created yet), from the account's URL form."""
+    region = sqs.meta.region_name
+    return f"arn:aws:sqs:{region}:<account>:{name}"
+
+
+def provision_queue(sqs, *, name: str, with_dlq: bool = True, max_receive_count: int = 5,
+                    visibility_timeout: int = 1800, dry_run: bool = False, out: str | None = None,
+                    dlq_name: str | None = None) -> ProvisionReport:
+    """Create, or find, the events queue (and its DLQ) and write existing_* for Terraform."""
+    if max_receive_count < 1 or max_receive_count > 1000:
+        raise UsageError(f"--max-receive-count {max_receive_count} is outside 1..1000")
+    if not 0 <= visibility_timeout <= 43200:
+        raise UsageError(f"--visibility-timeout {visibility_timeout} is outside 0..43200 seconds")
+    fifo = name.endswith(".fifo")
+    dlq_name = dlq_name or (name[:-5] + "-dlq.fifo" if fifo else f"{name}-dlq")
+    dlq = None
+    if with_dlq:
+        dlq = ensure_queue(sqs, name=dlq_name, attributes={"SqsManagedSseEnabled": "true",
+                                                           "MessageRetentionPeriod": DLQ_RETENTION}, dry_run=dry_run)
+    queue_attributes = {"SqsManagedSseEnabled": "true", "VisibilityTimeout": str(visibility_timeout)}
+    if dlq:
+        queue_attributes["RedrivePolicy"] = json.dumps(
+            {"deadLetterTargetArn": dlq.arn or _arn_for(sqs, dlq_name), "maxReceiveCount": max_receive_count},
+            separators=(",", ":"))
+    queue = ensure_queue(sqs, name=name, attributes=queue_attributes, dry_run=dry_run)
+    notes: list[str] = []
+    if dlq:
+        _ensure_allow_policy(sqs, dlq, queue.arn or _arn_for(sqs, name), dry_run, notes)
+    tfvars = {"existing_queue_url": queue.url, "existing_queue_arn": queue.arn,
+              "existing_dlq_url": dlq.url if dlq else None, "existing_dlq_arn": dlq.arn if dlq else None}
+    changed = bool(queue.created or queue.changed or (dlq and (dlq.created or dlq.changed)))
+    if out and not dry_run:
+        write_tfvars(out, tfvars)
+    return ProvisionReport(queue=queue, dlq=dlq, dry_run=dry_run, out=out, tfvars=tfvars, changed=changed,
+                           notes=notes)
+
+
+def ensure_dlq(sqs, *, queue_url: str, dlq_name: str, max_receive_count: int = 5, dry_run: bool = False,
+               out: str | None = None) -> ProvisionReport:
+    """Create the DLQ if missing and attach it to an existing queue (only its RedrivePolicy is
+    touched); a rerun is a no-op."""
+    current = _attributes(sqs, queue_url)
+    name = queue_url.rstrip("/").rsplit("/", 1)[-1]
+    if name.endswith(".fifo") != dlq_name.endswith(".fifo"):
+        raise UsageError(f"--dlq-name {dlq_name!r}: a FIFO queue needs a FIFO DLQ (name ending .fifo) and a "
+                         "standard queue a standard one")
+    dlq = ensure_queue(sqs, name=dlq_name, attributes={"SqsManagedSseEnabled": "true",
+                                                       "MessageRetentionPeriod": DLQ_RETENTION}, dry_run=dry_run)
+    queue = QueueState(name=name, url=queue_url, arn=current["QueueArn"])
+    redrive = json.dumps({"deadLetterTargetArn": dlq.arn or _arn_for(sqs, dlq_name),
+                          "maxReceiveCount": max_receive_count}, separators=(",", ":"))
+    if not _same("RedrivePolicy", current.get("RedrivePolicy"), redrive):
+        queue.changed["RedrivePolicy"] = (current.get("RedrivePolicy"), redrive)
+        if not dry_run:
+            _call(lambda: sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"RedrivePolicy": redrive}),
+                  "sqs:SetQueueAttributes", queue_url)
+    notes: list[str] = []
+    _ensure_allow_policy(sqs, dlq, queue.arn, dry_run, notes)
+    tfvars = {"existing_queue_url": queue.url, "existing_queue_arn": queue.arn, "existing_dlq_url": dlq.url,
+              "existing_dlq_arn": dlq.arn}
+    if out and not dry_run:
+        write_tfvars(out, tfvars)
+    return ProvisionReport(queue=queue, dlq=dlq, dry_run=dry_run, out=out, tfvars=tfvars,
+                           changed=bool(dlq.created or dlq.changed or queue.changed), notes=notes)
+
+
+def _ensure_allow_policy(sqs, dlq: QueueState, source_arn: str, dry_run: bool, notes: list[str]) -> None:
+    """The DLQ accepts redrives from this queue only. Some endpoints (moto) do not keep the
+    attribute: that is reported, not counted as a change on every run."""
+    allow = json.dumps({"redrivePermission": "byQueue", "sourceQueueArns": [source_arn]}, separators=(",", ":"))
+    current = _attributes(sqs, dlq.url).get("RedriveAllowPolicy") if dlq.url else None
+    if _same("RedriveAllowPolicy", current, allow):
+        return
+    if dry_run:
+        dlq.changed["RedriveAllowPolicy"] = (current, allow)
+        return
+    _call(lambda: sqs.set_queue_attributes(QueueUrl=dlq.url, Attributes={"RedriveAllowPolicy": allow}),
+          "sqs:SetQueueAttributes", dlq.url)
+    if _attributes(sqs, dlq.url).get("RedriveAllowPolicy") is None:
+        notes.append("this endpoint does not keep RedriveAllowPolicy (SQS does; moto does not)")
+    else:
+        dlq.changed["RedriveAllowPolicy"] = (current, allow)
+
+
+def write_tfvars(path: str, tfvars: dict) -> None:
+    if not path.endswith(".auto.tfvars.json"):
+        raise UsageError(f"--out {path!r}: Terraform reads only files named *.auto.tfvars.json automatically")
+    atomic_write(Path(path), (json.dumps(tfvars, indent=2, sort_keys=True) + "\n").encode("utf-8"))

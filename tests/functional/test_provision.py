@@ -1,0 +1,148 @@
+"""Queue pre-creation for restricted accounts, on moto: idempotent, untagged, values match."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+from click.testing import CliRunner
+from moto import mock_aws
+
+from ops.cli import cli
+from tests.functional.test_listing_replay import Calls
+
+
+@pytest.fixture
+def sqs():
+    with mock_aws():
+        yield boto3.client("sqs", region_name="us-east-1")
+
+
+def run(*args):
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_provision_queue_twice_changes_nothing_the_second_time_and_writes_the_same_values(sqs, tmp_path):
+    out = tmp_path / "queue.auto.tfvars.json"
+    first = run("provision", "queue", "--name", "elt-dev-events", "--with-dlq", "--max-receive-count", "4",
+                "--out", str(out), "--json")
+    assert first.exit_code == 0, first.output + first.stderr
+    assert json.loads(first.stdout)["changed"] is True
+    values = json.loads(out.read_text())
+    assert set(values) == {"existing_queue_url", "existing_queue_arn", "existing_dlq_url", "existing_dlq_arn"}
+
+    queue = sqs.get_queue_attributes(QueueUrl=values["existing_queue_url"], AttributeNames=["All"])["Attributes"]
+    dlq = sqs.get_queue_attributes(QueueUrl=values["existing_dlq_url"], AttributeNames=["All"])["Attributes"]
+    assert queue["QueueArn"] == values["existing_queue_arn"] and dlq["QueueArn"] == values["existing_dlq_arn"]
+    assert json.loads(queue["RedrivePolicy"]) == {"deadLetterTargetArn": values["existing_dlq_arn"],
+                                                  "maxReceiveCount": 4}
+    if "RedriveAllowPolicy" in dlq:  # moto drops this attribute; real SQS keeps it
+        assert json.loads(dlq["RedriveAllowPolicy"]) == {"redrivePermission": "byQueue",
+                                                         "sourceQueueArns": [values["existing_queue_arn"]]}
+    else:
+        assert "does not keep RedriveAllowPolicy" in " ".join(json.loads(first.stdout)["notes"])
+    assert queue["SqsManagedSseEnabled"] == "true" and dlq["SqsManagedSseEnabled"] == "true"
+    assert sqs.list_queue_tags(QueueUrl=values["existing_queue_url"]).get("Tags", {}) == {}
+
+    before = out.read_bytes()
+    import ops.aws
+
+    session_client = ops.aws.Aws.client
+    calls = {}
+
+    def counting(self, service):
+        client = session_client(self, service)
+        calls.setdefault("c", Calls(client))
+        return client
+
+    ops.aws.Aws.client = counting
+    try:
+        second = run("provision", "queue", "--name", "elt-dev-events", "--with-dlq", "--max-receive-count", "4",
+                     "--out", str(out))
+    finally:
+        ops.aws.Aws.client = session_client
+    assert second.exit_code == 0 and "nothing to change" in second.stdout
+    assert out.read_bytes() == before
+    counted = calls["c"].counts
+    assert not {"CreateQueue", "TagQueue", "ListQueueTags"} & set(counted), counted
+    # Only the attribute moto drops is set again; on SQS a second run makes no write at all.
+    assert counted["SetQueueAttributes"] <= 1
+
+
+def test_a_changed_setting_is_applied_and_shown_and_dry_run_changes_nothing(sqs, tmp_path):
+    run("provision", "queue", "--name", "q1", "--visibility-timeout", "600")
+    dry = run("provision", "queue", "--name", "q1", "--visibility-timeout", "900", "--dry-run")
+    assert "would set VisibilityTimeout: 600 -> 900" in dry.stdout
+    url = sqs.get_queue_url(QueueName="q1")["QueueUrl"]
+    assert sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])["Attributes"][
+        "VisibilityTimeout"] == "600"
+    real = run("provision", "queue", "--name", "q1", "--visibility-timeout", "900")
+    assert "set VisibilityTimeout: 600 -> 900" in real.stdout
+    fresh = run("provision", "queue", "--name", "brand-new", "--dry-run", "--json")
+    assert json.loads(fresh.stdout)["queue"]["created"] is True
+    assert "brand-new" not in json.dumps(sqs.list_queues())
+
+
+def test_ensure_dlq_attaches_a_new_dlq_once_and_leaves_the_queue_alone(sqs, tmp_path):
+    url = sqs.create_queue(QueueName="legacy", Attributes={"VisibilityTimeout": "77"})["QueueUrl"]
+    out = tmp_path / "dlq.auto.tfvars.json"
+    first = run("provision", "ensure-dlq", "--queue-url", url, "--dlq-name", "legacy-dlq", "--out", str(out), "--json")
+    assert first.exit_code == 0, first.output + first.stderr
+    values = json.loads(out.read_text())
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert json.loads(attrs["RedrivePolicy"])["deadLetterTargetArn"] == values["existing_dlq_arn"]
+    assert attrs["VisibilityTimeout"] == "77"
+    second = run("provision", "ensure-dlq", "--queue-url", url, "--dlq-name", "legacy-dlq", "--json")
+    assert json.loads(second.stdout)["changed"] is False
+
+
+def test_access_denied_names_the_permission_and_the_runbook(sqs, monkeypatch):
+    import ops.aws
+
+    real = ops.aws.Aws.client
+
+    def denied(self, service):
+        client = real(self, service)
+        from botocore.exceptions import ClientError
+
+        def refuse(model, **kwargs):
+            if model.name == "CreateQueue":
+                raise ClientError({"Error": {"Code": "AccessDenied", "Message": "not allowed"}}, "CreateQueue")
+
+        client.meta.events.register("before-call.sqs.CreateQueue", refuse)
+        return client
+
+    monkeypatch.setattr(ops.aws.Aws, "client", denied)
+    result = run("provision", "queue", "--name", "q2")
+    assert result.exit_code == 1
+    assert "sqs:CreateQueue" in result.stderr and "runbooks/restricted-account-queues.md" in result.stderr
+
+
+def test_out_must_be_an_auto_tfvars_json(sqs, tmp_path):
+    result = run("provision", "queue", "--name", "q3", "--out", str(tmp_path / "values.json"))
+    assert result.exit_code == 2 and "*.auto.tfvars.json" in result.stderr
+
+
+def test_against_sqs_that_keeps_every_attribute_a_rerun_makes_no_write():
+    from botocore.stub import Stubber
+
+    from ops.provision import provision_queue
+
+    client = boto3.client("sqs", region_name="us-east-1")
+    base = "https://sqs.us-east-1.amazonaws.com/123456789012/"
+    arn = "arn:aws:sqs:us-east-1:123456789012:"
+    dlq_attrs = {"QueueArn": arn + "e-dlq", "SqsManagedSseEnabled": "true", "MessageRetentionPeriod": "1209600",
+                 "RedriveAllowPolicy": json.dumps({"redrivePermission": "byQueue", "sourceQueueArns": [arn + "e"]})}
+    queue_attrs = {"QueueArn": arn + "e", "SqsManagedSseEnabled": "true", "VisibilityTimeout": "1800",
+                   "RedrivePolicy": json.dumps({"deadLetterTargetArn": arn + "e-dlq", "maxReceiveCount": 5})}
+    stub = Stubber(client)
+    stub.add_response("get_queue_url", {"QueueUrl": base + "e-dlq"}, {"QueueName": "e-dlq"})
+    stub.add_response("get_queue_attributes", {"Attributes": dlq_attrs}, {"QueueUrl": base + "e-dlq", "AttributeNames": ["All"]})
+    stub.add_response("get_queue_url", {"QueueUrl": base + "e"}, {"QueueName": "e"})
+    stub.add_response("get_queue_attributes", {"Attributes": queue_attrs}, {"QueueUrl": base + "e", "AttributeNames": ["All"]})
+    stub.add_response("get_queue_attributes", {"Attributes": dlq_attrs}, {"QueueUrl": base + "e-dlq", "AttributeNames": ["All"]})
+    with stub:
+        report = provision_queue(client, name="e")
+    stub.assert_no_pending_responses()  # and any SetQueueAttributes/CreateQueue would have raised
+    assert report.changed is False and report.notes == []
