@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast test-pyarrow-min lint build bench clean tf-init tf-plan tf-apply
+.PHONY: demo test test-fast test-pyarrow-min lint build bench chaos clean tf-init tf-plan tf-apply
 
 $(STAMP): setup.cfg pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed (python3.11, python3.12, ...): install it, or run make PYTHON=/path/to/python3.11"; exit 1; }
@@ -38,6 +38,12 @@ lint: $(STAMP)
 
 build: $(STAMP)
 	$(BIN)/python -m ops.build dist
+
+# Fault injection: longer seeded runs than make test's; ends with
+# "faults injected: N, objects: M, lost: 0, duplicated: 0" and fails when lost or duplicated is not 0.
+CHAOS_ARGS ?= --rounds 3 --objects 40 --poison 3
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos.run $(CHAOS_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/transform.py

@@ -48,7 +48,11 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 class Checkpoint:
     """The keys a run has finished, plus values the run must reuse when resumed (its resolved
-    window, a generated replay stamp). Saved at most every `interval` seconds and on close."""
+    window, a generated replay stamp).
+
+    Every finished key is appended at once to `<path>.journal` (one line, flushed), so even a
+    SIGKILL loses no finished work; the journal is folded into the JSON file (written atomically)
+    every `interval` seconds and at the end. Loading reads both and ignores a torn last line."""
 
     def __init__(self, path: str | os.PathLike, identity: dict, *, interval: float = 1.0):
         self.path = Path(path)
@@ -72,6 +76,16 @@ class Checkpoint:
             self.done = set(data.get("done", []))
             self.values = data.get("values", {})
             self.resumed = True
+        self.journal_path = self.path.with_name(self.path.name + ".journal")
+        if self.journal_path.exists():
+            lines = self.journal_path.read_bytes().split(b"\n")
+            for raw in lines[:-1]:  # the last piece is empty, or a line torn by a kill
+                try:
+                    self.done.add(json.loads(raw))
+                except ValueError:
+                    continue
+            self.resumed = self.resumed or bool(self.done)
+        self._journal = None
 
     def __contains__(self, key: str) -> bool:
         return key in self.done
@@ -85,9 +99,15 @@ class Checkpoint:
             return self.values[name]
 
     def mark(self, keys) -> None:
+        keys = [keys] if isinstance(keys, str) else list(keys)
         with self.lock:
-            self.done.update([keys] if isinstance(keys, str) else keys)
+            self.done.update(keys)
             self._dirty = True
+            if self._journal is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._journal = open(self.journal_path, "ab")  # noqa: SIM115 - closed in save()
+            self._journal.write(b"".join(json.dumps(k).encode("utf-8") + b"\n" for k in keys))
+            self._journal.flush()
             due = time.monotonic() - self._saved_at >= self.interval
         if due:
             self.save()
@@ -99,6 +119,12 @@ class Checkpoint:
             self._dirty = False
             self._saved_at = time.monotonic()
             atomic_write(self.path, json.dumps(payload, indent=0).encode("utf-8"))
+            # Everything journaled is in the file now: start the journal afresh.
+            if self._journal is not None:
+                self._journal.close()
+                self._journal = None
+            if self.journal_path.exists():
+                self.journal_path.unlink()
 
 
 class Report:

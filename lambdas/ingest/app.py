@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 from lambdas.ingest.s3_events import ObjectCreated, Skipped, extract
-from lambdas.shared import config, work_unit
+from lambdas.shared import config, steps, work_unit
 from lambdas.shared.aws import client
 from lambdas.shared.keys import BRONZE_ROOT, InvalidKey, has_supported_suffix, parse_bronze_key
 from lambdas.shared.ledger import Ledger
@@ -118,6 +118,7 @@ def _claim(d: Deps, item: ObjectCreated, counts: dict) -> work_unit.WorkUnit | N
         log(LOG, logging.INFO, "duplicate event: already claimed", object=object_id, etag=unit.etag,
             status=(claim.existing or {}).get("status"))
         return None
+    steps.step(steps.AFTER_CLAIM, object=object_id)
     return unit
 
 
@@ -141,6 +142,7 @@ def _send(d: Deps, batch: list[tuple[ObjectCreated, work_unit.WorkUnit]], counts
             continue
         for ok in response.get("Successful", []):
             item, unit = pending.pop(ok["Id"])
+            steps.step(steps.AFTER_SEND, object=unit.object_id)
             d.ledger.mark_queued(bucket=unit.bucket, key=unit.key, etag=unit.etag, message_id=ok["MessageId"])
             counts["queued"] += 1
             log(LOG, logging.INFO, "queued", object=unit.object_id, etag=unit.etag, message_id=ok["MessageId"])

@@ -19,7 +19,7 @@ from urllib.parse import quote
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
-from lambdas.shared import config, schemas, work_unit
+from lambdas.shared import config, schemas, steps, work_unit
 from lambdas.shared.aws import client
 from lambdas.shared.keys import parse_bronze_key
 from lambdas.shared.ledger import Ledger
@@ -147,6 +147,7 @@ def _transform(d: Deps, unit: work_unit.WorkUnit) -> dict:
         else:
             # A previous version's rejects no longer apply to this version.
             d.s3.delete_object(Bucket=d.silver_bucket, Key=parsed.quarantine_key)
+    steps.step(steps.AFTER_SILVER_WRITE, object=unit.object_id)
     d.ledger.mark_done(bucket=unit.bucket, key=unit.key, etag=unit.etag, silver_key=parsed.silver_key,
                        rows=result.rows, rejected_rows=result.rejected)
     for note in result.notes:

@@ -83,13 +83,16 @@ def dlq_inspect(ctx, queue_url, table, max_messages, out_path):
               help="auto: a native move task when possible, else manual.")
 @click.option("--concurrency", type=click.IntRange(1, 32), default=4, show_default=True,
               help="Manual mode: receive/send/delete loops running side by side.")
+@click.option("--visibility-timeout", type=click.IntRange(1, 43200), default=60, show_default=True,
+              help="Manual mode: seconds a received message stays hidden while it is moved (refreshed on long "
+                   "runs); after a crash, unmoved messages reappear in the DLQ after this long.")
 @click.option("--wait", is_flag=True, help="Native: poll the move task until it ends, showing progress.")
 @click.option("--cancel", is_flag=True, help="Cancel the running native move task of this DLQ.")
 @click.option("--dry-run", is_flag=True, help="Count what would move; change nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_context
-def dlq_redrive(ctx, queue_url, to_url, max_messages, max_rps, filter_type, filter_dt, mode, concurrency, wait,
-                cancel, dry_run, yes):
+def dlq_redrive(ctx, queue_url, to_url, max_messages, max_rps, filter_type, filter_dt, mode, concurrency,
+                visibility_timeout, wait, cancel, dry_run, yes):
     """Move DLQ messages back to be processed again, losing none.
 
     Fix the cause first (see `eltops dlq inspect`). A message whose object was overwritten since
@@ -126,7 +129,7 @@ def dlq_redrive(ctx, queue_url, to_url, max_messages, max_rps, filter_type, filt
     if report is None:
         report = lib.redrive_manual(sqs, source_url=queue_url, target_url=to_url, max_messages=max_messages,
                                     max_rps=max_rps, filter_type=filter_type, filter_dt=filter_dt, dry_run=dry_run,
-                                    workers=concurrency)
+                                    workers=concurrency, visibility=visibility_timeout)
     render(ctx, report, _redrive_text)
     if report.failed:
         raise PartialFailure(f"{len(report.failed)} message(s) not moved; they are still in the DLQ")

@@ -27,6 +27,7 @@ import boto3
 from botocore.config import Config
 
 from lambdas.ingest import app as ingest_app
+from lambdas.shared import steps
 from lambdas.shared.log import JsonFormatter
 from lambdas.transform import app as transform_app
 from ops.local.resources import LocalSettings, Names, Provisioned, provision
@@ -163,7 +164,8 @@ class EventSourceMapping:
         try:
             result = self.handler(event, LambdaContext(self.function_name, self.timeout_ms))
             failed, whole = failed_ids(result, ids)
-        except Exception as exc:
+            steps.step(steps.BEFORE_DELETE, messages=len(messages))
+        except (Exception, steps.Killed) as exc:  # a crash or a kill fails the whole batch, as in AWS
             failed, whole = set(ids), f"handler raised {type(exc).__name__}: {exc}"
         if whole:
             self.stats.transform_batch_errors += 1
@@ -188,7 +190,7 @@ class S3Invoker(EventSourceMapping):
             try:
                 event = json.loads(message["Body"])
                 self.handler(event, LambdaContext(self.function_name, self.timeout_ms))
-            except Exception:
+            except (Exception, steps.Killed):
                 self.stats.ingest_errors += 1
                 self.log.exception("ingest invocation failed; the event will be retried")
                 continue
@@ -201,12 +203,13 @@ class EmbeddedAws:
     Use as a context manager; `environ()` gives the variables any client needs."""
 
     def __init__(self, *, port: int = 0, names: Names | None = None, settings: LocalSettings | None = None,
-                 log_path: str | None = None, run_lambdas: bool = True):
+                 log_path: str | None = None, run_lambdas: bool = True, lambda_client_hook=None):
         self.port = port
         self.names = names or Names()
         self.settings = settings or LocalSettings()
         self.log_path = log_path
         self.run_lambdas = run_lambdas
+        self.lambda_client_hook = lambda_client_hook  # e.g. a fault injector's attach()
         self.stats = RuntimeStats()
         self.server = None
         self.provisioned: Provisioned | None = None
@@ -223,6 +226,11 @@ class EmbeddedAws:
         self.server.start()
         host, port = self.server.get_host_and_port()
         self.endpoint_url = f"http://{host}:{port}"
+        # moto keeps its state per process: an embedded AWS always starts empty.
+        import urllib.request
+
+        urllib.request.urlopen(urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST"),
+                               timeout=10).read()
         self.provisioned = provision(
             s3=self.client("s3"), sqs=self.client("sqs"), dynamodb=self.client("dynamodb"), names=self.names,
             settings=self.settings, endpoint_url=self.endpoint_url, region=REGION,
@@ -285,7 +293,12 @@ class EmbeddedAws:
         )
 
     def lambda_client(self, service: str):
-        return self.client(service)
+        """A client as the Lambdas get it: botocore's standard retries, as in AWS."""
+        client = boto3.session.Session().client(
+            service, endpoint_url=self.endpoint_url, region_name=REGION,
+            config=Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=32), **CREDENTIALS,
+        )
+        return self.lambda_client_hook(client) if self.lambda_client_hook else client
 
     def environ(self) -> dict[str, str]:
         return self.provisioned.environ()
