@@ -14,7 +14,7 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
@@ -127,6 +127,7 @@ def _transform(d: Deps, unit: work_unit.WorkUnit) -> dict:
             log(LOG, logging.WARNING, "source deleted since queued; skipped", object=unit.object_id)
             return {"outcome": "source-deleted"}
         raise
+    _refuse_collision(d, parsed)
     ingested_at = dt.datetime.now(dt.UTC)
     with tempfile.TemporaryDirectory(prefix="elt-") as tmp:
         parquet_path = os.path.join(tmp, "out.parquet")
@@ -157,6 +158,21 @@ def _transform(d: Deps, unit: work_unit.WorkUnit) -> dict:
     return {"outcome": "written", "rows": result.rows, "rejected_rows": result.rejected,
             "blank_lines": result.blank_lines, "format": result.fmt, "bytes_in": result.bytes_in,
             "silver_key": parsed.silver_key}
+
+
+def _refuse_collision(d: Deps, parsed) -> None:
+    """`a.json` and `a.jsonl` in one partition map to one silver object: writing the second would
+    silently replace the first's rows. Fail the item instead (it reaches the DLQ with this reason)."""
+    try:
+        head = d.s3.head_object(Bucket=d.silver_bucket, Key=parsed.silver_key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return
+        raise
+    owner = unquote(head.get("Metadata", {}).get("source-key", ""))
+    if owner and owner != parsed.logical_key:
+        raise ItemFailed(f"silver key collision: {parsed.silver_key} already holds {owner}; {parsed.logical_key} "
+                         "would replace its rows. Rename one of the two bronze objects (they differ only by suffix)")
 
 
 __all__ = ["handler", "UnreadableObject", "ItemFailed"]

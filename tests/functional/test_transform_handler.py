@@ -104,3 +104,14 @@ def test_nothing_is_written_outside_silver_and_quarantine(pipeline):
         pipeline.run(key, body)
     keys = [o["Key"] for o in pipeline.s3.list_objects_v2(Bucket=pipeline.silver).get("Contents", [])]
     assert keys and all(k.startswith(("silver/", "quarantine/")) for k in keys)
+
+
+def test_two_bronze_objects_that_differ_only_by_suffix_do_not_overwrite_each_others_silver(pipeline):
+    first, good = events(20, seed=1)
+    assert pipeline.run("bronze/shipments/dt=2025-01-01/same.jsonl", first) == {"batchItemFailures": []}
+    second, _ = events(5, seed=2)
+    result = pipeline.run("bronze/shipments/dt=2025-01-01/same.json", second)
+    assert len(result["batchItemFailures"]) == 1
+    item = pipeline.ledger.versions(bucket=pipeline.bronze, key="bronze/shipments/dt=2025-01-01/same.json")[0]
+    assert item["status"] == "FAILED" and "silver key collision" in item["last_error"]
+    assert silver_table(pipeline, "silver/shipments/dt=2025-01-01/same.parquet").num_rows == good

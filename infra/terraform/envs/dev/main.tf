@@ -114,6 +114,11 @@ data "aws_iam_policy_document" "transform" {
     resources = ["${module.storage.bronze_bucket_arn}/bronze/*"]
   }
   statement {
+    sid       = "CheckSilverOwner" # HeadObject before a write: refuse a silver key collision
+    actions   = ["s3:GetObject"]
+    resources = ["${module.storage.silver_bucket_arn}/silver/*"]
+  }
+  statement {
     sid       = "WriteSilverAndQuarantine"
     actions   = ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
     resources = ["${module.storage.silver_bucket_arn}/silver/*", "${module.storage.silver_bucket_arn}/quarantine/*"]
