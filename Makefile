@@ -34,10 +34,10 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check lambdas ops tests bench
+	$(BIN)/ruff check lambdas ops tests bench scripts
 
 build: $(STAMP)
-	$(BIN)/python -m ops.build dist
+	$(BIN)/python scripts/build_lambdas.py dist
 
 # Fault injection: longer seeded runs than make test's; ends with
 # "faults injected: N, objects: M, lost: 0, duplicated: 0" and fails when lost or duplicated is not 0.

@@ -1,4 +1,5 @@
-"""Build the Lambda zips: `python -m ops.build dist` -> dist/ingest.zip, dist/transform.zip.
+"""Build the Lambda zips (dist/ingest.zip, dist/transform.zip); `make build` runs
+scripts/build_lambdas.py, which prints what this returns.
 
 A zip holds `lambdas/<name>/` and `lambdas/shared/` (plus `lambdas/__init__.py`), so the handler is
 `lambdas.<name>.app.handler` in the repo, in tests and in AWS. Entries are sorted with fixed
@@ -8,7 +9,6 @@ timestamps: the same source gives the same bytes (and the same Terraform source 
 from __future__ import annotations
 
 import os
-import sys
 import zipfile
 from pathlib import Path
 
@@ -39,13 +39,6 @@ def build_zip(name: str, out_dir: str | os.PathLike) -> Path:
     return out
 
 
-def main(argv: list[str]) -> int:
-    out_dir = argv[0] if argv else "dist"
-    for name in FUNCTIONS:
-        path = build_zip(name, out_dir)
-        print(f"{path} ({path.stat().st_size} bytes, handler {HANDLERS[name]})")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+def build_all(out_dir: str | os.PathLike) -> list[tuple[Path, str]]:
+    """Every function's zip, with its handler string."""
+    return [(build_zip(name, out_dir), HANDLERS[name]) for name in FUNCTIONS]

@@ -101,7 +101,7 @@ def progress_bar(ctx: click.Context, *, total: int | None, desc: str, unit: str 
 
 
 class EltGroup(click.Group):
-    """Maps OpsError to `Error: …` on stderr with its exit code; Ctrl-C to exit 130."""
+    """Maps OpsError (and file errors) to `Error: …` on stderr with its exit code; Ctrl-C to 130."""
 
     def invoke(self, ctx: click.Context):
         try:
@@ -114,6 +114,12 @@ class EltGroup(click.Group):
         except OpsError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(int(exc.exit_status))
+        except OSError as exc:
+            if exc.filename is None:  # not a file problem (sockets and the like): let it show
+                raise
+            click.echo(f"Error: cannot use {exc.filename}: {exc.strerror}; check the path and its permissions",
+                       err=True)
+            ctx.exit(int(ExitStatus.ERROR))
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             ctx.exit(int(ExitStatus.INTERRUPTED))

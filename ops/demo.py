@@ -87,11 +87,11 @@ def run_demo(*, workdir: str | None = None, on_progress: Callable[[str], None] =
 
         dup_path, dup_key = uploads[0]
         dup_silver = "silver/" + dup_key[len("bronze/"):].rsplit(".", 1)[0] + ".parquet"
-        before = s3.head_object(Bucket=silver, Key=dup_silver)["LastModified"]
+        before = s3.head_object(Bucket=silver, Key=dup_silver)["ETag"]
         step(f"re-uploading {dup_key} unchanged (a duplicate event)")
         s3.upload_file(dup_path, bronze, dup_key)
         aws.wait_idle(timeout=30)
-        after = s3.head_object(Bucket=silver, Key=dup_silver)["LastModified"]
+        after = s3.head_object(Bucket=silver, Key=dup_silver)["ETag"]
         second = summarize(s3, bucket=silver)
         dup_unchanged = before == after and second.silver_rows == first.silver_rows
 
@@ -100,8 +100,8 @@ def run_demo(*, workdir: str | None = None, on_progress: Callable[[str], None] =
         from ops.replay import replay_copy, replay_sqs, replay_stamp
         from ops.timewindow import make_window
 
-        replay_started = dt.datetime.now(dt.UTC).replace(microsecond=0)  # LastModified has second precision
-        time.sleep(1.0)
+        # A rewrite changes a silver object's ETag (new _ingested_at); LastModified has 1 s precision.
+        etags_before = _etags(s3, silver)
         day1 = make_window(start=str(DAYS[0]), end=str(DAYS[1]), since=None)
         copied = list_window(s3, bucket=bronze, prefix="bronze/", window=day1, by="partition").objects
         copy_report = replay_copy(s3, objects=copied, bucket=bronze, dest_prefix=f"bronze/replay/{replay_stamp()}")
@@ -112,8 +112,8 @@ def run_demo(*, workdir: str | None = None, on_progress: Callable[[str], None] =
              "(shipments) straight to SQS")
         aws.wait_idle(timeout=60)
         third = summarize(s3, bucket=silver)
-        rewritten = sum(1 for page in s3.get_paginator("list_objects_v2").paginate(Bucket=silver, Prefix="silver/")
-                        for o in page.get("Contents", []) if o["LastModified"] > replay_started)
+        etags_after = _etags(s3, silver)
+        rewritten = sum(1 for key, etag in etags_after.items() if etags_before.get(key) != etag)
         replays_unchanged = (third.silver_rows, third.silver_objects, third.quarantine_rows) == (
             second.silver_rows, second.silver_objects, second.quarantine_rows)
         step(f"after the replays: {third.silver_rows} rows in {third.silver_objects} silver objects "
@@ -163,3 +163,8 @@ def run_demo(*, workdir: str | None = None, on_progress: Callable[[str], None] =
         replays_left_silver_unchanged=replays_unchanged, silver_objects_rewritten_by_replays=rewritten, seconds=round(time.monotonic() - started, 2),
         problems=problems, lambda_log=log_path, steps=steps,
     )
+
+
+def _etags(s3, bucket: str) -> dict[str, str]:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="silver/")
+    return {o["Key"]: o["ETag"] for page in pages for o in page.get("Contents", [])}

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from lambdas.shared import work_unit
-from lambdas.shared.ledger import _plain
+from lambdas.shared.ledger import plain
 from ops.aws import with_retries
 from ops.errors import OpsError, UsageError
 from ops.ratelimit import RateLimiter
@@ -89,10 +89,6 @@ class Held:
         with self.lock:
             self.receipts[message.message_id] = message.receipt_handle
 
-    def drop(self, message_id: str) -> None:
-        with self.lock:
-            self.receipts.pop(message_id, None)
-
     def refresh_if_due(self) -> None:
         if time.monotonic() - self.since > self.visibility / 2:
             self._change(self.visibility)
@@ -157,7 +153,7 @@ def _ledger_errors(ddb, table: str | None, units: list[work_unit.WorkUnit]) -> d
             response = with_retries(lambda r=request: ddb.batch_get_item(RequestItems=r),
                                     action="dynamodb:BatchGetItem", resource=table)
             for raw in response.get("Responses", {}).get(table, []):
-                item = _plain(raw)
+                item = plain(raw)
                 found[(item["pk"], item["etag"])] = item
             request = response.get("UnprocessedKeys") or None
     return found
@@ -464,5 +460,3 @@ def _move(sqs, messages: list[DlqMessage], *, source_url: str, target_url: str, 
                 report.failed.append({"message_id": chunk[int(bad["Id"])].message_id,
                                       "error": f"sent, but not deleted from the DLQ: {bad.get('Code')}"})
 
-
-__all__ = ["inspect", "redrive_manual", "redrive_native", "cancel_native", "choose_mode", "NativeUnavailable"]

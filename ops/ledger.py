@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from lambdas.shared.keys import InvalidKey, parse_bronze_key
-from lambdas.shared.ledger import STATUSES, Ledger, _plain, parse_pk
+from lambdas.shared.ledger import STATUSES, Ledger, parse_pk, plain
 from ops.aws import error_code, with_retries
 from ops.errors import OpsError, UsageError
 from ops.timewindow import Window
@@ -152,7 +152,7 @@ def scan_matching(ddb, *, table: str, filters: PurgeFilter, segments: int = 4,
                 kwargs["ExclusiveStartKey"] = start
             page = with_retries(lambda k=kwargs: ddb.scan(**k), action="dynamodb:Scan", resource=table)
             scanned += page.get("ScannedCount", 0)
-            items += [_plain(i) for i in page.get("Items", [])]
+            items += [plain(i) for i in page.get("Items", [])]
             start = page.get("LastEvaluatedKey")
             if not start:
                 return items, scanned

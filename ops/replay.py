@@ -25,7 +25,7 @@ from boto3.s3.transfer import TransferConfig
 
 from lambdas.shared import work_unit
 from lambdas.shared.keys import InvalidKey, parse_bronze_key, replay_key
-from ops.aws import is_retryable, with_retries
+from ops.aws import with_retries
 from ops.errors import AccessDenied, OpsError
 from ops.listing import ObjectInfo
 from ops.ratelimit import RateLimiter
@@ -299,4 +299,3 @@ def _stop_on_denied(work):
     return guarded
 
 
-__all__ = ["replay_copy", "replay_sqs", "send_units", "ReplayReport", "Progress", "replay_stamp", "is_retryable"]

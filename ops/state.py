@@ -63,7 +63,6 @@ class Checkpoint:
         self.values: dict = {}
         self.resumed = False
         self._saved_at = 0.0
-        self._dirty = False
         if self.path.exists():
             try:
                 data = json.loads(self.path.read_text(encoding="utf-8"))
@@ -95,14 +94,12 @@ class Checkpoint:
         with self.lock:
             if name not in self.values:
                 self.values[name] = default() if callable(default) else default
-                self._dirty = True
             return self.values[name]
 
     def mark(self, keys) -> None:
         keys = [keys] if isinstance(keys, str) else list(keys)
         with self.lock:
             self.done.update(keys)
-            self._dirty = True
             if self._journal is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._journal = open(self.journal_path, "ab")  # noqa: SIM115 - closed in save()
@@ -116,7 +113,6 @@ class Checkpoint:
         with self.lock:
             payload = {"identity": self.identity, "values": self.values, "done": sorted(self.done),
                        "saved_at": dt.datetime.now(dt.UTC).isoformat()}
-            self._dirty = False
             self._saved_at = time.monotonic()
             atomic_write(self.path, json.dumps(payload, indent=0).encode("utf-8"))
             # Everything journaled is in the file now: start the journal afresh.

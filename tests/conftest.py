@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from pathlib import Path
 
 import boto3
@@ -11,6 +12,18 @@ import pytest
 
 EVENTS = Path(__file__).parent / "events"
 REGION = "us-east-1"
+
+
+def wait_until(predicate, *, timeout: float = 30.0, what: str = "the condition", interval: float = 0.2):
+    """Poll `predicate` until it returns something truthy (returned); fail saying what was awaited."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
 
 
 def load_event(name: str) -> dict:

@@ -87,7 +87,8 @@ def handler(event, context=None):
         if all(source is not None for source in failed_sources):
             return {"batchItemFailures": [{"itemIdentifier": s} for s in sorted(failed_sources)]}
         raise IngestFailed(f"{counts['failed']} object(s) could not be queued; the event will be retried")
-    if any(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in event.get("Records", []) or []):
+    records = event.get("Records") if isinstance(event, dict) else None
+    if any(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records or []):
         return {"batchItemFailures": []}
     return counts
 

@@ -48,7 +48,7 @@ class Claim:
     existing: dict | None = None
 
 
-def _plain(item: dict) -> dict:
+def plain(item: dict) -> dict:
     """DynamoDB attribute-value map -> plain Python values."""
     out = {}
     for name, value in item.items():
@@ -125,7 +125,7 @@ class Ledger:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
             old = exc.response.get("Item")
-            return Claim(won=False, pk=pk, etag=etag, reason="duplicate", existing=_plain(old) if old else None)
+            return Claim(won=False, pk=pk, etag=etag, reason="duplicate", existing=plain(old) if old else None)
         return Claim(won=True, pk=pk, etag=etag, reason="claimed")
 
     def release(self, *, bucket: str, key: str, etag: str) -> None:
@@ -209,7 +209,7 @@ class Ledger:
                 kwargs["ExclusiveStartKey"] = start
             page = self.client.query(**kwargs)
             for raw in page.get("Items", []):
-                item = _plain(raw)
+                item = plain(raw)
                 item["expired"] = int(item.get("expiration", 0)) < now
                 items.append(item)
             start = page.get("LastEvaluatedKey")
@@ -220,7 +220,7 @@ class Ledger:
         raw = self.client.get_item(
             TableName=self.table, Key=self._key(bucket, key, etag), ConsistentRead=True
         ).get("Item")
-        return _plain(raw) if raw else None
+        return plain(raw) if raw else None
 
     # -------------------------------------------------------------------------------------------
     @staticmethod

@@ -396,7 +396,7 @@ class _Transformer:
                 return index, "line holds more than one JSON value", False
         return None
 
-    def entries(self, entries: list[tuple[int, bytes]], known_error: Exception | None = None) -> None:
+    def entries(self, entries: list[tuple[int, bytes]]) -> None:
         """Resolve lines that are probably clean: one read when they are; otherwise pin down the
         failing line (by row, or by the value a conversion error names), drop it and read again;
         bisect only when neither works."""
@@ -404,18 +404,16 @@ class _Transformer:
             if len(entries) == 1:
                 self._single(*entries[0])
                 return
-            if known_error is None:
-                try:
-                    table = self._read(b"\n".join(line for _, line in entries))
-                except pa.ArrowInvalid as exc:
-                    known_error = exc
-                else:
-                    if table.num_rows == len(entries):
-                        lines = np.fromiter((n for n, _ in entries), dtype=np.int64, count=len(entries))
-                        self._accept(table, lines, lambda i, e=entries: e[i][1])
-                        return
-            found = self._locate(entries, 0, known_error) if known_error is not None else None
-            known_error = None
+            try:
+                table = self._read(b"\n".join(line for _, line in entries))
+            except pa.ArrowInvalid as exc:
+                found = self._locate(entries, 0, exc)
+            else:
+                if table.num_rows == len(entries):
+                    lines = np.fromiter((n for n, _ in entries), dtype=np.int64, count=len(entries))
+                    self._accept(table, lines, lambda i, e=entries: e[i][1])
+                    return
+                found = None  # a line held two values: rows do not match lines
             if found is None:
                 mid = len(entries) // 2
                 self.entries(entries[:mid])
@@ -607,7 +605,7 @@ def _run(t: _Transformer, chunks: Iterator[bytes], suffix_format: str) -> None:
             if not head:
                 continue
             started = True
-            mode = _sniff(head, chunks_done=False)
+            mode = _sniff(head)
             if mode in ("array", "maybe-document"):
                 whole = _read_all(t, buf, chunks)
                 if mode == "maybe-document" and not _is_document(whole):
@@ -628,12 +626,12 @@ def _run(t: _Transformer, chunks: Iterator[bytes], suffix_format: str) -> None:
         t.result.notes.append("empty object")
 
 
-def _sniff(head: bytes, chunks_done: bool) -> str:
+def _sniff(head: bytes) -> str:
     if head[:1] == b"[":
         return "array"
     if head[:1] == b"{":
         first_line = head.split(b"\n", 1)[0]
-        if b"\n" in head or chunks_done:
+        if b"\n" in head:
             try:
                 json.loads(first_line)
                 return "jsonl"

@@ -7,7 +7,7 @@ import threading
 
 import click
 
-from ops.cli import cli, common_options, info, render, settings
+from ops.cli import cli, common_options, info, render
 from ops.errors import OpsError, UsageError
 
 
@@ -129,12 +129,6 @@ def gen_events(ctx, type_, count, fmt, out, seed, bad_ratio, day):
         schemas.get(type_)
     except schemas.UnknownType as exc:
         raise UsageError(f"--type: {exc}") from None
-    try:
-        result = write_events(out, type_=type_, count=count, fmt=fmt, seed=seed, bad_ratio=bad_ratio,
-                              day=day.date())
-    except OSError as exc:
-        raise OpsError(f"cannot write --out {out}: {exc.strerror}") from None
+    result = write_events(out, type_=type_, count=count, fmt=fmt, seed=seed, bad_ratio=bad_ratio, day=day.date())
     render(ctx, result, lambda r: f"wrote {r.rows} {r.type} events ({r.bad} bad) to {r.path} ({r.bytes} bytes)")
 
-
-__all__ = ["settings"]

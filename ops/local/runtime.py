@@ -116,8 +116,6 @@ class EventSourceMapping:
         self.wait_seconds = wait_seconds
         self.queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
             "Attributes"]["QueueArn"]
-        self.in_flight = 0
-        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.log = logging.getLogger("elt.local.esm")
@@ -142,20 +140,14 @@ class EventSourceMapping:
                 self._stop.wait(0.5)
 
     def poll_once(self) -> int:
-        with self._lock:
-            self.in_flight += 1
-        try:
-            response = self.sqs.receive_message(
-                QueueUrl=self.queue_url, MaxNumberOfMessages=self.batch_size, WaitTimeSeconds=self.wait_seconds,
-                AttributeNames=["All"], MessageAttributeNames=["All"], MessageSystemAttributeNames=["All"],
-            )
-            messages = response.get("Messages", [])
-            if messages:
-                self._invoke(messages)
-            return len(messages)
-        finally:
-            with self._lock:
-                self.in_flight -= 1
+        response = self.sqs.receive_message(
+            QueueUrl=self.queue_url, MaxNumberOfMessages=self.batch_size, WaitTimeSeconds=self.wait_seconds,
+            AttributeNames=["All"], MessageAttributeNames=["All"], MessageSystemAttributeNames=["All"],
+        )
+        messages = response.get("Messages", [])
+        if messages:
+            self._invoke(messages)
+        return len(messages)
 
     def _invoke(self, messages: list[dict]) -> None:
         event = {"Records": [sqs_lambda_record(m, self.queue_arn) for m in messages]}

@@ -1,10 +1,10 @@
 import json
 import subprocess
-import time
 
 import boto3
 
 from ops.gen_events import write_events
+from tests.conftest import wait_until
 from tests.e2e.conftest import ELTOPS, clean_env
 
 
@@ -33,12 +33,12 @@ def test_local_up_prints_exports_then_serves_any_clients_upload_until_sigterm(lo
                       aws_access_key_id="testing", aws_secret_access_key="testing")
     gen = write_events(str(tmp_path / "o.jsonl"), type_="orders", count=120, seed=4, bad_ratio=0.05)
     s3.upload_file(gen.path, env["ELT_BRONZE_BUCKET"], "bronze/orders/dt=2025-03-04/from client.jsonl")
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    def silver_listing():
         listed = s3.list_objects_v2(Bucket=env["ELT_SILVER_BUCKET"], Prefix="silver/orders/dt=2025-03-04/")
-        if listed.get("KeyCount"):
-            break
-        time.sleep(0.3)
+        return listed if listed.get("KeyCount") else None
+
+    listed = wait_until(silver_listing, what="the silver object")
     assert [o["Key"] for o in listed["Contents"]] == ["silver/orders/dt=2025-03-04/from client.parquet"]
     assert local_aws.stop() == 0
 

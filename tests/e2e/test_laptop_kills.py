@@ -10,12 +10,12 @@ import random
 import signal
 import subprocess
 import sys
-import time
 
 import boto3
 import pytest
 
 from lambdas.shared import work_unit
+from tests.conftest import wait_until
 from tests.e2e.conftest import ELTOPS, LocalAws, clean_env
 
 N = 120
@@ -36,17 +36,27 @@ def eltops(env, tmp_path, *args) -> subprocess.Popen:
                             env=clean_env(**env, ELT_STATE_DIR=str(tmp_path / "state")), cwd=tmp_path)
 
 
-def kill_then_finish(env, tmp_path, args: list[str], seed: int) -> tuple[subprocess.CompletedProcess, float]:
-    """Start the command, SIGKILL it at a random moment, run it again to the end."""
-    moment = random.Random(seed).uniform(0.8, 2.5)
+def start_and_kill(env, tmp_path, args: list[str], progress, seed: int) -> int:
+    """Start the command and SIGKILL it once `progress()` (work visible on the server) reaches a
+    random point between a sixth and a half of the objects; returns that point."""
+    point = random.Random(seed).randint(N // 6, N // 2)
     first = eltops(env, tmp_path, *args)
-    time.sleep(moment)
+    wait_until(lambda: first.poll() is not None or progress() >= point, timeout=60, interval=0.05,
+               what=f"{point} objects done before the kill")
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=30)
     assert first.returncode == -signal.SIGKILL, "the command finished before it could be killed"
+    return point
+
+
+def finish(env, tmp_path, args: list[str]) -> subprocess.CompletedProcess:
     second = eltops(env, tmp_path, *args)
     out, err = second.communicate(timeout=180)
-    return subprocess.CompletedProcess(args, second.returncode, out, err), moment
+    return subprocess.CompletedProcess(args, second.returncode, out, err)
+
+
+def visible(sqs, url: str, attribute: str = "ApproximateNumberOfMessages") -> int:
+    return int(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[attribute])["Attributes"][attribute])
 
 
 def drain_keys(sqs, url: str) -> collections.Counter:
@@ -75,11 +85,12 @@ def test_replay_sqs_killed_and_resumed_sends_everything_and_repeats_at_most_the_
     args = ["replay", "sqs", "--bucket", env["ELT_BRONZE_BUCKET"], "--queue-url", target, "--start", day,
             "--end", f"2025-05-0{seed + 1}", "--by", "partition", "--concurrency", "2", "--max-rps", "40",
             "--checkpoint", "sqs.json"]
-    done, moment = kill_then_finish(env, tmp_path, args, seed)
+    moment = start_and_kill(env, tmp_path, args, lambda: visible(sqs, target), seed)
+    done = finish(env, tmp_path, args)
     assert done.returncode == 0, done.stderr
     assert "resuming from" in done.stderr
     counts = drain_keys(sqs, target)
-    assert set(counts) == set(keys), f"missed {set(keys) - set(counts)} (killed at {moment:.1f} s)"
+    assert set(counts) == set(keys), f"missed {set(keys) - set(counts)} (killed after {moment} sent)"
     duplicates = sum(c - 1 for c in counts.values())
     assert duplicates <= 10, f"{duplicates} sent twice (one worker: at most one batch of 10 was in flight)"
 
@@ -90,7 +101,11 @@ def test_replay_copy_killed_and_resumed_copies_everything_and_repeats_at_most_th
     args = ["replay", "copy", "--bucket", env["ELT_BRONZE_BUCKET"], "--start", "2025-05-10", "--end", "2025-05-11",
             "--by", "partition", "--dest-prefix", "bronze/replay/killed", "--concurrency", "4", "--max-rps", "40",
             "--checkpoint", "copy.json", "--report", "copy.jsonl"]
-    done, moment = kill_then_finish(env, tmp_path, args, seed=3)
+    def copies_made() -> int:
+        return s3.list_objects_v2(Bucket=env["ELT_BRONZE_BUCKET"], Prefix="bronze/replay/killed/")["KeyCount"]
+
+    moment = start_and_kill(env, tmp_path, args, copies_made, seed=3)
+    done = finish(env, tmp_path, args)
     assert done.returncode == 0, done.stderr
     copies = {o["Key"] for p in s3.get_paginator("list_objects_v2").paginate(
         Bucket=env["ELT_BRONZE_BUCKET"], Prefix="bronze/replay/killed/") for o in p.get("Contents", [])}
@@ -98,7 +113,7 @@ def test_replay_copy_killed_and_resumed_copies_everything_and_repeats_at_most_th
     lines = [json.loads(x) for x in (tmp_path / "copy.jsonl").read_text().splitlines() if x.endswith("}")]
     counts = collections.Counter(x["key"] for x in lines if x["result"] == "ok")
     assert set(counts) == set(keys)
-    assert sum(c - 1 for c in counts.values()) <= 4, f"copied twice beyond the 4 in flight (killed at {moment:.1f} s)"
+    assert sum(c - 1 for c in counts.values()) <= 4, f"copied twice beyond the 4 in flight (killed after {moment} copies)"
 
 
 def test_dlq_redrive_killed_and_rerun_moves_every_message_and_repeats_at_most_the_batches_in_flight(aws, tmp_path):
@@ -112,14 +127,12 @@ def test_dlq_redrive_killed_and_rerun_moves_every_message_and_repeats_at_most_th
             for i, k in enumerate(keys[start:start + 10])])
     args = ["dlq", "redrive", "--queue-url", dlq, "--to-url", target, "--mode", "manual", "--concurrency", "2",
             "--max-rps", "40", "--visibility-timeout", "3", "--yes"]
-    first = eltops(env, tmp_path, *args)
-    time.sleep(random.Random(4).uniform(0.8, 2.0))
-    first.send_signal(signal.SIGKILL)
-    first.wait(timeout=30)
-    time.sleep(3.5)  # what the killed run held becomes visible again
-    second = eltops(env, tmp_path, *args)
-    out, err = second.communicate(timeout=180)
-    assert second.returncode == 0, err
+    start_and_kill(env, tmp_path, args, lambda: visible(sqs, target), seed=4)
+    # What the killed run held becomes visible again when its visibility timeout runs out.
+    wait_until(lambda: visible(sqs, dlq, "ApproximateNumberOfMessagesNotVisible") == 0, timeout=30,
+               what="the killed run's held messages to reappear")
+    done = finish(env, tmp_path, args)
+    assert done.returncode == 0, done.stderr
     depth = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["All"])["Attributes"]
     assert int(depth["ApproximateNumberOfMessages"]) + int(depth["ApproximateNumberOfMessagesNotVisible"]) == 0
     counts = drain_keys(sqs, target)

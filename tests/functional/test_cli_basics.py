@@ -41,3 +41,12 @@ def test_every_command_has_help_with_an_example():
         result = CliRunner().invoke(cli, [*path, "--help"])
         assert result.exit_code == 0
         assert "Example" in result.output, f"eltops {' '.join(path)} --help has no example"
+
+
+def test_a_path_that_cannot_be_written_is_a_clear_error_not_a_traceback(tmp_path):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("x")
+    result = CliRunner().invoke(cli, ["gen-events", "--type", "orders", "--count", "5", "--out",
+                                      str(blocked / "inside.jsonl")])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)  # no traceback
+    assert f"cannot use {blocked / 'inside.jsonl'}: Not a directory" in result.stderr

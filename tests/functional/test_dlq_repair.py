@@ -4,13 +4,13 @@ fix -> redrive (stale message superseded) -> purge -> identical re-upload re-ing
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from click.testing import CliRunner
 
 from ops.cli import cli
 from ops.local.runtime import EmbeddedAws
+from tests.conftest import wait_until
 
 POISON = "bronze/orders/dt=2025-01-05/batch-7.jsonl"
 
@@ -28,21 +28,11 @@ def eltops(local, *args, input=None):
     return result
 
 
-def wait_for(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError("condition not met in time")
-
-
 def test_the_repair_story(local, tmp_path):
     s3 = local.client("s3")
     bronze = local.names.bronze_bucket
     s3.put_object(Bucket=bronze, Key=POISON, Body=b"this is not json\nneither is this\n")
-    wait_for(lambda: local.queue_depth(local.provisioned.dlq_url) == 1, timeout=30)
+    wait_until(lambda: local.queue_depth(local.provisioned.dlq_url) == 1, timeout=30, what="the poison in the DLQ")
 
     # inspect: the error, grouped; the message stays in the DLQ
     out = tmp_path / "dlq.jsonl"
@@ -91,7 +81,8 @@ def test_the_repair_story(local, tmp_path):
     assert json.loads(result.stdout)["deleted"] == 2
     assert json.loads(eltops(local, "status", f"s3://{bronze}/{POISON}", "--json").stdout)["versions"] == []
     s3.put_object(Bucket=bronze, Key=POISON, Body=fixed)
-    wait_for(lambda: json.loads(eltops(local, "status", f"s3://{bronze}/{POISON}", "--json").stdout)["versions"])
+    wait_until(lambda: json.loads(eltops(local, "status", f"s3://{bronze}/{POISON}", "--json").stdout)["versions"],
+               what="the re-upload to be claimed")
     local.wait_idle(timeout=20)
     again = json.loads(eltops(local, "status", f"s3://{bronze}/{POISON}", "--json").stdout)["versions"]
     assert [(v["status"], v["rows"]) for v in again] == [("DONE", 40)]

@@ -98,3 +98,9 @@ def test_a_missing_environment_variable_is_named(monkeypatch):
 
     with pytest.raises(config.ConfigError, match="ELT_QUEUE_URL"):
         config.read(config.INGEST_ENV, {"ELT_LEDGER_TABLE": "t"})
+
+
+@pytest.mark.parametrize("event", ["not json", ["a", "list"], {"Records": "oops"}, {}])
+def test_an_event_of_no_known_shape_is_skipped_not_a_crash(pipeline, event):
+    result = pipeline.ingest_app.handler(event)
+    assert result["skipped"] == 1 and result["queued"] == 0

@@ -121,10 +121,11 @@ def test_restricted_account_defaults_tags_off_for_roles_and_queues_and_observabi
 
 def test_no_policy_grants_a_wildcard_action():
     for path in TF.rglob("*.tf"):
-        for match in re.finditer(r"actions\s*=\s*\[(.*?)\]", path.read_text(), re.S):
-            actions = re.findall(r'"([^"]+)"', match.group(1))
-            assert all("*" not in a for a in actions if not a.startswith("s3:") or a != "s3:*") or \
-                "DenyInsecureTransport" in path.read_text(), f"{path}: {actions}"
+        for statement in re.findall(r"statement \{(.*?)\n  \}", path.read_text(), re.S):
+            if re.search(r'effect\s*=\s*"Deny"', statement):
+                continue  # a Deny on s3:* (TLS only) takes permissions away
+            for actions in re.findall(r"actions\s*=\s*\[(.*?)\]", statement, re.S):
+                assert "*" not in actions, f"{path}: wildcard action in {actions}"
 
 
 def test_every_checkov_skip_says_why():

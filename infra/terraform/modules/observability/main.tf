@@ -7,6 +7,10 @@ locals {
     ingest    = var.ingest_function_name
     transform = var.transform_function_name
   }
+  lambda_alarms = {
+    for pair in setproduct(keys(local.functions), ["Errors", "Throttles"]) :
+    "${pair[0]}-${lower(pair[1])}" => { function = pair[0], metric = pair[1] }
+  }
 }
 
 resource "aws_cloudwatch_metric_alarm" "dlq_depth" {
@@ -43,30 +47,14 @@ resource "aws_cloudwatch_metric_alarm" "oldest_message" {
   ok_actions          = var.alarm_actions
 }
 
-resource "aws_cloudwatch_metric_alarm" "errors" {
-  for_each            = var.enabled ? local.functions : {}
-  alarm_name          = "${var.name_prefix}-${each.key}-errors"
-  alarm_description   = "The ${each.key} Lambda fails invocations. See runbooks/alarms.md"
+# Errors and Throttles of both functions: one alarm per (function, metric).
+resource "aws_cloudwatch_metric_alarm" "lambda" {
+  for_each            = var.enabled ? local.lambda_alarms : {}
+  alarm_name          = "${var.name_prefix}-${each.value.function}-${lower(each.value.metric)}"
+  alarm_description   = "The ${each.value.function} Lambda reports ${each.value.metric}. See runbooks/alarms.md"
   namespace           = "AWS/Lambda"
-  metric_name         = "Errors"
-  dimensions          = { FunctionName = each.value }
-  statistic           = "Sum"
-  period              = 300
-  evaluation_periods  = 1
-  threshold           = 0
-  comparison_operator = "GreaterThanThreshold"
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = var.alarm_actions
-  ok_actions          = var.alarm_actions
-}
-
-resource "aws_cloudwatch_metric_alarm" "throttles" {
-  for_each            = var.enabled ? local.functions : {}
-  alarm_name          = "${var.name_prefix}-${each.key}-throttles"
-  alarm_description   = "The ${each.key} Lambda is throttled (reserved concurrency or account limit). See runbooks/alarms.md"
-  namespace           = "AWS/Lambda"
-  metric_name         = "Throttles"
-  dimensions          = { FunctionName = each.value }
+  metric_name         = each.value.metric
+  dimensions          = { FunctionName = local.functions[each.value.function] }
   statistic           = "Sum"
   period              = 300
   evaluation_periods  = 1

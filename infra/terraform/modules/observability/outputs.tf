@@ -2,8 +2,7 @@ output "alarm_names" {
   value = concat(
     aws_cloudwatch_metric_alarm.dlq_depth[*].alarm_name,
     aws_cloudwatch_metric_alarm.oldest_message[*].alarm_name,
-    [for a in aws_cloudwatch_metric_alarm.errors : a.alarm_name],
-    [for a in aws_cloudwatch_metric_alarm.throttles : a.alarm_name],
+    [for a in aws_cloudwatch_metric_alarm.lambda : a.alarm_name],
   )
 }
 
