@@ -15,7 +15,6 @@ re-serialized as lines and take the same path. The format is sniffed from the co
 
 from __future__ import annotations
 
-import bisect
 import datetime as dt
 import gzip
 import io
@@ -45,6 +44,7 @@ RAW_PREVIEW_CHARS = 1 << 20  # quarantine keeps at most this much of one rejecte
 
 _ROW_RE = re.compile(r" in row (\d+)$")
 _KIND_RE = re.compile(r"Column\((.*?)\) changed from (\w+) to (\w+)")
+_CAST_RE = re.compile(r"^Failed to parse string: '(.*)' as a scalar of type timestamp", re.S)
 _CONVERT_RE = re.compile(r"Failed (?:of|to) convert(?:ion of)? JSON to (.*?), couldn't parse:(.*)$", re.S)
 
 
@@ -95,6 +95,82 @@ def explain_arrow_error(message: str) -> str:
     return message
 
 
+class _Lines:
+    """Lines to read, held in one buffer without copies: line i is buf[starts[i]:ends[i]], numbered
+    numbers[i] in the bronze object. Consecutive lines are separated by exactly one newline, so
+    lines i..j-1 are one slice that Arrow can read as it is."""
+
+    __slots__ = ("buf", "view", "starts", "ends", "numbers")
+
+    def __init__(self, buf: bytes, starts: np.ndarray, ends: np.ndarray, numbers: np.ndarray):
+        self.buf, self.view = buf, pa.py_buffer(buf)
+        self.starts, self.ends, self.numbers = starts, ends, numbers
+
+    @classmethod
+    def split(cls, data: bytes, first_line: int) -> _Lines:
+        """Every line of a block (blank ones too), found with one vectorized pass."""
+        newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+        starts = np.concatenate(([0], newlines + 1))
+        ends = np.concatenate((newlines, [len(data)]))
+        if data.endswith(b"\n"):  # no line after the final newline
+            starts, ends = starts[:-1], ends[:-1]
+        return cls(data, starts, ends, np.arange(first_line, first_line + len(starts), dtype=np.int64))
+
+    @classmethod
+    def of(cls, pairs: list[tuple[int, bytes]]) -> _Lines:
+        lengths = np.fromiter((len(line) for _, line in pairs), dtype=np.int64, count=len(pairs))
+        starts = np.concatenate(([0], np.cumsum(lengths + 1)[:-1])).astype(np.int64)
+        numbers = np.fromiter((no for no, _ in pairs), dtype=np.int64, count=len(pairs))
+        return cls(b"\n".join(line for _, line in pairs), starts, starts + lengths, numbers)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def raw(self, i: int) -> bytes:
+        return self.buf[self.starts[i]:self.ends[i]]
+
+    def span(self, i: int, j: int) -> pa.Buffer:
+        """Lines i..j-1 (j > i) as one zero-copy buffer."""
+        return self.view.slice(int(self.starts[i]), int(self.ends[j - 1] - self.starts[i]))
+
+    def maybe_blank(self) -> np.ndarray:
+        """Indexes of lines that may be blank: empty, or starting with ASCII whitespace."""
+        if not len(self):
+            return np.zeros(0, dtype=np.int64)
+        first = np.frombuffer(self.buf, dtype=np.uint8)[np.minimum(self.starts, max(len(self.buf) - 1, 0))]
+        return np.flatnonzero((self.ends == self.starts) | np.isin(first, (9, 10, 11, 12, 13, 32)))
+
+    def containing(self, needle: bytes, cursor: int, *, limit: int, within: int) -> list[int]:
+        """Up to `limit` lines from `cursor` on whose bytes contain `needle`, looking `within` bytes."""
+        found: list[int] = []
+        if not needle or cursor >= len(self):
+            return found
+        pos, stop = int(self.starts[cursor]), int(self.starts[cursor]) + within
+        while len(found) < limit:
+            pos = self.buf.find(needle, pos, stop)
+            if pos < 0:
+                break
+            index = int(np.searchsorted(self.starts, pos, side="right")) - 1
+            if pos + len(needle) <= self.ends[index]:  # not across a line end
+                found.append(index)
+            pos = int(self.ends[index]) + 1
+        return found
+
+    def pick(self, ranges: list[tuple[int, int]]) -> _Lines:
+        """The lines in `ranges` ((i, j) half-open, in order): a view for one range, else a copy."""
+        ranges = [(i, j) for i, j in ranges if j > i]
+        if not ranges:
+            return _Lines(b"", np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
+        if len(ranges) == 1:
+            i, j = ranges[0]
+            return _Lines(self.buf, self.starts[i:j], self.ends[i:j], self.numbers[i:j])
+        index = np.concatenate([np.arange(i, j) for i, j in ranges])
+        lengths = self.ends[index] - self.starts[index]
+        starts = np.concatenate(([0], np.cumsum(lengths + 1)[:-1])).astype(np.int64)
+        buf = b"\n".join(self.buf[self.starts[i]:self.ends[j - 1]] for i, j in ranges)
+        return _Lines(buf, starts, starts + lengths, self.numbers[index])
+
+
 class _Transformer:
     def __init__(self, *, schema: EventSchema, source_key: str, parquet_out, quarantine_out: BinaryIO,
                  ingested_at: dt.datetime, row_group_rows: int, max_json_bytes: int, block_bytes: int):
@@ -106,7 +182,10 @@ class _Transformer:
         self.row_group_rows = row_group_rows
         self.max_json_bytes = max_json_bytes
         self.block_bytes = block_bytes
-        self.parse_options = pj.ParseOptions(explicit_schema=schema.arrow, unexpected_field_behavior="ignore")
+        # Top-level timestamps are read as strings and converted in `_timestamps`.
+        self.ts_fields = [f.name for f in schema.arrow if f.type == TS]
+        self.read_schema = pa.schema([pa.field(f.name, pa.string()) if f.type == TS else f for f in schema.arrow])
+        self.parse_options = pj.ParseOptions(explicit_schema=self.read_schema, unexpected_field_behavior="ignore")
         self.writer = pq.ParquetWriter(parquet_out, schema.silver, compression="snappy")
         self.pending: list[pa.Table] = []
         self.pending_rows = 0
@@ -115,18 +194,26 @@ class _Transformer:
         self._required = [self._compile_required(p) for p in schema.required]
         self.struct_type = pa.struct(list(schema.arrow))
         self.rejects: list[tuple[int, bytes]] = []
+        self.staged: list[tuple[pa.Table, np.ndarray, object]] = []
+        self.silver = schema.silver
 
     # ---- output -----------------------------------------------------------------------------
-    def _emit(self, table: pa.Table, lines: np.ndarray) -> None:
-        if table.num_rows == 0:
-            return
+    def _emit(self, table: pa.Table, lines: np.ndarray, drop: list[int] = ()) -> None:
+        """Queue rows for the writer with their lineage columns, leaving out the rows at the
+        (sorted) indexes `drop` by zero-copy slicing."""
         n = table.num_rows
-        table = table.append_column(self.schema.silver.field("_source_key"), pa.repeat(self.source_scalar, n))
-        table = table.append_column(self.schema.silver.field("_line"), pa.array(lines, type=pa.int64()))
-        table = table.append_column(self.schema.silver.field("_ingested_at"), pa.repeat(self.ingested_at, n))
-        self.pending.append(table)
-        self.pending_rows += n
-        self.result.rows += n
+        if n == 0:
+            return
+        table = table.append_column(self.silver.field("_source_key"), pa.repeat(self.source_scalar, n))
+        table = table.append_column(self.silver.field("_line"), pa.array(lines, type=pa.int64()))
+        table = table.append_column(self.silver.field("_ingested_at"), pa.repeat(self.ingested_at, n))
+        start = 0
+        for idx in [*drop, n]:
+            if idx > start:
+                self.pending.append(table.slice(start, idx - start))
+            start = idx + 1
+        self.pending_rows += n - len(drop)
+        self.result.rows += n - len(drop)
         if self.pending_rows >= self.row_group_rows:
             self._flush()
 
@@ -156,6 +243,7 @@ class _Transformer:
         self.rejects = []
 
     def close(self) -> TransformResult:
+        self.settle()
         self.write_rejects()
         self._flush()
         self.writer.close()
@@ -171,26 +259,24 @@ class _Transformer:
             return path, ("struct", parent, child)
         return path, ("top", path, None)
 
-    def _violations(self, table: pa.Table) -> tuple[np.ndarray, list[str]] | None:
-        """Rows missing a required field: a boolean mask and a reason per bad row (None if clean).
-
-        Null counts are O(1), so a clean block costs a few cheap checks; masks are built only
-        for a path that has a violation."""
+    def _missing(self, table: pa.Table, problems: dict[int, list[str]], refused: dict[str, np.ndarray]) -> None:
+        """Rows missing a required field, vectorized: null counts are O(1), so a clean block costs
+        a few cheap checks; masks are built only for a path that has a violation."""
         n = table.num_rows
-        bad = None
         per_path = []
         for path, (kind, name, child) in self._required:
-            col = table.column(name)
-            col = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+            col = table.column(name)  # chunked: detection needs no copy; a mask only on a violation
             if kind == "top":
                 if col.null_count == 0:
                     continue
-                mask = col.is_null().to_numpy(zero_copy_only=False)
+                mask = _numpy(pc.is_null(col))
+                if name in refused:  # present but not a timestamp: said already
+                    mask &= ~refused[name]
             elif kind == "struct":
                 values = pc.struct_field(col, [child])  # null where the parent is null, too
                 if values.null_count == col.null_count:
                     continue
-                mask = pc.and_(col.is_valid(), values.is_null()).to_numpy(zero_copy_only=False)
+                mask = _numpy(pc.and_(pc.is_valid(col), pc.is_null(values)))
             else:
                 flat = pc.list_flatten(col)
                 if len(flat) == 0:
@@ -198,34 +284,77 @@ class _Transformer:
                 values = pc.struct_field(flat, [child])  # null for a null element, too
                 if values.null_count == 0:
                     continue
-                parents = pc.filter(pc.list_parent_indices(col), values.is_null()).to_numpy(zero_copy_only=False)
+                parents = _numpy(pc.filter(pc.list_parent_indices(col), pc.is_null(values)))
                 mask = np.zeros(n, dtype=bool)
                 mask[parents] = True
             if mask.any():
                 per_path.append((path, mask))
-                bad = mask if bad is None else (bad | mask)
-        if bad is None:
-            return None
-        reasons = []
-        for idx in np.flatnonzero(bad):
+        if not per_path:
+            return
+        for idx in np.flatnonzero(np.logical_or.reduce([mask for _, mask in per_path])):
             missing = [p for p, m in per_path if m[idx]]
-            reasons.append("missing required field(s) " + ", ".join(f"'{p}'" for p in missing))
-        return bad, reasons
+            problems.setdefault(int(idx), []).append(
+                "missing required field(s) " + ", ".join(f"'{p}'" for p in missing))
+
+    def _timestamps(self, table: pa.Table, problems: dict[int, list[str]], refused: dict[str, np.ndarray]) -> pa.Table:
+        """Top-level timestamps are read as strings and converted here with Arrow compute, so a
+        value that is not a timestamp rejects its row instead of failing the whole block (and
+        costing a re-parse). Same rules as Arrow's JSON reader: ISO-8601, naive taken as UTC."""
+        for name in self.ts_fields:
+            i = table.schema.get_field_index(name)
+            values = table.column(i)
+            try:
+                converted = _to_timestamps(values)
+            except pa.ArrowInvalid:
+                values = values.combine_chunks()
+                mask, converted = _unconvertible(values)
+                for idx in np.flatnonzero(mask).tolist():
+                    problems.setdefault(idx, []).append(
+                        f"value {values[idx].as_py()!r} of field '{name}' is not a valid {TS} "
+                        "(expected ISO-8601, e.g. 2025-01-31T12:00:00Z)")
+                refused[name] = mask
+            table = table.set_column(i, self.schema.arrow.field(name), converted)
+        return table
 
     def _accept(self, table: pa.Table, lines: np.ndarray, raw_of) -> None:
-        """Emit a parsed block, sending rows that lack required fields to quarantine."""
-        found = self._violations(table)
-        if found is None:
+        """Stage parsed rows (line numbers `lines`, raw bytes by row via `raw_of`); `settle`
+        checks everything staged for a block at once."""
+        if table.num_rows:
+            self.staged.append((table, lines, raw_of))
+
+    def settle(self) -> None:
+        """Check the staged rows in one vectorized pass and emit them, sending rows with a bad
+        timestamp or a missing required field to quarantine."""
+        if not self.staged:
+            return
+        parts, self.staged = self.staged, []
+        if len(parts) == 1:
+            table, lines, raw_of = parts[0]
+        else:
+            table = pa.concat_tables([part[0] for part in parts])
+            lines = np.concatenate([part[1] for part in parts])
+            bounds = np.cumsum([part[0].num_rows for part in parts])
+
+            def raw_of(i: int) -> bytes:
+                k = int(np.searchsorted(bounds, i, side="right"))
+                return parts[k][2](i - (int(bounds[k - 1]) if k else 0))
+
+        problems: dict[int, list[str]] = {}
+        refused: dict[str, np.ndarray] = {}
+        table = self._timestamps(table, problems, refused)
+        self._missing(table, problems, refused)
+        if not problems:
             self._emit(table, lines)
             return
-        bad, reasons = found
-        for idx, reason in zip(np.flatnonzero(bad), reasons, strict=True):
-            raw = raw_of(int(idx))
+        drop = sorted(problems)
+        for idx in drop:
+            raw = raw_of(idx)
             if raw.strip() == b"null":  # Arrow reads a `null` line as a row of nulls
                 reason = "line is a JSON null, expected an object"
+            else:
+                reason = "; ".join(problems[idx])
             self._reject(int(lines[idx]), raw, reason)
-        keep = ~bad
-        self._emit(table.filter(pa.array(keep)), lines[keep])
+        self._emit(table, lines, drop)
 
     # ---- parsing -------------------------------------------------------------------------------
     def _read(self, data) -> pa.Table:
@@ -234,7 +363,12 @@ class _Transformer:
         return pj.read_json(pa.BufferReader(data), read_options=options, parse_options=self.parse_options)
 
     def block(self, data: bytes, first_line: int, newlines: int | None = None) -> None:
-        """A run of whole lines (JSONL) starting at line number `first_line`: the fast path."""
+        """A run of whole lines (JSONL) starting at line number `first_line`."""
+        self._block(data, first_line, newlines)
+        self.settle()
+
+    def _block(self, data: bytes, first_line: int, newlines: int | None) -> None:
+        """The fast path: one Arrow read of the whole block."""
         newlines = data.count(b"\n") if newlines is None else newlines
         n_lines = newlines + (0 if data.endswith(b"\n") else 1)
         try:
@@ -260,54 +394,47 @@ class _Transformer:
         self._accept(table, lines, raw_of)
 
     def _slow(self, data: bytes, first_line: int, exc: Exception | None) -> None:
-        """A block that failed: split it into non-blank lines and locate the bad ones."""
-        entries = []
-        newlines = data.count(b"\n")
-        for offset, line in enumerate(data.split(b"\n")):
-            if line.strip():
-                entries.append((first_line + offset, line))
-            elif offset < newlines:  # not the empty tail after the final newline
+        """A block that failed: find its non-blank lines (vectorized) and locate the bad ones."""
+        lines = _Lines.split(data, first_line)
+        removed = []
+        for i in lines.maybe_blank():
+            if not lines.raw(i).strip():
+                removed.append(i)
                 self.result.blank_lines += 1
         try:
             data.decode("utf-8")
-            clean = entries
         except UnicodeDecodeError:  # find the lines with invalid bytes
-            clean = []
-            for line_no, line in entries:
+            for i in range(len(lines)):
                 try:
-                    line.decode("utf-8")
-                    clean.append((line_no, line))
+                    lines.raw(i).decode("utf-8")
                 except UnicodeDecodeError as err:
-                    self._reject(line_no, line, f"not valid UTF-8: {err.reason} at byte {err.start}", syntax=True)
-        aligned = isinstance(exc, pa.ArrowInvalid) and len(clean) == newlines + (0 if data.endswith(b"\n") else 1)
-        self._probe(clean, exc if aligned else None)
+                    removed.append(i)
+                    self._reject(int(lines.numbers[i]), lines.raw(i),
+                                 f"not valid UTF-8: {err.reason} at byte {err.start}", syntax=True)
+        if removed:  # rows would no longer match lines: keep only the others, and forget `exc`
+            cuts = sorted(set(removed))
+            lines = lines.pick(list(zip([0] + [c + 1 for c in cuts], cuts + [len(lines)], strict=True)))
+            exc = None
+        self._probe(lines, exc if isinstance(exc, pa.ArrowInvalid) else None)
 
-    def _probe(self, entries: list[tuple[int, bytes]], first_error: Exception | None) -> None:
+    def _probe(self, lines: _Lines, first_error: Exception | None) -> None:
         """Locate bad lines with about one Arrow call each.
 
-        Arrow's streaming reader parses the rest of the block in PROBE_BLOCK_BYTES pieces; the
-        pieces before a failure are kept, and the failure names its row (a parse error) or its
-        value (a conversion error). A failed parse costs only up to the failing row. The clean
-        lines before the bad one inside the failing piece are deferred and read together in one
-        call at the end; the bad line is diagnosed in Python. When bad lines are dense (over 5%),
-        the rest is screened line by line in Python instead, which is then cheaper."""
-        n = len(entries)
-        if n == 0:
-            return
-        lines = [line for _, line in entries]
-        numbers = np.fromiter((no for no, _ in entries), dtype=np.int64, count=n)
-        joined = pa.py_buffer(b"\n".join(lines))
-        offsets = [0]
-        for line in lines:
-            offsets.append(offsets[-1] + len(line) + 1)
-        deferred: list[tuple[int, bytes]] = []
+        Arrow's streaming reader parses the lines in PROBE_BLOCK_BYTES pieces; the pieces before a
+        failure are kept, and the failure names its row (a parse error) or its value (a
+        conversion error). A failed parse costs only up to the failing row. The clean lines before
+        the bad one inside the failing piece are deferred and read together in one call at the
+        end; the bad line is diagnosed in Python. When bad lines are dense (over 5%), the rest is
+        screened line by line in Python instead, which is then cheaper."""
+        n = len(lines)
+        deferred: list[tuple[int, int]] = []
         error, cursor, bad = first_error, 0, 0
         options = pj.ReadOptions(use_threads=False, block_size=PROBE_BLOCK_BYTES)
         while cursor < n:
             batches, consumed = [], 0
             if error is None:
                 try:
-                    for batch in self._pieces(joined, offsets, cursor, options):
+                    for batch in self._pieces(lines, cursor, options):
                         batches.append(batch)
                         consumed += batch.num_rows
                 except pa.ArrowInvalid as exc:
@@ -315,60 +442,58 @@ class _Transformer:
                 else:
                     if consumed != n - cursor:
                         break  # a line held two values: rows no longer match lines; go carefully
-                    self._accept_batches(batches, numbers, entries, cursor)
+                    self._accept_batches(batches, lines, cursor)
                     cursor = n
                     break
-            found = self._locate(entries, cursor + consumed, error)
+            found = self._locate(lines, cursor + consumed, error)
             if found is None:
                 break
             index, reason, syntax = found
-            self._accept_batches(batches, numbers, entries, cursor)
-            deferred.extend(entries[cursor + consumed:index])
-            self._reject(*entries[index], reason, syntax=syntax)
+            self._accept_batches(batches, lines, cursor)
+            deferred.append((cursor + consumed, index))
+            self._reject(int(lines.numbers[index]), lines.raw(index), reason, syntax=syntax)
             cursor, error, bad = index + 1, None, bad + 1
             if bad >= 8 and bad * 20 > cursor:
-                for line_no, line in entries[cursor:]:
-                    problem = self._diagnose(line)
+                for i in range(cursor, n):
+                    problem = self._diagnose(lines.raw(i))
                     if problem:
-                        self._reject(line_no, line, problem[0], syntax=problem[1])
+                        self._reject(int(lines.numbers[i]), lines.raw(i), problem[0], syntax=problem[1])
                     else:
-                        deferred.append((line_no, line))
+                        deferred.append((i, i + 1))
                 cursor = n
-        self.entries(deferred)
-        self.entries(entries[cursor:])  # after a `break`: the careful path
+        self.entries(lines.pick(deferred))
+        self.entries(lines.pick([(cursor, n)]))  # after a `break`: the careful path
 
-    def _pieces(self, joined: pa.Buffer, offsets: list[int], cursor: int, options: pj.ReadOptions):
+    def _pieces(self, lines: _Lines, cursor: int, options: pj.ReadOptions):
         """Record batches of the lines from `cursor` on, a piece at a time; raises ArrowInvalid for
         the first failing piece (its row numbers count from that piece's first line)."""
-        start = offsets[cursor]
         if HAS_OPEN_JSON:
-            reader = pj.open_json(pa.BufferReader(joined.slice(start, len(joined) - start)),
+            reader = pj.open_json(pa.BufferReader(lines.span(cursor, len(lines))),
                                   read_options=options, parse_options=self.parse_options)
             yield from reader
             return
         # pyarrow < 16 has no streaming JSON reader: cut line-aligned pieces and read each.
         index = cursor
-        while index < len(offsets) - 1:
-            end = bisect.bisect_right(offsets, offsets[index] + PROBE_BLOCK_BYTES, lo=index + 1) - 1
-            end = max(end, index + 1)
-            piece = joined.slice(offsets[index], offsets[end] - offsets[index] - 1)
-            yield from self._read(piece).to_batches()
+        while index < len(lines):
+            end = int(np.searchsorted(lines.starts, lines.starts[index] + PROBE_BLOCK_BYTES, side="right"))
+            end = max(end - 1, index + 1) if end < len(lines) else len(lines)
+            yield from self._read(lines.span(index, end)).to_batches()
             index = end
 
-    def _accept_batches(self, batches: list, numbers: np.ndarray, entries, cursor: int) -> None:
+    def _accept_batches(self, batches: list, lines: _Lines, cursor: int) -> None:
         if not batches:
             return
-        table = pa.Table.from_batches(batches, schema=self.schema.arrow)
-        self._accept(table, numbers[cursor:cursor + table.num_rows], lambda i: entries[cursor + i][1])
+        table = pa.Table.from_batches(batches, schema=self.read_schema)
+        self._accept(table, lines.numbers[cursor:cursor + table.num_rows], lambda i: lines.raw(cursor + i))
 
-    def _locate(self, entries, cursor: int, error: Exception) -> tuple[int, str, bool] | None:
+    def _locate(self, lines: _Lines, cursor: int, error: Exception) -> tuple[int, str, bool] | None:
         """The bad line a probe from `cursor` failed on, with its reason; None if it cannot be
         pinned down safely (the caller then bisects)."""
         message = str(error)
         match = _ROW_RE.search(message)
         if match:
             index = cursor + int(match.group(1))
-            if index >= len(entries):
+            if index >= len(lines):
                 return None
             candidates = [index]
         else:
@@ -376,52 +501,46 @@ class _Transformer:
             value = _CONVERT_RE.search(message)
             if not value:
                 return None
-            needle = value.group(2).encode("utf-8", "surrogateescape")
-            candidates, scanned = [], 0
-            for i in range(cursor, len(entries)):  # the failing piece starts at `cursor`
-                if needle in entries[i][1]:
-                    candidates.append(i)
-                scanned += len(entries[i][1])
-                if len(candidates) == 4 or scanned > 4 * PROBE_BLOCK_BYTES:
-                    break
+            candidates = lines.containing(value.group(2).encode("utf-8", "surrogateescape"), cursor,
+                                          limit=4, within=4 * PROBE_BLOCK_BYTES)
         for index in candidates:
-            problem = self._diagnose(entries[index][1])
+            line = lines.raw(index)
+            problem = self._diagnose(line)
             if problem:
                 return index, problem[0], problem[1]
             try:  # Python sees nothing wrong: let Arrow judge the line alone
-                table = self._read(entries[index][1])
+                table = self._read(line)
             except pa.ArrowInvalid as exc:
                 return index, explain_arrow_error(str(exc)), False
             if table.num_rows != 1:
                 return index, "line holds more than one JSON value", False
         return None
 
-    def entries(self, entries: list[tuple[int, bytes]]) -> None:
+    def entries(self, lines: _Lines) -> None:
         """Resolve lines that are probably clean: one read when they are; otherwise pin down the
         failing line (by row, or by the value a conversion error names), drop it and read again;
         bisect only when neither works."""
-        while entries:
-            if len(entries) == 1:
-                self._single(*entries[0])
+        while len(lines):
+            if len(lines) == 1:
+                self._single(int(lines.numbers[0]), lines.raw(0))
                 return
             try:
-                table = self._read(b"\n".join(line for _, line in entries))
+                table = self._read(lines.span(0, len(lines)))
             except pa.ArrowInvalid as exc:
-                found = self._locate(entries, 0, exc)
+                found = self._locate(lines, 0, exc)
             else:
-                if table.num_rows == len(entries):
-                    lines = np.fromiter((n for n, _ in entries), dtype=np.int64, count=len(entries))
-                    self._accept(table, lines, lambda i, e=entries: e[i][1])
+                if table.num_rows == len(lines):
+                    self._accept(table, lines.numbers, lines.raw)
                     return
                 found = None  # a line held two values: rows do not match lines
             if found is None:
-                mid = len(entries) // 2
-                self.entries(entries[:mid])
-                self.entries(entries[mid:])
+                mid = len(lines) // 2
+                self.entries(lines.pick([(0, mid)]))
+                self.entries(lines.pick([(mid, len(lines))]))
                 return
             index, reason, syntax = found
-            self._reject(*entries[index], reason, syntax=syntax)
-            entries = entries[:index] + entries[index + 1:]
+            self._reject(int(lines.numbers[index]), lines.raw(index), reason, syntax=syntax)
+            lines = lines.pick([(0, index), (index + 1, len(lines))])
 
     def _single(self, line_no: int, line: bytes) -> None:
         """One line alone: reject it with the clearest reason, or accept it."""
@@ -466,7 +585,7 @@ class _Transformer:
         except ValueError as exc:
             raise UnreadableObject(f"not JSON: {exc}") from None
         if isinstance(value, dict):
-            self.entries([(1, json.dumps(value, ensure_ascii=False).encode("utf-8"))])
+            self._single(1, json.dumps(value, ensure_ascii=False).encode("utf-8"))
             return
         if not isinstance(value, list):
             raise UnreadableObject(f"JSON document is a {type(value).__name__}, expected objects")
@@ -482,9 +601,75 @@ class _Transformer:
             group.append((index, raw))
             size += len(raw)
             if size >= self.block_bytes:
-                self._probe(group, None)
+                self._probe(_Lines.of(group), None)
+                self.settle()
                 group, size = [], 0
-        self._probe(group, None)
+        self._probe(_Lines.of(group), None)
+
+
+def _to_timestamps(values: pa.Array) -> pa.Array:
+    """ISO-8601 strings -> timestamp[us, UTC] as Arrow's JSON reader converts them (a value with a
+    zone offset is converted to UTC, a naive one is taken as UTC); raises ArrowInvalid for a value
+    that is not a timestamp. Arrow's cast refuses naive strings for a zoned type, so those are
+    cast as naive timestamps first."""
+    try:
+        return pc.cast(values, TS)
+    except pa.ArrowInvalid as exc:
+        named = _CAST_RE.search(str(exc))
+        if named and not _is_naive_timestamp(named.group(1)):
+            raise  # not a timestamp at all: no need to try the naive ones
+    tail = pc.utf8_slice_codeunits(values, 10)  # after YYYY-MM-DD: a zone is 'Z' or a +/- offset
+    zoned = pc.fill_null(pc.or_(pc.ends_with(tail, "Z"), pc.match_substring_regex(tail, "[+-]")), False)
+    none = pa.scalar(None, pa.string())
+    with_zone = pc.cast(pc.if_else(zoned, values, none), TS)
+    naive = pc.cast(pc.cast(pc.if_else(zoned, none, values), pa.timestamp("us")), TS)
+    return pc.if_else(zoned, with_zone, naive)
+
+
+def _numpy(values) -> np.ndarray:
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    return values.to_numpy(zero_copy_only=False)
+
+
+def _is_naive_timestamp(value: str) -> bool:
+    try:
+        pc.cast(pa.array([value]), pa.timestamp("us"))
+        return True
+    except pa.ArrowInvalid:
+        return False
+
+
+def _unconvertible(values: pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """A mask of the values `_to_timestamps` refuses, and the others converted. Arrow's cast error
+    names the value, so each distinct bad value costs one failed cast and one vectorized
+    comparison; bisection is the fallback when a message cannot be matched to the values."""
+    bad = np.zeros(len(values), dtype=bool)
+    none = pa.scalar(None, pa.string())
+    while True:
+        rest = pc.if_else(pa.array(bad), none, values) if bad.any() else values
+        try:
+            return bad, _to_timestamps(rest)
+        except pa.ArrowInvalid as exc:
+            named = _CAST_RE.search(str(exc))
+        hits = None
+        if named:
+            hits = pc.fill_null(pc.equal(values, named.group(1)), False).to_numpy(zero_copy_only=False) & ~bad
+        if hits is None or not hits.any():
+            bad |= _bisect_unconvertible(rest)
+            return bad, _to_timestamps(pc.if_else(pa.array(bad), none, values))
+        bad |= hits
+
+
+def _bisect_unconvertible(values: pa.Array) -> np.ndarray:
+    try:
+        _to_timestamps(values)
+        return np.zeros(len(values), dtype=bool)
+    except pa.ArrowInvalid:
+        if len(values) == 1:
+            return np.ones(1, dtype=bool)
+    mid = len(values) // 2
+    return np.concatenate([_bisect_unconvertible(values.slice(0, mid)), _bisect_unconvertible(values.slice(mid))])
 
 
 def _json_kind(value) -> str:

@@ -58,14 +58,40 @@ def test_a_wrong_field_type_is_named_in_the_reason():
     assert rejects[0]["reason"] == "field 'weight_kg' is a string where the schema expects a number"
 
 
-def test_a_value_that_does_not_convert_is_found_by_bisection():
+def test_a_timestamp_that_does_not_convert_rejects_only_its_row_and_says_why():
     lines = good_lines(64)
     bad = json.loads(lines[40])
     bad["created_at"] = "yesterday"
     lines[40] = json.dumps(bad)
-    result, _, rejects = run(jsonl(lines))
-    assert result.rows == 63
-    assert (rejects[0]["line"], rejects[0]["reason"]) == (41, "value 'yesterday' is not a valid timestamp[us, tz=UTC]")
+    both = json.loads(lines[50])
+    both["created_at"], both["delivered_at"] = "2025-02-30T00:00:00Z", "soon"
+    del both["carrier"]
+    lines[50] = json.dumps(both)
+    result, table, rejects = run(jsonl(lines))
+    assert result.rows == 62
+    expected = "of field '{}' is not a valid timestamp[us, tz=UTC] (expected ISO-8601, e.g. 2025-01-31T12:00:00Z)"
+    assert [(r["line"], r["reason"]) for r in rejects] == [
+        (41, "value 'yesterday' " + expected.format("created_at")),
+        (51, "value '2025-02-30T00:00:00Z' " + expected.format("created_at") + "; value 'soon' "
+         + expected.format("delivered_at") + "; missing required field(s) 'carrier'")]
+    assert table.schema.field("created_at").type == pa.timestamp("us", tz="UTC")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("2025-01-01T10:00:00.123Z", "2025-01-01T10:00:00.123000+00:00"),
+    ("2025-01-01T10:00:00+02:00", "2025-01-01T08:00:00+00:00"),
+    ("2025-01-01T10:00:00-0530", "2025-01-01T15:30:00+00:00"),
+    ("2025-01-01T10:00:00", "2025-01-01T10:00:00+00:00"),  # naive = UTC
+    ("2025-01-01 10:00:00.5", "2025-01-01T10:00:00.500000+00:00"),
+    ("2025-01-01", "2025-01-01T00:00:00+00:00"),
+])
+def test_timestamps_are_normalized_to_utc_like_arrows_json_reader(text, expected):
+    line = json.loads(good_lines(1)[0])
+    line["created_at"] = text
+    mixed = [json.dumps(line), good_lines(1, seed=9)[0]]  # a zoned and a naive value in one block
+    result, table, rejects = run(jsonl(mixed))
+    assert (result.rows, rejects) == (2, [])
+    assert table.column("created_at")[0].as_py().isoformat() == expected
 
 
 def test_a_missing_required_field_including_inside_a_list_is_rejected():
