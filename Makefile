@@ -46,7 +46,8 @@ chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos.run $(CHAOS_ARGS)
 
 bench: $(STAMP)
-	$(BIN)/python bench/transform.py
+	$(BIN)/python bench/transform.py --mb 100 --rss-large-mb 1000
+	$(BIN)/python bench/transform.py --mb 100 --bad-ratio 0.01
 
 # Terraform is not installable on the project's build machines; these run it where it is.
 TF_DIR := infra/terraform/envs/dev

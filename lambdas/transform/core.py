@@ -2,11 +2,17 @@
 
 JSONL streams in blocks of about `block_bytes`. A clean block goes through Arrow's JSON reader
 with the type's explicit schema, untouched by Python. A block that fails is not re-read line by
-line wholesale: Arrow's parse errors name the failing row, so the rows before it are parsed again
-as one block, the failing line is diagnosed alone, and the rest is split in halves; conversion
-errors (which name no row) are bisected. So 1% bad lines costs a few re-parses of small slices,
-not the whole object on the slow path. Line numbers in quarantine match the bronze object
-(1-based; for a JSON array, the 1-based element index).
+line wholesale: Arrow's parse errors name the failing row, so the block is read on with Arrow's
+streaming reader from the line after it, the failing line is diagnosed alone, and the clean lines
+before it are read again together; conversion errors (which name a value, not a row) are pinned
+down by that value. So 1% bad lines costs about one Arrow call per bad line, not the whole object
+on the slow path. Line numbers in quarantine match the bronze object (1-based; for a JSON array,
+the 1-based element index).
+
+Top-level timestamps are read as strings and converted with Arrow compute (ISO-8601; an offset is
+converted to UTC, a naive value is taken as UTC, as Arrow's JSON reader does), so a value that is
+not a timestamp rejects its row, with the field named, instead of failing its block. Required
+fields and lineage columns are checked and added with Arrow compute, once per block.
 
 A JSON array (or a single JSON document) is read whole, up to `max_json_bytes`; its elements are
 re-serialized as lines and take the same path. The format is sniffed from the content, so a

@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import re
 
 import pyarrow as pa
 import pytest
@@ -258,3 +259,32 @@ def test_arrow_messages_are_explained_in_field_terms():
         "field 's.a' is a string where the schema expects a number")
     assert explain_arrow_error("JSON parse error: Column(/l/[]) changed from string to number in row 0") == (
         "field 'l[]' is a number where the schema expects a string")
+
+
+def test_many_distinct_bad_timestamps_are_each_found_also_without_the_value_in_arrows_message(monkeypatch):
+    lines = good_lines(300)
+    spoiled = {7: "soon", 8: "soon", 120: "2025-13-01", 299: ""}
+    for index, value in spoiled.items():
+        event = json.loads(lines[index])
+        event["created_at"] = value
+        lines[index] = json.dumps(event)
+    named = run(jsonl(lines))
+    # Arrow's cast error names the bad value; without that (another Arrow wording) bisection finds them.
+    monkeypatch.setattr("lambdas.transform.core._CAST_RE", re.compile(r"^(?!)"))
+    bisected = run(jsonl(lines))
+    for result, _, rejects in (named, bisected):
+        assert (result.rows, result.rejected) == (296, 4)
+        assert [(r["line"], r["reason"].split(" of field")[0]) for r in rejects] == [
+            (index + 1, f"value {value!r}") for index, value in spoiled.items()]
+    assert named[1].drop_columns(["_ingested_at"]).equals(bisected[1].drop_columns(["_ingested_at"]))
+
+
+def test_lines_that_start_with_whitespace_are_read_and_whitespace_only_lines_are_blank():
+    lines = good_lines(4)
+    data = ("  " + lines[0] + "\n\t \r\n" + lines[1] + "\n\x0c\n" + "\t" + lines[2] + "\n" + lines[3] + "\n").encode()
+    bad = data.replace(b'"carrier"', b'"carrier": 1, "x"', 1)  # a kind error sends the block down the slow path
+    for block in (data, bad):
+        result, table, rejects = run(block)
+        assert result.blank_lines == 2
+        assert sorted(table.column("_line").to_pylist() + [r["line"] for r in rejects]) == [1, 3, 5, 6]
+    assert run(bad)[2][0]["line"] == 1
