@@ -180,6 +180,13 @@ def test_a_json_array_is_read_with_element_indexes_as_line_numbers():
     assert sorted(table.column("_line").to_pylist()) == [1, 4, 5]
 
 
+@pytest.mark.parametrize("document, rejected", [(b"[]", 0), (b"[1, null]", 2), (b"[[]]", 1)])
+def test_an_array_with_no_object_in_it_gives_an_empty_table(document, rejected):
+    result, table, rejects = run(document, suffix_format="json")
+    assert (result.fmt, result.rows, result.rejected, table.num_rows) == ("json", 0, rejected, 0)
+    assert [r["line"] for r in rejects] == list(range(1, rejected + 1))
+
+
 def test_a_json_file_holding_jsonl_and_a_jsonl_file_holding_an_array_both_work():
     as_lines = jsonl(good_lines(3))
     result, _, _ = run(as_lines, suffix_format="json")
@@ -226,6 +233,36 @@ def test_a_null_line_and_a_two_value_line_are_rejected():
     assert [r["reason"] for r in rejects] == [
         "line is a JSON null, expected an object", f"malformed JSON: Extra data at column {len(lines[1]) + 2}",
         "line is a JSON array, expected an object"]
+
+
+@pytest.mark.parametrize("block_bytes", [1 << 20, 4096])
+def test_a_null_line_first_in_the_object_or_in_a_block_is_rejected_not_a_crash(block_bytes):
+    # Arrow's JSON reader crashes the process (pyarrow 14 to 26) on a read whose first row is `null`.
+    lines = good_lines(40)
+    for index in (0, 1, 7, 8, 9, 20):
+        lines[index] = " null\r" if index == 8 else "null"
+    lines[30] = lines[30].replace('"carrier"', '"carrier": 5, "x"', 1)  # and one kind error
+    result, table, rejects = run(jsonl(lines), block_bytes=block_bytes)
+    assert (result.rows, result.rejected) == (33, 7)
+    assert [(r["line"], r["reason"].split(",")[0]) for r in rejects] == [
+        (n, "line is a JSON null") for n in (1, 2, 8, 9, 10, 21)] + [(31, "field 'carrier' is a number where the schema expects a string")]
+
+
+@pytest.mark.parametrize("block_bytes", [1 << 20, 4096])
+def test_a_line_with_two_objects_never_shifts_line_numbers(block_bytes):
+    # Arrow reads "{..} {..}" as two rows and skips a blank line: together they even out the count.
+    lines = good_lines(40)
+    lines[4] = lines[4] + " " + lines[5]
+    lines[9] = ""
+    lines[12] = lines[12] + "null"
+    lines[30] = lines[30].replace('"carrier"', '"carrier": 5, "x"', 1)
+    result, table, rejects = run(jsonl(lines), block_bytes=block_bytes)
+    assert (result.rows, result.rejected, result.blank_lines) == (36, 3, 1)
+    assert [(r["line"], r["reason"].split(" at")[0]) for r in rejects] == [
+        (5, "malformed JSON: Extra data"), (13, "malformed JSON: Extra data"),
+        (31, "field 'carrier' is a number where the schema expects a string")]
+    by_line = {row["_line"]: row["shipment_id"] for row in table.select(["_line", "shipment_id"]).to_pylist()}
+    assert by_line == {n + 1: json.loads(lines[n])["shipment_id"] for n in range(40) if n + 1 not in (5, 10, 13, 31)}
 
 
 def test_small_blocks_give_the_same_result_as_one_block():
