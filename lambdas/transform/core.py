@@ -197,6 +197,23 @@ def _scan(data: bytes) -> tuple[int, bool]:
     return len(breaks), bool(short_first or _WHITESPACE[arr[0]] or _WHITESPACE[arr[after]].any())
 
 
+def _is_utf8(data: bytes) -> bool:
+    """Whether `data` is valid UTF-8, by Arrow's vectorized check (~0.08 ms per MiB where
+    bytes.decode takes ~0.45 ms)."""
+    if len(data) >= 1 << 31:  # past 32-bit offsets
+        try:
+            data.decode("utf-8")
+            return True
+        except UnicodeDecodeError:
+            return False
+    offsets = np.array([0, len(data)], dtype=np.int32)
+    try:
+        pa.StringArray.from_buffers(1, pa.py_buffer(offsets), pa.py_buffer(data)).validate(full=True)
+        return True
+    except pa.ArrowInvalid:
+        return False
+
+
 def _starts(lengths: np.ndarray) -> np.ndarray:
     """Where each line starts when lines of these lengths are joined by single newlines."""
     starts = np.zeros(len(lengths), dtype=np.int64)
@@ -253,7 +270,8 @@ class _Transformer:
     def _flush(self) -> None:
         if self.pending:
             table = pa.concat_tables(self.pending) if len(self.pending) > 1 else self.pending[0]
-            if table.column(0).num_chunks > 16:  # many small probe pieces write slowly
+            chunks = table.column(0).num_chunks
+            if chunks > 16 and table.num_rows < 512 * chunks:  # many small pieces write slowly
                 table = table.combine_chunks()
             self.writer.write_table(table, row_group_size=self.row_group_rows)
             self.pending, self.pending_rows = [], 0
@@ -391,8 +409,12 @@ class _Transformer:
 
     # ---- parsing -------------------------------------------------------------------------------
     def _read(self, data) -> pa.Table:
-        """One Arrow JSON read (bytes or a pyarrow Buffer). Each call costs ~0.2 ms of set-up."""
+        """One Arrow JSON read (bytes or a pyarrow Buffer), as one block. The streaming reader
+        sets up in ~0.1 ms less than read_json (~0.25 ms), where it exists."""
         options = pj.ReadOptions(use_threads=False, block_size=max(len(data) + 64, 1 << 16))
+        if HAS_OPEN_JSON:
+            reader = pj.open_json(pa.BufferReader(data), read_options=options, parse_options=self.parse_options)
+            return pa.Table.from_batches(list(reader), schema=self.read_schema)
         return pj.read_json(pa.BufferReader(data), read_options=options, parse_options=self.parse_options)
 
     def block(self, data: bytes, first_line: int) -> int:
@@ -409,17 +431,16 @@ class _Transformer:
         if careful:
             self._slow(data, first_line, None)
             return
-        try:
-            data.decode("utf-8")  # Arrow does not validate UTF-8; invalid bytes must not reach silver
-            table = self._read(data)
-        except UnicodeDecodeError:
-            self._slow(data, first_line, None)
+        if not _is_utf8(data):  # Arrow's JSON reader does not check; invalid bytes must not reach silver
+            self._slow(data, first_line, None, utf8=False)
             return
+        try:
+            table = self._read(data)
         except pa.ArrowInvalid as exc:
-            self._slow(data, first_line, exc)
+            self._slow(data, first_line, exc, utf8=True)
             return
         if table.num_rows != n_lines:  # a line holding two JSON values
-            self._slow(data, first_line, None)
+            self._slow(data, first_line, None, utf8=True)
             return
         lines = np.arange(first_line, first_line + n_lines, dtype=np.int64)
         split: list[bytes] = []
@@ -431,8 +452,9 @@ class _Transformer:
 
         self._accept(table, lines, raw_of)
 
-    def _slow(self, data: bytes, first_line: int, exc: Exception | None) -> None:
-        """A block that failed: find its non-blank lines (vectorized) and locate the bad ones."""
+    def _slow(self, data: bytes, first_line: int, exc: Exception | None, utf8: bool | None = None) -> None:
+        """A block that failed: find its non-blank lines (vectorized) and locate the bad ones.
+        `utf8` says whether the block is valid UTF-8, when that is known already."""
         lines = _Lines.split(data, first_line)
         removed = []
         for i in lines.maybe_blank():
@@ -455,9 +477,7 @@ class _Transformer:
             if problem:
                 removed.append(i)
                 self._reject(int(lines.numbers[i]), lines.raw(i), problem[0], syntax=problem[1])
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError:  # find the lines with invalid bytes
+        if not (_is_utf8(data) if utf8 is None else utf8):  # find the lines with invalid bytes
             for i in range(len(lines)):
                 if i in seen:
                     continue

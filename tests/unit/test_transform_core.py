@@ -144,6 +144,19 @@ def test_non_utf8_bytes_reject_only_their_line():
     assert "\\xff" in rejects[0]["raw"]
 
 
+@pytest.mark.parametrize("bad", [b"\xed\xa0\x80", b"\xc0\xaf", b"\xf4\x90\x80\x80", b"\xe2\x82", b"\x80"])
+def test_every_invalid_utf8_form_rejects_its_line_and_valid_multibyte_text_passes(bad):
+    # surrogate, overlong, past U+10FFFF, truncated sequence, lone continuation byte: each is
+    # refused exactly as Python's decoder refuses it; accented and 4-byte text passes untouched.
+    lines = [line.encode() for line in good_lines(4)]
+    lines[0] = lines[0].replace(b'"carrier": "', '"carrier": "Zürich 🚚 '.encode(), 1)
+    lines[2] = lines[2].replace(b'"carrier": "', b'"carrier": "' + bad, 1)
+    result, table, rejects = run(b"\n".join(lines) + b"\n")
+    assert (result.rows, result.rejected) == (3, 1)
+    assert rejects[0]["line"] == 3 and rejects[0]["reason"].startswith("not valid UTF-8")
+    assert table.column("carrier")[0].as_py().startswith("Zürich 🚚 ")
+
+
 def test_blank_lines_are_skipped_and_line_numbers_still_match_the_object():
     lines = good_lines(3)
     data = (lines[0] + "\n\n   \n" + lines[1] + "\n" + lines[2] + "\n").encode()
