@@ -1,6 +1,8 @@
 """The transform core on every kind of bad input the issue lists: nothing lost, clear reasons."""
 
+import datetime as dt
 import gzip
+import io
 import json
 import re
 
@@ -8,6 +10,7 @@ import pyarrow as pa
 import pytest
 
 from lambdas.shared import schemas
+from lambdas.transform import core
 from lambdas.transform.core import UnreadableObject, explain_arrow_error, transform_bytes
 from ops.gen_events import generate
 
@@ -338,3 +341,51 @@ def test_lines_that_start_with_whitespace_are_read_and_whitespace_only_lines_are
         assert result.blank_lines == 2
         assert sorted(table.column("_line").to_pylist() + [r["line"] for r in rejects]) == [1, 3, 5, 6]
     assert run(bad)[2][0]["line"] == 1
+
+
+@pytest.mark.parametrize(("block_bytes", "bad_ratio"), [(1 << 20, 0.03), (16384, 0.03), (1 << 20, 0.3)])
+def test_exactly_the_spoiled_lines_are_rejected_and_every_other_line_reaches_silver(block_bytes, bad_ratio):
+    # The generator says which lines it spoiled (malformed, wrong type, missing field): the
+    # quarantine must hold exactly those, whichever path found them (screen, probe, Python when
+    # bad lines are dense), and silver every other line.
+    generated = list(generate(type_="shipments", count=6000, seed=11, bad_ratio=bad_ratio))
+    data = jsonl([text for _, text in generated])
+    result, table, rejects = run(data, block_bytes=block_bytes)
+    spoiled = [n for n, (ok, _) in enumerate(generated, start=1) if not ok]
+    assert [r["line"] for r in rejects] == spoiled
+    by_line = dict(zip(table.column("_line").to_pylist(), table.column("shipment_id").to_pylist(), strict=True))
+    assert by_line == {n: json.loads(text)["shipment_id"] for n, (ok, text) in enumerate(generated, start=1) if ok}
+    assert (result.rows, result.rejected) == (len(generated) - len(spoiled), len(spoiled))
+
+
+def test_a_type_error_seen_once_is_screened_out_before_the_full_read_from_then_on(monkeypatch):
+    # The cheap screen learns the field of a type error; later lines with that error never make
+    # the full read fail (which would cost most of a parse and send the block to the probe).
+    lines = good_lines(600)
+    spoiled = list(range(5, 600, 23))
+    for index in spoiled:
+        lines[index] = re.sub(r'"weight_kg": [0-9.]+', '"weight_kg": "heavy"', lines[index])
+    probes = []
+    probe = core._Transformer._probe
+    monkeypatch.setattr(core._Transformer, "_probe", lambda self, *args: (probes.append(args), probe(self, *args))[1])
+    result, table, rejects = run(jsonl(lines), block_bytes=16384)
+    assert [(r["line"], r["reason"]) for r in rejects] == [
+        (index + 1, "field 'weight_kg' is a string where the schema expects a number") for index in spoiled]
+    assert result.rows == 600 - len(spoiled) and probes == []
+
+
+def test_the_screen_reads_a_suspect_field_as_its_kind_at_the_top_and_in_full_below():
+    t = core._Transformer(schema=SHIPMENTS, source_key="k", parquet_out=pa.BufferOutputStream(),
+                          quarantine_out=io.BytesIO(), ingested_at=dt.datetime(2025, 1, 1, tzinfo=dt.UTC),
+                          row_group_rows=1000, max_json_bytes=1 << 20, block_bytes=1 << 20)
+    t._learn("JSON parse error: Column(/origin) changed from object to string in row 3")
+    t._learn("JSON parse error: Column(/items/[]) changed from object to string in row 0")
+    t._learn("JSON parse error: Column(/weight_kg) changed from number to string in row 0")
+    t._learn("JSON parse error: Column(/not_in_schema) changed from number to string in row 0")
+    t._learn("JSON parse error: Column() changed from object to array in row 0")
+    assert t.suspects == {"origin": pa.struct([]), "items": pa.list_(pa.struct([])), "weight_kg": pa.float64()}
+    t._learn("JSON parse error: Column(/origin/city) changed from string to number in row 9")
+    assert t.suspects["origin"] == SHIPMENTS.arrow.field("origin").type
+    t._learn("JSON parse error: Column(/origin) changed from object to string in row 3")  # never narrowed again
+    assert t.suspects["origin"] == SHIPMENTS.arrow.field("origin").type
+    t.writer.close()
