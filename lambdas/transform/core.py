@@ -502,7 +502,7 @@ class _Transformer:
         """A block that failed: find its non-blank lines (vectorized) and locate the bad ones.
         `utf8` says whether the block is valid UTF-8, when that is known already."""
         lines = _Lines.split(data, first_line)
-        removed = []
+        removed, rejects_before = [], self.result.rejected
         for i in lines.maybe_blank():
             content = lines.raw(i).strip()
             if not content:
@@ -533,10 +533,14 @@ class _Transformer:
                     removed.append(i)
                     self._reject(int(lines.numbers[i]), lines.raw(i),
                                  f"not valid UTF-8: {err.reason} at byte {err.start}", syntax=True)
+        failed = exc is not None or self.dirty or self.result.rejected > rejects_before
         if removed:  # rows would no longer match lines: keep only the others, and forget `exc`
             lines = lines.pick(_without(removed, len(lines)))
             exc = None
-        self._sift(lines, exc if isinstance(exc, pa.ArrowInvalid) else None)
+        if failed:
+            self._sift(lines, exc if isinstance(exc, pa.ArrowInvalid) else None)
+        else:  # here only for a blank line or a short first line: most likely clean
+            self._lines(lines)
 
     def _lines(self, lines: _Lines, *, sifted: bool = False) -> None:
         """Lines that are probably clean: one read; if it fails, sift them (probe them, when they
