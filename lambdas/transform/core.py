@@ -117,9 +117,11 @@ class _Lines:
         self.starts, self.ends, self.numbers = starts, ends, numbers
 
     @classmethod
-    def split(cls, data: bytes, first_line: int) -> _Lines:
-        """Every line of a block (blank ones too), found with one vectorized pass."""
-        newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+    def split(cls, data: bytes, first_line: int, newlines: np.ndarray | None = None) -> _Lines:
+        """Every line of a block (blank ones too), found with one vectorized pass (or from the
+        positions of its newlines, when known)."""
+        if newlines is None:
+            newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
         starts = np.concatenate(([0], newlines + 1))
         ends = np.concatenate((newlines, [len(data)]))
         if data.endswith(b"\n"):  # no line after the final newline
@@ -188,18 +190,18 @@ _BLANK = _WHITESPACE.copy()  # whitespace within a line
 _BLANK[10] = False
 
 
-def _scan(data: bytes) -> tuple[int, bool]:
-    """One vectorized look at a block (~0.3 ms per MiB): its newline count, and whether Arrow may
+def _scan(data: bytes) -> tuple[np.ndarray, bool]:
+    """One vectorized look at a block (~0.3 ms per MiB): where its newlines are, and whether Arrow may
     not map rows to lines by position - a line that is empty or starts with whitespace (Arrow
     skips blank lines), or a short first line (a bare `null` first crashes Arrow's reader)."""
     arr = np.frombuffer(data, dtype=np.uint8)
     breaks = np.flatnonzero(arr == 10)
     if not len(arr):
-        return 0, False
+        return breaks, False
     after = breaks + 1
     after = after[after < len(arr)]  # nothing follows the final newline
     short_first = (breaks[0] if len(breaks) else len(arr)) < 16
-    return len(breaks), bool(short_first or _WHITESPACE[arr[0]] or _WHITESPACE[arr[after]].any())
+    return breaks, bool(short_first or _WHITESPACE[arr[0]] or _WHITESPACE[arr[after]].any())
 
 
 def _is_utf8(data: bytes) -> bool:
@@ -462,31 +464,31 @@ class _Transformer:
     def block(self, data: bytes, first_line: int) -> int:
         """A run of whole lines (JSONL) starting at line number `first_line`; returns the number
         of newlines in it."""
-        newlines, careful = _scan(data)
+        breaks, careful = _scan(data)
         before = self.result.rejected
-        self._block(data, first_line, newlines, careful)
+        self._block(data, first_line, breaks, careful)
         # Bad lines come in runs: after a block with some, the next is screened before it is
         # read, which saves a failed read when it has some too (and costs a screen when not).
         self.dirty = self.result.rejected > before
         self.settle()
-        return newlines
+        return len(breaks)
 
-    def _block(self, data: bytes, first_line: int, newlines: int, careful: bool) -> None:
-        """The fast path: one Arrow read of the whole block."""
-        n_lines = newlines + (0 if data.endswith(b"\n") else 1)
+    def _block(self, data: bytes, first_line: int, breaks: np.ndarray, careful: bool) -> None:
+        """The fast path: one Arrow read of the whole block (`breaks`: its newlines)."""
+        n_lines = len(breaks) + (0 if data.endswith(b"\n") else 1)
         if careful or self.dirty:
-            self._slow(data, first_line, None)
+            self._slow(data, first_line, breaks, None)
             return
         if not _is_utf8(data):  # Arrow's JSON reader does not check; invalid bytes must not reach silver
-            self._slow(data, first_line, None, utf8=False)
+            self._slow(data, first_line, breaks, None, utf8=False)
             return
         try:
             table = self._read(data)
         except pa.ArrowInvalid as exc:
-            self._slow(data, first_line, exc, utf8=True)
+            self._slow(data, first_line, breaks, exc, utf8=True)
             return
         if table.num_rows != n_lines:  # a line holding two JSON values
-            self._slow(data, first_line, None, utf8=True)
+            self._slow(data, first_line, breaks, None, utf8=True)
             return
         lines = np.arange(first_line, first_line + n_lines, dtype=np.int64)
         split: list[bytes] = []
@@ -498,10 +500,11 @@ class _Transformer:
 
         self._accept(table, lines, raw_of)
 
-    def _slow(self, data: bytes, first_line: int, exc: Exception | None, utf8: bool | None = None) -> None:
+    def _slow(self, data: bytes, first_line: int, breaks: np.ndarray, exc: Exception | None,
+              utf8: bool | None = None) -> None:
         """A block that failed: find its non-blank lines (vectorized) and locate the bad ones.
         `utf8` says whether the block is valid UTF-8, when that is known already."""
-        lines = _Lines.split(data, first_line)
+        lines = _Lines.split(data, first_line, breaks)
         removed, rejects_before = [], self.result.rejected
         for i in lines.maybe_blank():
             content = lines.raw(i).strip()
