@@ -12,7 +12,8 @@ subprocess with Arrow pinned to one thread (a 1,769 MB Lambda has one vCPU):
 Arrow and pandas alone cannot read bad lines, so with --bad-ratio > 0 they run on the same events
 with the bad lines left out (the clean twin of the input); the project runs on the input itself.
 MB/s is each run's input bytes over its wall time; each kind runs --repeat times (default 3) in
-fresh subprocesses and its fastest run counts, since noise on a shared machine only adds time. Each
+fresh subprocesses, the kinds taking turns in each round (so a slow spell on a shared machine falls
+on all of them alike), and its fastest run counts, since noise only adds time. Each
 subprocess first runs once on the first 2,000 lines of its own input, so one-time start-up (lazy
 imports, first use of a code path) is not counted as throughput. Peak RSS is the subprocess's
 ru_maxrss (the largest over the runs).
@@ -113,29 +114,33 @@ def repeat_file(src: Path, dst: Path, mb: float) -> int:
     return size
 
 
-def run(kind: str, src: Path, workdir: Path, repeat: int = 1) -> dict:
-    """The best of `repeat` runs, each in a fresh subprocess (noise on a shared machine only ever
-    adds time, so the fastest run is the truest figure; every kind is measured the same way)."""
-    out = workdir / f"{kind}-{src.stem}.parquet"
-    warmup = workdir / f"warmup-{src.stem}.jsonl"
-    if not warmup.exists():  # the first lines of the run's own input, bad lines included
-        with open(src, "rb") as head:
-            warmup.write_bytes(b"".join(head.readline() for _ in range(2000)))
+def run(plan: dict[str, Path], workdir: Path, repeat: int = 1) -> dict[str, dict]:
+    """Each kind in `plan` (kind -> input) `repeat` times, each run in a fresh subprocess, the
+    kinds taking turns within each round so that a slow spell on a shared machine falls on all of
+    them alike; a kind's fastest run counts (noise only ever adds time)."""
     env = {**os.environ, **ONE_THREAD_ENV}
-    runs = []
+    runs: dict[str, list[dict]] = {kind: [] for kind in plan}
     for _ in range(repeat):
-        done = subprocess.run([sys.executable, "-c", RUNNER, kind, str(src), str(out), str(ROOT), str(warmup)],
-                              capture_output=True, text=True, env=env)
-        if done.returncode != 0:
-            raise SystemExit(f"{kind} run failed:\n{done.stderr}")
-        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    result = min(runs, key=lambda r: r["seconds"])
-    result["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
-    size = src.stat().st_size
-    result["mb"] = size / 1024 / 1024
-    result["mbps"] = result["mb"] / result["seconds"]
-    result["rows_per_s"] = result["rows"] / result["seconds"]
-    return result
+        for kind, src in plan.items():
+            out = workdir / f"{kind}-{src.stem}.parquet"
+            warmup = workdir / f"warmup-{src.stem}.jsonl"
+            if not warmup.exists():  # the first lines of the run's own input, bad lines included
+                with open(src, "rb") as head:
+                    warmup.write_bytes(b"".join(head.readline() for _ in range(2000)))
+            done = subprocess.run([sys.executable, "-c", RUNNER, kind, str(src), str(out), str(ROOT), str(warmup)],
+                                  capture_output=True, text=True, env=env)
+            if done.returncode != 0:
+                raise SystemExit(f"{kind} run failed:\n{done.stderr}")
+            runs[kind].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    results = {}
+    for kind, src in plan.items():
+        result = min(runs[kind], key=lambda r: r["seconds"])
+        result["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs[kind])
+        result["mb"] = src.stat().st_size / 1024 / 1024
+        result["mbps"] = result["mb"] / result["seconds"]
+        result["rows_per_s"] = result["rows"] / result["seconds"]
+        results[kind] = result
+    return results
 
 
 def main(argv=None) -> int:
@@ -163,9 +168,8 @@ def main(argv=None) -> int:
     log(f"input: {lines} lines, {size / 1048576:.1f} MB, bad ratio {args.bad_ratio} "
         f"(built in {time.perf_counter() - t0:.1f} s) in {workdir}")
 
-    results = {"arrow": run("arrow", clean, workdir, args.repeat), "project": run("project", src, workdir, args.repeat)}
-    if not args.skip_pandas:
-        results["pandas"] = run("pandas", clean, workdir, args.repeat)
+    plan = {"arrow": clean, "project": src} | ({} if args.skip_pandas else {"pandas": clean})
+    results = run(plan, workdir, args.repeat)
     report = {
         "input_mb": round(size / 1048576, 1),
         "input_lines": lines,
@@ -186,8 +190,8 @@ def main(argv=None) -> int:
     if args.rss_large_mb:
         large = workdir / "input.large.jsonl"
         repeat_file(clean if args.bad_ratio else src, large, args.rss_large_mb)
-        base = run("project", clean, workdir) if args.bad_ratio else results["project"]
-        big = run("project", large, workdir)
+        base = run({"project": clean}, workdir)["project"] if args.bad_ratio else results["project"]
+        big = run({"project": large}, workdir)["project"]
         large.unlink()
         report.update({
             "project_large_input_mb": round(big["mb"], 1),
