@@ -1,9 +1,12 @@
 """Ingest Lambda: S3 object-created event -> claim in the ledger -> one work unit on SQS.
 
 Handler: lambdas.ingest.app.handler. Environment: see lambdas.shared.config.INGEST_ENV.
-A duplicate event (same object version) loses the conditional claim and does nothing. A failed
-send releases the claim and fails the invocation (or the SQS item), so the retry starts clean;
-a crash between claim and send leaves a claim whose lease runs out, and the retry takes over.
+A duplicate event (same object version) loses the conditional claim and does nothing once the
+object is queued. While another invocation still holds the claim (its lease has not lapsed), the
+event is failed instead, to be retried: that invocation may yet crash before it sends, and this
+event (or its retry) must then take over - acknowledging it would lose the object. A failed send
+releases the claim and fails the invocation (or the SQS item), so the retry starts clean; a crash
+between claim and send leaves a claim whose lease runs out, and the retry takes over.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from lambdas.ingest.s3_events import ObjectCreated, Skipped, extract
 from lambdas.shared import config, steps, work_unit
 from lambdas.shared.aws import client
 from lambdas.shared.keys import BRONZE_ROOT, InvalidKey, has_supported_suffix, parse_bronze_key
-from lambdas.shared.ledger import Ledger
+from lambdas.shared.ledger import CLAIMED, Ledger
 from lambdas.shared.log import get_logger, log, set_context
 
 LOG = get_logger("ingest")
@@ -65,7 +68,7 @@ class IngestFailed(RuntimeError):
 def handler(event, context=None):
     set_context(aws_request_id=getattr(context, "aws_request_id", None), function="ingest")
     d = deps()
-    counts = {"records": 0, "queued": 0, "duplicates": 0, "skipped": 0, "failed": 0}
+    counts = {"records": 0, "queued": 0, "duplicates": 0, "in_flight": 0, "skipped": 0, "failed": 0}
     claimed: list[tuple[ObjectCreated, work_unit.WorkUnit]] = []
     failed_sources: set[str | None] = set()
 
@@ -76,7 +79,9 @@ def handler(event, context=None):
             log(LOG, logging.INFO, "skipped", reason=item.reason, detail=item.detail)
             continue
         unit = _claim(d, item, counts)
-        if unit is not None:
+        if unit is IN_FLIGHT:
+            failed_sources.add(item.source_id)
+        elif unit is not None:
             claimed.append((item, unit))
 
     for start in range(0, len(claimed), 10):
@@ -86,14 +91,19 @@ def handler(event, context=None):
     if failed_sources:
         if all(source is not None for source in failed_sources):
             return {"batchItemFailures": [{"itemIdentifier": s} for s in sorted(failed_sources)]}
-        raise IngestFailed(f"{counts['failed']} object(s) could not be queued; the event will be retried")
+        raise IngestFailed(f"{counts['failed']} object(s) could not be queued and {counts['in_flight']} are "
+                           "still claimed by another invocation; the event will be retried")
     records = event.get("Records") if isinstance(event, dict) else None
     if any(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records or []):
         return {"batchItemFailures": []}
     return counts
 
 
-def _claim(d: Deps, item: ObjectCreated, counts: dict) -> work_unit.WorkUnit | None:
+IN_FLIGHT = object()  # another invocation holds the claim: retry this event later
+
+
+def _claim(d: Deps, item: ObjectCreated, counts: dict):
+    """The work unit to send, None (nothing to do), or IN_FLIGHT."""
     object_id = f"s3://{item.bucket}/{item.key}"
     if not item.key.startswith(BRONZE_ROOT):
         counts["skipped"] += 1
@@ -114,6 +124,12 @@ def _claim(d: Deps, item: ObjectCreated, counts: dict) -> work_unit.WorkUnit | N
         return None
     claim = d.ledger.claim(bucket=item.bucket, key=item.key, etag=unit.etag, size=item.size,
                            type_=parsed.type, dt=parsed.dt, lease_seconds=d.lease_seconds)
+    if not claim.won and (claim.existing or {}).get("status") == CLAIMED:
+        counts["in_flight"] += 1
+        log(LOG, logging.WARNING, "claimed by another invocation that has not queued it yet; failing this "
+            "event so that it is retried (it takes over if that invocation dies)", object=object_id,
+            etag=unit.etag, lease_until=(claim.existing or {}).get("lease_until"))
+        return IN_FLIGHT
     if not claim.won:
         counts["duplicates"] += 1
         log(LOG, logging.INFO, "duplicate event: already claimed", object=object_id, etag=unit.etag,

@@ -93,6 +93,30 @@ def test_a_failed_send_releases_the_claim_and_fails_the_invocation_so_the_retry_
     assert len(bodies(pipeline)) == 1
 
 
+def test_an_event_for_an_object_another_invocation_still_holds_is_retried_not_dropped(pipeline):
+    # Invocation A claimed the object and has not queued it yet. A second delivery of the event
+    # must not be acknowledged as a duplicate: if A then dies before its send, nothing would ever
+    # queue the object. It fails (S3 retries it; from SQS, a partial batch failure), and its retry
+    # takes over once A's lease lapses.
+    etag = pipeline.put(KEY, b"{}\n")
+    held = pipeline.ledger.claim(bucket=pipeline.bronze, key=KEY, etag=etag, size=3, type_="shipments",
+                                 dt="2025-01-01", lease_seconds=300)
+    assert held.won
+    with pytest.raises(pipeline.ingest_app.IngestFailed, match="1 are still claimed by another invocation"):
+        pipeline.ingest_app.handler(pipeline.s3_event(KEY, etag))
+    from_sqs = {"Records": [{"eventSource": "aws:sqs", "messageId": "m-1",
+                             "body": json.dumps(pipeline.s3_event(KEY, etag))}]}
+    assert pipeline.ingest_app.handler(from_sqs) == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
+    assert bodies(pipeline) == [] and pipeline.ledger.get(bucket=pipeline.bronze, key=KEY, etag=etag)["status"] == "CLAIMED"
+
+    # A died: its lease lapses, and the retried event takes over and queues the object, once.
+    pipeline.ddb.update_item(TableName=pipeline.names.ledger_table, Key={"pk": {"S": held.pk}, "etag": {"S": etag}},
+                             UpdateExpression="SET lease_until = :past", ExpressionAttributeValues={":past": {"N": "1"}})
+    assert pipeline.ingest_app.handler(pipeline.s3_event(KEY, etag))["queued"] == 1
+    assert pipeline.ingest_app.handler(pipeline.s3_event(KEY, etag))["duplicates"] == 1
+    assert [work_unit.parse(b).key for b in bodies(pipeline)] == [KEY]
+
+
 def test_a_missing_environment_variable_is_named(monkeypatch):
     from lambdas.shared import config
 
