@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import time
 from dataclasses import dataclass
 
 import boto3
@@ -111,3 +113,39 @@ def with_retries(fn, *, action: str, resource: str, attempts: int = RETRY_ATTEMP
         if is_retryable(exc):
             raise OpsError(f"{action} on {resource} failed after {attempts} attempts: {exc}") from exc
         raise
+
+
+def send_batch(sqs, *, queue_url: str, entries: dict[str, dict], limiter, attempts: int = 8,
+               sleep=None) -> dict[str, tuple[bool, str]]:
+    """One SendMessageBatch of up to 10 entries (Id -> entry without its Id). Only the failed
+    entries are sent again, with jittered backoff; a sender fault is final, AccessDenied is
+    raised. Returns Id -> (sent, message id or the last error)."""
+    sleep = sleep or time.sleep
+    pending = dict(entries)
+    results: dict[str, tuple[bool, str]] = {}
+    last_error: dict[str, str] = {}
+    for attempt in range(attempts):
+        if not pending:
+            break
+        if attempt:
+            sleep(random.uniform(0, min(10.0, 0.05 * 2**attempt)))
+        limiter.acquire(len(pending))
+        batch = [{"Id": i, **entry} for i, entry in pending.items()]
+        try:
+            response = with_retries(lambda b=batch: sqs.send_message_batch(QueueUrl=queue_url, Entries=b),
+                                    action="sqs:SendMessage", resource=queue_url)
+        except AccessDenied:
+            raise
+        except OpsError as exc:
+            last_error.update({i: str(exc) for i in pending})
+            continue
+        for ok in response.get("Successful", []):
+            pending.pop(ok["Id"])
+            results[ok["Id"]] = (True, ok["MessageId"])
+        for bad in response.get("Failed", []):
+            last_error[bad["Id"]] = f"{bad.get('Code')}: {bad.get('Message')}"
+            if bad.get("SenderFault"):  # will not succeed on retry
+                pending.pop(bad["Id"])
+                results[bad["Id"]] = (False, last_error[bad["Id"]])
+    results.update({i: (False, last_error.get(i, "not sent")) for i in pending})
+    return results

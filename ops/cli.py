@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import re
 import sys
 from collections.abc import Callable
 
@@ -43,6 +44,38 @@ def _store(name: str):
         return value
 
     return callback
+
+
+class QueueUrl(click.ParamType):
+    """An SQS queue URL, checked before any call: scheme://host/<12-digit account>/<queue name>."""
+
+    name = "queue_url"
+    _RE = re.compile(r"^https?://[^/\s]+/\d{12}/([A-Za-z0-9_-]{1,80}(?:\.fifo)?)$")
+
+    def convert(self, value, param, ctx):
+        if not self._RE.match(str(value)):
+            self.fail(f"{value!r} is not an SQS queue URL (expected https://sqs.<region>.amazonaws.com/"
+                      "<account-id>/<queue-name>; `aws sqs get-queue-url --queue-name NAME` prints it)", param, ctx)
+        return value
+
+
+class QueueName(click.ParamType):
+    """An SQS queue name, checked before any call; `suffix` is appended by the command."""
+
+    name = "queue_name"
+
+    def __init__(self, suffix: str = ""):
+        self.suffix = suffix
+
+    def convert(self, value, param, ctx):
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", str(value)) or len(value) + len(self.suffix) > 80:
+            limit = 80 - len(self.suffix)
+            self.fail(f"{value!r} is not a valid SQS queue name: use 1-{limit} letters, digits, '-' or '_'"
+                      + (f" (the command adds {self.suffix!r})" if self.suffix else ""), param, ctx)
+        return value
+
+
+QUEUE_URL = QueueUrl()
 
 
 def common_options(f: Callable) -> Callable:

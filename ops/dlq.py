@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from lambdas.shared import work_unit
 from lambdas.shared.ledger import plain
-from ops.aws import with_retries
+from ops.aws import send_batch, with_retries
 from ops.errors import OpsError, UsageError
 from ops.ratelimit import RateLimiter
 
@@ -416,36 +416,16 @@ def redrive_manual(sqs, *, source_url: str, target_url: str, max_messages: int |
 def _move(sqs, messages: list[DlqMessage], *, source_url: str, target_url: str, fifo: bool, limiter: RateLimiter,
           report: RedriveReport, held: Held, lock: threading.Lock, attempts: int = 6) -> None:
     now = dt.datetime.now(dt.UTC)
-    pending = {str(i): m for i, m in enumerate(messages)}
-    errors: dict[str, str] = {}
+    entries = {str(i): _outgoing(m, fifo=fifo, now=now) for i, m in enumerate(messages)}
     sent: list[DlqMessage] = []
-    for attempt in range(attempts):
-        if not pending:
-            break
-        if attempt:
-            time.sleep(min(5.0, 0.1 * 2**attempt))
-        limiter.acquire(len(pending))
-        entries = [{"Id": i, **_outgoing(m, fifo=fifo, now=now)} for i, m in pending.items()]
-        try:
-            response = with_retries(lambda e=entries: sqs.send_message_batch(QueueUrl=target_url, Entries=e),
-                                    action="sqs:SendMessage", resource=target_url)
-        except OpsError as exc:
-            if "denied" in str(exc):
-                raise
-            errors.update({i: str(exc) for i in pending})
+    for i, (ok, detail) in send_batch(sqs, queue_url=target_url, entries=entries, limiter=limiter,
+                                      attempts=attempts).items():
+        message = messages[int(i)]
+        if ok:
+            sent.append(message)
             continue
-        for ok in response.get("Successful", []):
-            sent.append(pending.pop(ok["Id"]))
-        for bad in response.get("Failed", []):
-            errors[bad["Id"]] = f"{bad.get('Code')}: {bad.get('Message')}"
-            if bad.get("SenderFault"):
-                message = pending.pop(bad["Id"])
-                with lock:
-                    report.failed.append({"message_id": message.message_id, "error": errors[bad["Id"]]})
-                held.add(message)
-    for i, message in pending.items():  # never sent: stays in the DLQ
-        with lock:
-            report.failed.append({"message_id": message.message_id, "error": errors.get(i, "not sent")})
+        with lock:  # never sent: stays in the DLQ
+            report.failed.append({"message_id": message.message_id, "error": detail})
         held.add(message)
     # Delete only what reached the target.
     for start in range(0, len(sent), 10):

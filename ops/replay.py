@@ -14,7 +14,6 @@ Ctrl-C with the checkpoint saved. Failures are collected, not raised: the report
 from __future__ import annotations
 
 import datetime as dt
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -25,7 +24,7 @@ from boto3.s3.transfer import TransferConfig
 
 from lambdas.shared import work_unit
 from lambdas.shared.keys import InvalidKey, parse_bronze_key, replay_key
-from ops.aws import with_retries
+from ops.aws import send_batch, with_retries
 from ops.errors import AccessDenied, OpsError
 from ops.listing import ObjectInfo
 from ops.ratelimit import RateLimiter
@@ -249,38 +248,11 @@ def replay_sqs(sqs, *, objects: list[ObjectInfo], bucket: str, queue_url: str, c
 
 def send_units(sqs, *, queue_url: str, units: dict[str, work_unit.WorkUnit], limiter: RateLimiter,
                attempts: int = SEND_ATTEMPTS, sleep: Callable[[float], None] = time.sleep) -> list[tuple[str, str, str]]:
-    """One SendMessageBatch of up to 10 work units; only the failed entries are retried (jittered
-    backoff). Returns (key, "ok"|"failed", message id or error) per unit."""
-    pending = dict(units)
-    outcomes: list[tuple[str, str, str]] = []
-    last_error = {}
-    for attempt in range(attempts):
-        if not pending:
-            break
-        if attempt:
-            sleep(random.uniform(0, min(10.0, 0.05 * 2**attempt)))
-        limiter.acquire(len(pending))
-        entries = [{"Id": i, "MessageBody": u.body(), "MessageAttributes": u.message_attributes()}
-                   for i, u in pending.items()]
-        try:
-            response = with_retries(lambda e=entries: sqs.send_message_batch(QueueUrl=queue_url, Entries=e),
-                                    action="sqs:SendMessage", resource=queue_url)
-        except AccessDenied:
-            raise
-        except OpsError as exc:
-            last_error = {i: str(exc) for i in pending}
-            continue
-        for ok in response.get("Successful", []):
-            unit = pending.pop(ok["Id"])
-            outcomes.append((unit.key, "ok", ok["MessageId"]))
-        for bad in response.get("Failed", []):
-            last_error[bad["Id"]] = f"{bad.get('Code')}: {bad.get('Message')}"
-            if bad.get("SenderFault"):  # will not succeed on retry
-                unit = pending.pop(bad["Id"])
-                outcomes.append((unit.key, "failed", last_error[bad["Id"]]))
-    for i, unit in pending.items():
-        outcomes.append((unit.key, "failed", last_error.get(i, "not sent")))
-    return outcomes
+    """One SendMessageBatch of up to 10 work units (`send_batch`). Returns (key, "ok"|"failed",
+    message id or error) per unit."""
+    entries = {i: {"MessageBody": u.body(), "MessageAttributes": u.message_attributes()} for i, u in units.items()}
+    results = send_batch(sqs, queue_url=queue_url, entries=entries, limiter=limiter, attempts=attempts, sleep=sleep)
+    return [(units[i].key, "ok" if sent else "failed", detail) for i, (sent, detail) in results.items()]
 
 
 def _stop_on_denied(work):

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from ops.cli import cli, common_options, info, progress_bar, render, settings
+from ops.cli import QUEUE_URL, cli, common_options, info, progress_bar, render, settings
 from ops.errors import OpsError, PartialFailure, UsageError
 
 
@@ -33,7 +33,7 @@ def dlq():
 
 @dlq.command("inspect")
 @common_options
-@click.option("--queue-url", envvar="ELT_DLQ_URL", required=True, help="The DLQ [env ELT_DLQ_URL].")
+@click.option("--queue-url", envvar="ELT_DLQ_URL", required=True, type=QUEUE_URL, help="The DLQ [env ELT_DLQ_URL].")
 @click.option("--table", envvar="ELT_LEDGER_TABLE", help="Ledger table, for each object's last_error "
                                                         "[env ELT_LEDGER_TABLE].")
 @click.option("--max", "max_messages", type=click.IntRange(1, 100000), default=100, show_default=True,
@@ -72,8 +72,8 @@ def dlq_inspect(ctx, queue_url, table, max_messages, out_path):
 
 @dlq.command("redrive")
 @common_options
-@click.option("--queue-url", envvar="ELT_DLQ_URL", required=True, help="The DLQ to move from [env ELT_DLQ_URL].")
-@click.option("--to-url", envvar="ELT_QUEUE_URL",
+@click.option("--queue-url", envvar="ELT_DLQ_URL", required=True, type=QUEUE_URL, help="The DLQ to move from [env ELT_DLQ_URL].")
+@click.option("--to-url", envvar="ELT_QUEUE_URL", type=QUEUE_URL,
               help="Target queue [env ELT_QUEUE_URL]; native mode defaults to each message's source queue.")
 @click.option("--max", "max_messages", type=click.IntRange(min=1), help="Move at most this many (manual mode).")
 @click.option("--max-rps", type=click.FloatRange(min=1), help="Messages per second (native: at most 500).")

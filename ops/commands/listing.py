@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import click
 
-from ops.cli import cli, common_options, info, progress_bar, render, settings
+from ops.cli import QUEUE_URL, cli, common_options, info, progress_bar, render, settings
 from ops.errors import PartialFailure, UsageError
 
 
@@ -212,7 +212,7 @@ def replay_copy_command(ctx, bucket, prefix, start, end, since, by, list_concurr
 @replay.command("sqs")
 @common_options
 @window_options
-@click.option("--queue-url", envvar="ELT_QUEUE_URL", required=True, help="Events queue [env ELT_QUEUE_URL].")
+@click.option("--queue-url", envvar="ELT_QUEUE_URL", required=True, type=QUEUE_URL, help="Events queue [env ELT_QUEUE_URL].")
 @run_options
 @click.pass_context
 def replay_sqs_command(ctx, bucket, prefix, start, end, since, by, list_concurrency, queue_url, concurrency,

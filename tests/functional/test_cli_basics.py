@@ -1,5 +1,6 @@
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from ops.cli import cli
@@ -50,3 +51,20 @@ def test_a_path_that_cannot_be_written_is_a_clear_error_not_a_traceback(tmp_path
                                       str(blocked / "inside.jsonl")])
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)  # no traceback
     assert f"cannot use {blocked / 'inside.jsonl'}: Not a directory" in result.stderr
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["dlq", "inspect", "--queue-url", "elt-dev-events-dlq"], "is not an SQS queue URL"),
+    (["dlq", "redrive", "--queue-url", "http://127.0.0.1:4566/123456789012/dlq", "--to-url",
+      "https://sqs.us-east-1.amazonaws.com/elt-dev-events", "--yes"], "'--to-url'"),
+    (["replay", "sqs", "--bucket", "b", "--since", "1h", "--queue-url", "sqs://q"], "is not an SQS queue URL"),
+    (["provision", "queue", "--name", "elt dev events"], "letters, digits, '-' or '_' (the command adds '-dlq')"),
+    (["provision", "ensure-dlq", "--queue-url", "http://127.0.0.1:4566/123456789012/q", "--dlq-name", "x" * 81],
+     "is not a valid SQS queue name"),
+])
+def test_a_queue_url_or_name_that_cannot_be_one_is_a_usage_error_before_any_call(args, says, monkeypatch):
+    # No AWS endpoint is reachable here: a check that waited for a call would fail differently.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert says in result.stderr
