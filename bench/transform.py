@@ -3,7 +3,8 @@
     python bench/transform.py [--mb 100] [--bad-ratio 0.01] [--rss-large-mb 1000] [--repeat 3] [--json]
 
 Builds a shipments JSONL input with the project's own event generator, then runs, each in its own
-subprocess with Arrow pinned to one thread (a 1,769 MB Lambda has one vCPU):
+subprocess with Arrow pinned to one thread and the whole process to one CPU (a 1,769 MB Lambda
+has one vCPU):
 
   (a) arrow:   pyarrow.json.read_json with the explicit schema + pyarrow.parquet.write_table
   (b) project: lambdas.transform.core.transform_stream on the local file (no S3)
@@ -20,6 +21,13 @@ imports, first use of a code path) is not counted as throughput. Peak RSS is the
 ru_maxrss (the largest over the runs).
 --rss-large-mb also runs the project on a larger input (the clean input repeated) and reports the
 ratio of its peak RSS to the 100 MB run's: memory must not grow with the object's size.
+
+Why one CPU and not only one Arrow thread: pyarrow still runs its I/O pool beside the caller. On a
+machine with a second core, that lets the Arrow baseline's file read-ahead run in parallel with its
+parsing (measured: CPU time above wall time), which a one-vCPU Lambda cannot do, and it turns each
+hand-off between the two threads into a wake-up of another core (measured on this project's 2-core
+VMs: an Arrow JSON read that fails at once costs ~21 us on one CPU, 60-90 us across two). Every
+kind is pinned to the same CPU; --no-pin measures the old way.
 """
 
 from __future__ import annotations
@@ -43,6 +51,8 @@ ONE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "ARROW_NUM_THREADS": "1", "OPENBLAS_NU
 
 RUNNER = r'''
 import json, os, resource, sys, time
+if sys.argv[6] != "-":  # the whole process on one CPU, like a one-vCPU Lambda
+    os.sched_setaffinity(0, {int(sys.argv[6])})
 import pyarrow as pa
 pa.set_cpu_count(1)
 pa.set_io_thread_count(1)
@@ -115,10 +125,19 @@ def repeat_file(src: Path, dst: Path, mb: float) -> int:
     return size
 
 
-def run(plan: dict[str, Path], workdir: Path, repeat: int = 1) -> dict[str, dict]:
-    """Each kind in `plan` (kind -> input) `repeat` times, each run in a fresh subprocess, the
-    kinds taking turns within each round so that a slow spell on a shared machine falls on all of
-    them alike; a kind's fastest run counts (noise only ever adds time)."""
+def pin_cpu(enabled: bool) -> int | None:
+    """The one CPU every subprocess runs on (the highest this process may use), or None where
+    affinity cannot be set (or with --no-pin)."""
+    if not enabled or not hasattr(os, "sched_setaffinity"):
+        return None
+    return max(os.sched_getaffinity(0))
+
+
+def run(plan: dict[str, Path], workdir: Path, repeat: int = 1, cpu: int | None = None) -> dict[str, dict]:
+    """Each kind in `plan` (kind -> input) `repeat` times, each run in a fresh subprocess (on CPU
+    `cpu` alone, if given), the kinds taking turns within each round so that a slow spell on a
+    shared machine falls on all of them alike; a kind's fastest run counts (noise only ever adds
+    time)."""
     env = {**os.environ, **ONE_THREAD_ENV}
     runs: dict[str, list[dict]] = {kind: [] for kind in plan}
     for _ in range(repeat):
@@ -128,7 +147,8 @@ def run(plan: dict[str, Path], workdir: Path, repeat: int = 1) -> dict[str, dict
             if not warmup.exists():  # the first lines of the run's own input, bad lines included
                 with open(src, "rb") as head:
                     warmup.write_bytes(b"".join(head.readline() for _ in range(2000)))
-            done = subprocess.run([sys.executable, "-c", RUNNER, kind, str(src), str(out), str(ROOT), str(warmup)],
+            done = subprocess.run([sys.executable, "-c", RUNNER, kind, str(src), str(out), str(ROOT), str(warmup),
+                                   "-" if cpu is None else str(cpu)],
                                   capture_output=True, text=True, env=env)
             if done.returncode != 0:
                 raise SystemExit(f"{kind} run failed:\n{done.stderr}")
@@ -154,6 +174,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=3,
                         help="runs per kind (arrow and project); the fastest counts (default 3)")
     parser.add_argument("--skip-pandas", action="store_true", help="leave out the (slow) pandas baseline")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="do not pin each run to one CPU (a one-vCPU Lambda); see above for why it is the default")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--workdir", help="keep inputs and outputs here")
     args = parser.parse_args(argv)
@@ -169,13 +191,15 @@ def main(argv=None) -> int:
     log(f"input: {lines} lines, {size / 1048576:.1f} MB, bad ratio {args.bad_ratio} "
         f"(built in {time.perf_counter() - t0:.1f} s) in {workdir}")
 
-    results = run({"arrow": clean, "project": src}, workdir, args.repeat)
+    cpu = pin_cpu(not args.no_pin)
+    results = run({"arrow": clean, "project": src}, workdir, args.repeat, cpu)
     if not args.skip_pandas:  # after, not between: its 1.4 GB peak slows the next runs for a while
-        results |= run({"pandas": clean}, workdir, args.repeat)
+        results |= run({"pandas": clean}, workdir, args.repeat, cpu)
     report = {
         "input_mb": round(size / 1048576, 1),
         "input_lines": lines,
         "bad_ratio": args.bad_ratio,
+        "pinned_cpu": cpu,
         "arrow_mbps": round(results["arrow"]["mbps"], 1),
         "project_mbps": round(results["project"]["mbps"], 1),
         "pandas_mbps": round(results["pandas"]["mbps"], 1) if "pandas" in results else None,
@@ -192,8 +216,8 @@ def main(argv=None) -> int:
     if args.rss_large_mb:
         large = workdir / "input.large.jsonl"
         repeat_file(clean if args.bad_ratio else src, large, args.rss_large_mb)
-        base = run({"project": clean}, workdir)["project"] if args.bad_ratio else results["project"]
-        big = run({"project": large}, workdir)["project"]
+        base = run({"project": clean}, workdir, cpu=cpu)["project"] if args.bad_ratio else results["project"]
+        big = run({"project": large}, workdir, cpu=cpu)["project"]
         large.unlink()
         report.update({
             "project_large_input_mb": round(big["mb"], 1),
