@@ -281,7 +281,7 @@ class _Transformer:
         self.result = TransformResult()
         self.syntax_rejects = 0
         self._required = [self._compile_required(p) for p in schema.required]
-        self.struct_type = pa.struct(list(schema.arrow))
+        self.rule = _rule(pa.struct(list(schema.arrow)))  # for `_check`
         self.rejects: list[tuple[int, bytes]] = []
         self.staged: list[tuple[pa.Table, np.ndarray, object]] = []
         self.silver = schema.silver
@@ -808,7 +808,7 @@ class _Transformer:
             return f"malformed JSON: {msg}" + (f" at column {col}" if col else ""), True
         if not isinstance(value, dict):
             return f"line is a JSON {_json_kind(value)}, expected an object", False
-        problem = _check(value, self.struct_type, "")
+        problem = _check(value, self.rule, "")
         return (problem, False) if problem else None
 
     # ---- whole documents ---------------------------------------------------------------------------
@@ -918,39 +918,59 @@ def _json_kind(value) -> str:
     return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
 
 
-def _check(value, arrow_type: pa.DataType, path: str) -> str | None:
-    """The first place where a decoded JSON value does not fit the Arrow type, said as Arrow would."""
+def _rule(arrow_type: pa.DataType) -> tuple:
+    """What `_check` needs to know of an Arrow type, worked out once per schema: (kind, detail)
+    with kind one of object, array, string, boolean, integer, number, any."""
+    if pa.types.is_struct(arrow_type):
+        return "object", tuple((arrow_type.field(i).name, _rule(arrow_type.field(i).type))
+                               for i in range(arrow_type.num_fields))
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
+        return "array", _rule(arrow_type.value_type)
+    if pa.types.is_string(arrow_type) or pa.types.is_timestamp(arrow_type) or pa.types.is_large_string(arrow_type):
+        return "string", None
+    if pa.types.is_boolean(arrow_type):
+        return "boolean", None
+    if pa.types.is_integer(arrow_type):
+        return "integer", str(arrow_type)
+    if pa.types.is_floating(arrow_type):
+        return "number", None
+    return "any", None
+
+
+def _check(value, rule: tuple, path: str) -> str | None:
+    """The first place where a decoded JSON value does not fit the type `rule` (from `_rule`),
+    said as Arrow would."""
     if value is None:
         return None
-    if pa.types.is_struct(arrow_type):
+    kind, detail = rule
+    if kind == "object":
         if not isinstance(value, dict):
             return _mismatch(path, value, "object")
-        for i in range(arrow_type.num_fields):
-            child = arrow_type.field(i)
-            if child.name in value:
-                problem = _check(value[child.name], child.type, f"{path}.{child.name}" if path else child.name)
+        for name, child in detail:
+            if name in value:
+                problem = _check(value[name], child, f"{path}.{name}" if path else name)
                 if problem:
                     return problem
         return None
-    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
+    if kind == "array":
         if not isinstance(value, list):
             return _mismatch(path, value, "array")
         for element in value:
-            problem = _check(element, arrow_type.value_type, path + "[]")
+            problem = _check(element, detail, path + "[]")
             if problem:
                 return problem
         return None
-    if pa.types.is_string(arrow_type) or pa.types.is_timestamp(arrow_type) or pa.types.is_large_string(arrow_type):
+    if kind == "string":
         return None if isinstance(value, str) else _mismatch(path, value, "string")
-    if pa.types.is_boolean(arrow_type):
+    if kind == "boolean":
         return None if isinstance(value, bool) else _mismatch(path, value, "boolean")
-    if pa.types.is_integer(arrow_type):
+    if kind == "integer":
         if isinstance(value, bool) or not isinstance(value, int | float):
             return _mismatch(path, value, "number")
         if isinstance(value, float) or not -(2**63) <= value < 2**63:
-            return f"value {value!r} of field '{path}' is not a valid {arrow_type}"
+            return f"value {value!r} of field '{path}' is not a valid {detail}"
         return None
-    if pa.types.is_floating(arrow_type):
+    if kind == "number":
         return None if isinstance(value, int | float) and not isinstance(value, bool) else _mismatch(
             path, value, "number")
     return None
