@@ -395,9 +395,9 @@ class _Transformer:
             values = table.column(i)
             try:
                 converted = _to_timestamps(values)
-            except pa.ArrowInvalid:
+            except pa.ArrowInvalid as exc:
                 values = values.combine_chunks()
-                mask, converted = _unconvertible(values)
+                mask, converted = _unconvertible(values, str(exc))
                 for idx in np.flatnonzero(mask).tolist():
                     problems.setdefault(idx, []).append(
                         f"value {values[idx].as_py()!r} of field '{name}' is not a valid {TS} "
@@ -876,18 +876,22 @@ def _is_naive_timestamp(value: str) -> bool:
         return False
 
 
-def _unconvertible(values: pa.Array) -> tuple[np.ndarray, pa.Array]:
-    """A mask of the values `_to_timestamps` refuses, and the others converted. Arrow's cast error
-    names the value, so each distinct bad value costs one failed cast and one vectorized
-    comparison; bisection is the fallback when a message cannot be matched to the values."""
+def _unconvertible(values: pa.Array, message: str | None = None) -> tuple[np.ndarray, pa.Array]:
+    """A mask of the values `_to_timestamps` refuses, and the others converted (`message`: the
+    error of a cast of all of them, when one was tried). Arrow's cast error names the value, so
+    each distinct bad value costs one failed cast and one vectorized comparison; bisection is the
+    fallback when a message cannot be matched to the values."""
     bad = np.zeros(len(values), dtype=bool)
     none = pa.scalar(None, pa.string())
+    rest = values
     while True:
-        rest = pc.if_else(pa.array(bad), none, values) if bad.any() else values
-        try:
-            return bad, _to_timestamps(rest)
-        except pa.ArrowInvalid as exc:
-            named = _CAST_RE.search(str(exc))
+        if message is None:
+            rest = pc.if_else(pa.array(bad), none, values) if bad.any() else values
+            try:
+                return bad, _to_timestamps(rest)
+            except pa.ArrowInvalid as exc:
+                message = str(exc)
+        named, message = _CAST_RE.search(message), None
         hits = None
         if named:
             hits = pc.fill_null(pc.equal(values, named.group(1)), False).to_numpy(zero_copy_only=False) & ~bad
