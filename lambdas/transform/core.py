@@ -47,6 +47,7 @@ DEFAULT_BLOCK_BYTES = 1 << 20
 # A failed block is re-read in pieces this big: small enough that a bad line spoils little, big
 # enough that Arrow's ~0.14 ms per-piece set-up stays small (measured best at 64-128 KiB).
 PROBE_BLOCK_BYTES = 128 << 10
+YOUNG_BLOCKS = 4  # an object's first blocks screen every top-level field's kind (see _screen_options)
 HAS_OPEN_JSON = hasattr(pj, "open_json")  # the streaming JSON reader; pyarrow 14-15 lack it
 DEFAULT_MAX_JSON_BYTES = 64 << 20
 RAW_PREVIEW_CHARS = 1 << 20  # quarantine keeps at most this much of one rejected line
@@ -274,6 +275,7 @@ class _Transformer:
         # The screen (see `_screen`): top-level fields this object has had a type error in, with
         # the type the screen reads them as.
         self.suspects: dict[str, pa.DataType] = {}
+        self.young = YOUNG_BLOCKS  # blocks left whose screens check every top-level field's kind
         self.screen_options = self._screen_options()
         self.dirty = False  # the last block had lines Arrow refused: screen the next one first
         self.writer = pq.ParquetWriter(parquet_out, schema.silver, compression="snappy")
@@ -475,6 +477,10 @@ class _Transformer:
         breaks, careful = _scan(data)
         before = self.result.rejected
         self._block(data, first_line, breaks, careful)
+        if self.young:
+            self.young -= 1
+            if not self.young:  # from now on the screen checks only the fields that had type errors
+                self.screen_options = self._screen_options()
         # Bad lines come in runs: after a block with some, the next is screened before it is
         # read, which saves a failed read when it has some too (and costs a screen when not).
         self.dirty = self.result.rejected > before
@@ -637,7 +643,14 @@ class _Transformer:
         return bad
 
     def _screen_options(self) -> pj.ParseOptions:
-        schema = pa.schema([pa.field(name, type_) for name, type_ in self.suspects.items()])
+        """The suspects; while the object is young, every other top-level field's kind too: a
+        type error the screen misses costs a probe (~10 ms for a block), so the screens in an
+        object's first YOUNG_BLOCKS blocks look for all of them and learn which fields are the
+        suspects (checking every kind costs ~1.5 ms more per MiB)."""
+        fields = dict(self.suspects)
+        if self.young > 0:
+            fields = {f.name: fields.get(f.name, _kind_only(f.type)) for f in self.read_schema}
+        schema = pa.schema([pa.field(name, type_) for name, type_ in fields.items()])
         return pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
 
     def _learn(self, message: str) -> None:

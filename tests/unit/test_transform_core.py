@@ -415,6 +415,30 @@ def test_a_type_error_seen_once_is_screened_out_before_the_full_read_from_then_o
     assert result.rows == 600 - len(spoiled) and probes == []
 
 
+def test_a_young_objects_screen_checks_every_fields_kind_then_only_the_suspects(monkeypatch):
+    # Type errors in five fields, each seen for the first time: in the object's first blocks the
+    # screen checks every top-level field's kind, so none of them costs a probe; afterwards it
+    # checks only the fields that had errors.
+    lines = good_lines(300)
+    lines[3] = lines[3][:50]
+    spoil = {30: ('"carrier"', '"carrier": 5, "x"'), 60: ('"weight_kg"', '"weight_kg": "heavy", "x"'),
+             90: ('"is_express"', '"is_express": "yes", "x"'), 120: ('"origin"', '"origin": "Amsterdam", "x"'),
+             150: ('"items"', '"items": "SKU-1", "x"')}
+    for index, (old, new) in spoil.items():
+        lines[index] = lines[index].replace(old, new, 1)
+    probes, seen = [], []
+    probe, block = core._Transformer._probe, core._Transformer.block
+    monkeypatch.setattr(core._Transformer, "_probe", lambda self, *args: (probes.append(args), probe(self, *args))[1])
+    monkeypatch.setattr(core._Transformer, "block", lambda self, *args: (
+        block(self, *args), seen.append(set(self.screen_options.explicit_schema.names)))[0])
+    result, _, rejects = run(jsonl(lines * 3), block_bytes=32768)
+    spoiled = sorted(n + 1 + copy * 300 for copy in range(3) for n in [3, *spoil])
+    assert [r["line"] for r in rejects] == spoiled and result.rows == 900 - len(spoiled)
+    assert probes == []
+    assert seen[0] == set(SHIPMENTS.arrow.names)  # young: every field
+    assert seen[-1] == {"carrier", "weight_kg", "is_express", "origin", "items"}  # then the suspects
+
+
 def test_the_screen_reads_a_suspect_field_as_its_kind_at_the_top_and_in_full_below():
     t = core._Transformer(schema=SHIPMENTS, source_key="k", parquet_out=pa.BufferOutputStream(),
                           quarantine_out=io.BytesIO(), ingested_at=dt.datetime(2025, 1, 1, tzinfo=dt.UTC),
