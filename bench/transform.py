@@ -1,6 +1,6 @@
 """Transform throughput and memory against Arrow and pandas baselines, measured in one run.
 
-    python bench/transform.py [--mb 100] [--bad-ratio 0.01] [--rss-large-mb 1000] [--repeat 3] [--json]
+    python bench/transform.py [--mb 100] [--bad-ratio 0.01] [--rss-large-mb 1000] [--repeat 3] [--json] [--no-pin]
 
 Builds a shipments JSONL input with the project's own event generator, then runs, each in its own
 subprocess with Arrow pinned to one thread and the whole process to one CPU (a 1,769 MB Lambda
