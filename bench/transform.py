@@ -1,6 +1,6 @@
 """Transform throughput and memory against Arrow and pandas baselines, measured in one run.
 
-    python bench/transform.py [--mb 100] [--bad-ratio 0.01] [--rss-large-mb 1000] [--repeat 3] [--json] [--no-pin]
+    python bench/transform.py [--mb 100] [--bad-ratio 0.01] [--rss-large-mb 1000] [--repeat 5] [--json] [--no-pin]
 
 Builds a shipments JSONL input with the project's own event generator, then runs, each in its own
 subprocess with Arrow pinned to one thread and the whole process to one CPU (a 1,769 MB Lambda
@@ -12,7 +12,7 @@ has one vCPU):
 
 Arrow and pandas alone cannot read bad lines, so with --bad-ratio > 0 they run on the same events
 with the bad lines left out (the clean twin of the input); the project runs on the input itself.
-MB/s is each run's input bytes over its wall time; each kind runs --repeat times (default 3) in
+MB/s is each run's input bytes over its wall time; each kind runs --repeat times (default 5) in
 fresh subprocesses, arrow and project taking turns in each round (so a slow spell on a shared
 machine falls on both alike; pandas runs after them, as its 1.4 GB peak slows whatever runs next),
 and its fastest run counts, since noise only adds time. Each
@@ -171,14 +171,20 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rss-large-mb", type=float, default=0.0,
                         help="also run the project on an input this large (e.g. 1000) and compare peak RSS")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="runs per kind (arrow and project); the fastest counts (default 3)")
+    parser.add_argument("--repeat", type=int, default=5,
+                        help="runs per kind; the fastest counts (default 5: single runs vary by about 10%%)")
     parser.add_argument("--skip-pandas", action="store_true", help="leave out the (slow) pandas baseline")
     parser.add_argument("--no-pin", action="store_true",
                         help="do not pin each run to one CPU (a one-vCPU Lambda); see above for why it is the default")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--workdir", help="keep inputs and outputs here")
     args = parser.parse_args(argv)
+    for wrong, message in ((args.mb <= 0, f"--mb {args.mb}: give a size above 0"),
+                           (args.repeat < 1, f"--repeat {args.repeat}: give 1 or more runs"),
+                           (not 0 <= args.bad_ratio <= 1, f"--bad-ratio {args.bad_ratio}: give a share from 0 to 1"),
+                           (args.rss_large_mb < 0, f"--rss-large-mb {args.rss_large_mb}: give 0 (off) or a size")):
+        if wrong:
+            parser.error(message)
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="elt-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
