@@ -177,7 +177,7 @@ def main(argv=None) -> int:
     parser.add_argument("--no-pin", action="store_true",
                         help="do not pin each run to one CPU (a one-vCPU Lambda); see above for why it is the default")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--workdir", help="keep inputs and outputs here")
+    parser.add_argument("--workdir", help="keep inputs and outputs here (else a temporary directory, removed after)")
     args = parser.parse_args(argv)
     for wrong, message in ((args.mb <= 0, f"--mb {args.mb}: give a size above 0"),
                            (args.repeat < 1, f"--repeat {args.repeat}: give 1 or more runs"),
@@ -186,8 +186,15 @@ def main(argv=None) -> int:
         if wrong:
             parser.error(message)
 
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="elt-bench-"))
-    workdir.mkdir(parents=True, exist_ok=True)
+    if args.workdir:
+        workdir = Path(args.workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        return measure(args, workdir)
+    with tempfile.TemporaryDirectory(prefix="elt-bench-") as scratch:  # inputs and outputs: ~0.5 GB
+        return measure(args, Path(scratch))
+
+
+def measure(args: argparse.Namespace, workdir: Path) -> int:
     src, clean = workdir / "input.jsonl", workdir / "input.clean.jsonl"
     for old in workdir.glob("warmup*.jsonl"):
         old.unlink()
