@@ -188,7 +188,12 @@ def main(argv=None) -> int:
 
     if args.workdir:
         workdir = Path(args.workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            workdir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            parser.error(f"--workdir {args.workdir}: {exc.strerror}; give a directory this user can write")
+        if not os.access(workdir, os.W_OK):
+            parser.error(f"--workdir {args.workdir}: not writable; give a directory this user can write")
         return measure(args, workdir)
     with tempfile.TemporaryDirectory(prefix="elt-bench-") as scratch:  # inputs and outputs: ~0.5 GB
         return measure(args, Path(scratch))

@@ -3,9 +3,10 @@
 JSONL streams in blocks of about `block_bytes`. A clean block goes through Arrow's JSON reader
 with the type's explicit schema, untouched by Python. A block that fails is not re-read line by
 line: Arrow's parse errors name the failing row, so a cheap screen (Arrow's parser building no
-columns but those of fields that have had a type error in this object) runs on from the line
-after it, stopping only at bad lines, each diagnosed alone; then the lines it passed are read at
-once. What the screen misses (a conversion error, which names a value, not a row; a type error in
+columns but those of fields that have had a type error in this object, and checking every
+top-level field's kind in an object's first blocks, to learn them) runs on from the line after
+it, stopping only at bad lines, each diagnosed alone; then the lines it passed are read at once.
+What the screen misses (a conversion error, which names a value, not a row; a type error in
 a field not yet suspected) is pinned down by a probe with Arrow's streaming reader. So 1% bad
 lines costs about one cheap Arrow call per bad line and one extra ~0.5 of a parse per block, not
 the whole object on the slow path; after a block with bad lines, the next is screened first.
@@ -45,7 +46,7 @@ from lambdas.shared.schemas import TS, EventSchema
 BOM = b"\xef\xbb\xbf"
 DEFAULT_BLOCK_BYTES = 1 << 20
 # A failed block is re-read in pieces this big: small enough that a bad line spoils little, big
-# enough that Arrow's ~0.14 ms per-piece set-up stays small (measured best at 64-128 KiB).
+# enough that Arrow's ~0.09 ms per-piece cost stays small (measured best at 64-128 KiB).
 PROBE_BLOCK_BYTES = 128 << 10
 YOUNG_BLOCKS = 4  # an object's first blocks screen every top-level field's kind (see _screen_options)
 HAS_OPEN_JSON = hasattr(pj, "open_json")  # the streaming JSON reader; pyarrow 14-15 lack it
@@ -227,6 +228,16 @@ def _two_value_marks(data) -> list[int]:
     marks = closes[(after == 123) | (after == 110)].tolist()
     marks += [int(p) for p in closes[_BLANK[after]] if _TWO_VALUES.match(data, int(p))]
     return marks
+
+
+def _one_block(data) -> pj.ReadOptions:
+    """Read options under which Arrow takes all of `data` as one block."""
+    return pj.ReadOptions(use_threads=False, block_size=max(len(data) + 64, 1 << 16))
+
+
+def _open_one_block(data, parse_options: pj.ParseOptions):
+    """Arrow's streaming reader over `data` as one block, which it parses as it opens."""
+    return pj.open_json(pa.BufferReader(data), read_options=_one_block(data), parse_options=parse_options)
 
 
 def _dense(bad: int, seen: int) -> bool:
@@ -455,21 +466,19 @@ class _Transformer:
         `parse_options`. The streaming reader sets up in ~0.1 ms less than read_json (~0.25 ms),
         where it exists."""
         parse_options = parse_options or self.parse_options
-        options = pj.ReadOptions(use_threads=False, block_size=max(len(data) + 64, 1 << 16))
         if HAS_OPEN_JSON:
-            reader = pj.open_json(pa.BufferReader(data), read_options=options, parse_options=parse_options)
+            reader = _open_one_block(data, parse_options)
             return pa.Table.from_batches(list(reader), schema=reader.schema)
-        return pj.read_json(pa.BufferReader(data), read_options=options, parse_options=parse_options)
+        return pj.read_json(pa.BufferReader(data), read_options=_one_block(data), parse_options=parse_options)
 
     def _parses(self, data, parse_options: pj.ParseOptions) -> None:
         """Raise ArrowInvalid where Arrow's reader refuses `data` (read as one block), keeping
         nothing. The streaming reader parses its first block as it opens: not asking it for the
         batch saves ~50 us a call (its read-ahead of a next block), a third of a screen restart."""
-        if not HAS_OPEN_JSON:
+        if HAS_OPEN_JSON:
+            _open_one_block(data, parse_options)
+        else:
             self._read(data, parse_options)
-            return
-        options = pj.ReadOptions(use_threads=False, block_size=max(len(data) + 64, 1 << 16))
-        pj.open_json(pa.BufferReader(data), read_options=options, parse_options=parse_options)
 
     def block(self, data: bytes, first_line: int) -> int:
         """A run of whole lines (JSONL) starting at line number `first_line`; returns the number
@@ -646,7 +655,7 @@ class _Transformer:
         """The suspects; while the object is young, every other top-level field's kind too: a
         type error the screen misses costs a probe (~10 ms for a block), so the screens in an
         object's first YOUNG_BLOCKS blocks look for all of them and learn which fields are the
-        suspects (checking every kind costs ~1.5 ms more per MiB)."""
+        suspects (checking every kind costs ~1.3 ms more per MiB than the suspects alone)."""
         fields = dict(self.suspects)
         if self.young > 0:
             fields = {f.name: fields.get(f.name, _kind_only(f.type)) for f in self.read_schema}
