@@ -183,7 +183,8 @@ class _Lines:
         index = np.concatenate([np.arange(i, j) for i, j in ranges])
         lengths = self.ends[index] - self.starts[index]
         starts = _starts(lengths)
-        buf = b"\n".join(self.buf[self.starts[i]:self.ends[j - 1]] for i, j in ranges)
+        view = memoryview(self.buf)  # slices of a view: joined with one copy, not two
+        buf = b"\n".join([view[int(self.starts[i]):int(self.ends[j - 1])] for i, j in ranges])
         return _Lines(buf, starts, starts + lengths, self.numbers[index])
 
 
