@@ -15,7 +15,8 @@ with the bad lines left out (the clean twin of the input); the project runs on t
 MB/s is each run's input bytes over its wall time; each kind runs --repeat times (default 5) in
 fresh subprocesses, arrow and project taking turns in each round (so a slow spell on a shared
 machine falls on both alike; pandas runs after them, as its 1.4 GB peak slows whatever runs next),
-and its fastest run counts, since noise only adds time. Each
+and its fastest run counts, since noise only adds time (ratio_vs_arrow_by_round shows the
+ratio within each round too, to show how much the machine's noise moves it). Each
 subprocess first runs once on the first 2,000 lines of its own input, so one-time start-up (lazy
 imports, first use of a code path) is not counted as throughput. Peak RSS is the subprocess's
 ru_maxrss (the largest over the runs).
@@ -157,6 +158,7 @@ def run(plan: dict[str, Path], workdir: Path, repeat: int = 1, cpu: int | None =
     for kind, src in plan.items():
         result = min(runs[kind], key=lambda r: r["seconds"])
         result["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs[kind])
+        result["round_seconds"] = [r["seconds"] for r in runs[kind]]  # in round order
         result["mb"] = src.stat().st_size / 1024 / 1024
         result["mbps"] = result["mb"] / result["seconds"]
         result["rows_per_s"] = result["rows"] / result["seconds"]
@@ -225,6 +227,11 @@ def measure(args: argparse.Namespace, workdir: Path) -> int:
         "project_rows_per_s": round(results["project"]["rows_per_s"]),
         "pandas_rows_per_s": round(results["pandas"]["rows_per_s"]) if "pandas" in results else None,
         "ratio_vs_arrow": round(results["project"]["mbps"] / results["arrow"]["mbps"], 3),
+        # The same ratio within each round (arrow and project back to back), for how much the
+        # machine's noise moves it: best against best can pair runs from different spells.
+        "ratio_vs_arrow_by_round": [
+            round((results["project"]["mb"] / p) / (results["arrow"]["mb"] / a), 3)
+            for a, p in zip(results["arrow"]["round_seconds"], results["project"]["round_seconds"], strict=True)],
         "ratio_vs_pandas": (round(results["project"]["mbps"] / results["pandas"]["mbps"], 2)
                             if "pandas" in results else None),
         "arrow_peak_rss_mb": round(results["arrow"]["peak_rss_mb"]),
