@@ -60,18 +60,19 @@ class QueueUrl(click.ParamType):
 
 
 class QueueName(click.ParamType):
-    """An SQS queue name, checked before any call; `suffix` is appended by the command."""
+    """An SQS queue name (a FIFO queue's ends in .fifo), checked before any call; the command
+    derives another name from it `extra` characters longer (the DLQ's)."""
 
     name = "queue_name"
 
-    def __init__(self, suffix: str = ""):
-        self.suffix = suffix
+    def __init__(self, extra: str = ""):
+        self.extra = extra
 
     def convert(self, value, param, ctx):
-        if not re.fullmatch(r"[A-Za-z0-9_-]+", str(value)) or len(value) + len(self.suffix) > 80:
-            limit = 80 - len(self.suffix)
-            self.fail(f"{value!r} is not a valid SQS queue name: use 1-{limit} letters, digits, '-' or '_'"
-                      + (f" (the command adds {self.suffix!r})" if self.suffix else ""), param, ctx)
+        if not re.fullmatch(r"[A-Za-z0-9_-]+(\.fifo)?", str(value)) or len(value) + len(self.extra) > 80:
+            self.fail(f"{value!r} is not a valid SQS queue name: use letters, digits, '-' or '_' (ending "
+                      f"'.fifo' for a FIFO queue), {80 - len(self.extra)} characters at most"
+                      + (f" (the command adds {self.extra!r})" if self.extra else ""), param, ctx)
         return value
 
 

@@ -91,8 +91,10 @@ def handler(event, context=None):
     if failed_sources:
         if all(source is not None for source in failed_sources):
             return {"batchItemFailures": [{"itemIdentifier": s} for s in sorted(failed_sources)]}
-        raise IngestFailed(f"{counts['failed']} object(s) could not be queued and {counts['in_flight']} are "
-                           "still claimed by another invocation; the event will be retried")
+        why = [f"{counts['failed']} object(s) could not be queued"] if counts["failed"] else []
+        if counts["in_flight"]:
+            why.append(f"{counts['in_flight']} object(s) are still claimed by another invocation")
+        raise IngestFailed(f"{' and '.join(why)}; the event will be retried")
     records = event.get("Records") if isinstance(event, dict) else None
     if any(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records or []):
         return {"batchItemFailures": []}

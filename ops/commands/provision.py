@@ -32,7 +32,8 @@ def _text(r) -> str:
 
 @provision.command("queue")
 @common_options
-@click.option("--name", required=True, type=QueueName("-dlq"), help="Events queue name (the DLQ is <name>-dlq).")
+@click.option("--name", required=True, type=QueueName("-dlq"),
+              help="Events queue name, ending .fifo for a FIFO queue (the DLQ is <name>-dlq; for x.fifo, x-dlq.fifo).")
 @click.option("--with-dlq/--without-dlq", default=True, show_default=True, help="Also create and attach the DLQ.")
 @click.option("--max-receive-count", type=int, default=5, show_default=True, help="Receives before the DLQ.")
 @click.option("--visibility-timeout", type=int, default=1800, show_default=True,
@@ -60,7 +61,8 @@ def provision_queue_command(ctx, name, with_dlq, max_receive_count, visibility_t
 @provision.command("ensure-dlq")
 @common_options
 @click.option("--queue-url", required=True, type=QUEUE_URL, help="The existing queue.")
-@click.option("--dlq-name", required=True, type=QueueName(), help="DLQ name (created when missing).")
+@click.option("--dlq-name", required=True, type=QueueName(),
+              help="DLQ name (created when missing; ending .fifo for a FIFO queue's).")
 @click.option("--max-receive-count", type=int, default=5, show_default=True, help="Receives before the DLQ.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write existing_* values to this *.auto.tfvars.json.")
 @click.option("--dry-run", is_flag=True, help="Say what would be created or changed; change nothing.")

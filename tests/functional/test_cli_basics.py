@@ -58,7 +58,8 @@ def test_a_path_that_cannot_be_written_is_a_clear_error_not_a_traceback(tmp_path
     (["dlq", "redrive", "--queue-url", "http://127.0.0.1:4566/123456789012/dlq", "--to-url",
       "https://sqs.us-east-1.amazonaws.com/elt-dev-events", "--yes"], "'--to-url'"),
     (["replay", "sqs", "--bucket", "b", "--since", "1h", "--queue-url", "sqs://q"], "is not an SQS queue URL"),
-    (["provision", "queue", "--name", "elt dev events"], "letters, digits, '-' or '_' (the command adds '-dlq')"),
+    (["provision", "queue", "--name", "elt dev events"], "76 characters at most (the command adds '-dlq')"),
+    (["provision", "queue", "--name", "events.fifo.fifo"], "ending '.fifo' for a FIFO queue"),
     (["provision", "ensure-dlq", "--queue-url", "http://127.0.0.1:4566/123456789012/q", "--dlq-name", "x" * 81],
      "is not a valid SQS queue name"),
 ])

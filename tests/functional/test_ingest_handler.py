@@ -102,7 +102,7 @@ def test_an_event_for_an_object_another_invocation_still_holds_is_retried_not_dr
     held = pipeline.ledger.claim(bucket=pipeline.bronze, key=KEY, etag=etag, size=3, type_="shipments",
                                  dt="2025-01-01", lease_seconds=300)
     assert held.won
-    with pytest.raises(pipeline.ingest_app.IngestFailed, match="1 are still claimed by another invocation"):
+    with pytest.raises(pipeline.ingest_app.IngestFailed, match=r"^1 object\(s\) are still claimed by another invocation; the event will be retried$"):
         pipeline.ingest_app.handler(pipeline.s3_event(KEY, etag))
     from_sqs = {"Records": [{"eventSource": "aws:sqs", "messageId": "m-1",
                              "body": json.dumps(pipeline.s3_event(KEY, etag))}]}

@@ -97,6 +97,19 @@ def test_ensure_dlq_attaches_a_new_dlq_once_and_leaves_the_queue_alone(sqs, tmp_
     assert json.loads(second.stdout)["changed"] is False
 
 
+def test_fifo_queue_names_are_accepted_and_get_a_fifo_dlq(sqs, tmp_path):
+    made = run("provision", "queue", "--name", "elt-dev-events.fifo", "--json")
+    assert made.exit_code == 0, made.output + made.stderr
+    dlq_url = json.loads(made.stdout)["tfvars"]["existing_dlq_url"]
+    assert dlq_url.endswith("/elt-dev-events-dlq.fifo")
+    assert sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["FifoQueue"])["Attributes"]["FifoQueue"] == "true"
+    legacy = sqs.create_queue(QueueName="legacy.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    attached = run("provision", "ensure-dlq", "--queue-url", legacy, "--dlq-name", "legacy-dlq.fifo", "--json")
+    assert attached.exit_code == 0, attached.output + attached.stderr
+    mixed = run("provision", "ensure-dlq", "--queue-url", legacy, "--dlq-name", "legacy-dlq")
+    assert mixed.exit_code != 0 and "a FIFO queue needs a FIFO DLQ" in mixed.stderr
+
+
 def test_access_denied_names_the_permission_and_the_runbook(sqs, monkeypatch):
     import ops.aws
 
