@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast test-pyarrow-min lint build bench chaos clean tf-init tf-plan tf-apply
+.PHONY: demo test test-fast test-pyarrow-min lint build bench chaos mutation clean tf-init tf-plan tf-apply
 
 $(STAMP): setup.cfg pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed (python3.11, python3.12, ...): install it, or run make PYTHON=/path/to/python3.11"; exit 1; }
@@ -45,6 +45,13 @@ CHAOS_ARGS ?= --rounds 3 --objects 40 --poison 3
 chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos.run $(CHAOS_ARGS)
 
+# Mutation testing (mutmut 3), one module at a time against its focused tests, on one core at the
+# lowest priority; not part of make test. MUTATION_ARGS: module paths, --fresh, --min-score N.
+# Prints a table (module, mutants, killed, equivalent, survived, score) and each surviving mutant.
+MUTATION_ARGS ?=
+mutation: $(STAMP)
+	nice -n 19 $(BIN)/python scripts/mutation.py $(MUTATION_ARGS)
+
 bench: $(STAMP)
 	$(BIN)/python bench/transform.py --mb 100 --rss-large-mb 1000
 	$(BIN)/python bench/transform.py --mb 100 --bad-ratio 0.01
@@ -67,7 +74,7 @@ tf-apply: build
 	cd $(TF_DIR) && terraform apply -var-file=dev.tfvars $(if $(filter 1,$(TF_AUTO_APPROVE)),-auto-approve,)
 
 clean:
-	rm -rf dist build *.egg-info .pytest_cache .ruff_cache
+	rm -rf dist build *.egg-info .pytest_cache .ruff_cache .mutation mutants
 
 # The transform's oldest supported pyarrow (AWS SDK for pandas layers ship older ones than PyPI).
 PYARROW_MIN := 14.0.2

@@ -1,0 +1,250 @@
+"""Mutation testing of the core modules with mutmut 3, one module at a time against its focused tests.
+
+    python scripts/mutation.py                      # every module below (make mutation)
+    python scripts/mutation.py lambdas/shared/ledger.py ops/state.py
+    python scripts/mutation.py --list               # the modules and the tests each one runs against
+
+Each module gets its own mutmut work directory under `.mutation/<module>/` (mutmut reads its
+configuration from the working directory's setup.cfg and copies the tree to `mutants/` there): the
+`[mutmut]` section of the project's setup.cfg, narrowed to that one module and its focused tests.
+mutmut keeps its results there, so a second run re-tests only the functions that changed; `--fresh`
+starts over. The report is a table (module, mutants, killed, equivalent, score) and every surviving
+mutant as a diff. The score is killed / (mutants - equivalent): the equivalent mutants (no test can
+tell them from the original) are listed, with the reason, in docs/testing.md.
+
+Exit status: 0 when every module reaches --min-score, 1 otherwise, 2 when mutmut itself failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import fnmatch
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / ".mutation"
+# The modules under test: globs, expanded at run time (the transform is being split into modules).
+MODULE_GLOBS = (
+    "lambdas/shared/*.py",
+    "lambdas/ingest/*.py",
+    "lambdas/transform/*.py",
+    "ops/timewindow.py",
+    "ops/state.py",
+    "ops/listing.py",
+    "ops/replay.py",
+    "ops/dlq.py",
+    "ops/ledger.py",
+)
+# Each module's focused tests (globs): its own unit tests and the functional tests of its component.
+# A module with no entry is tested by the unit and functional test files that import it.
+FOCUSED = {
+    "lambdas/shared/aws.py": ("tests/unit/test_lambda_clients.py",),
+    "lambdas/shared/config.py": ("tests/unit/test_config.py", "tests/unit/test_docs.py"),
+    "lambdas/shared/keys.py": ("tests/unit/test_keys.py",),
+    "lambdas/shared/ledger.py": ("tests/unit/test_ledger.py",),
+    "lambdas/shared/log.py": ("tests/unit/test_log.py",),
+    "lambdas/shared/schemas.py": ("tests/unit/test_schemas.py", "tests/unit/test_transform*.py"),
+    "lambdas/shared/steps.py": ("tests/unit/test_steps.py",),
+    "lambdas/shared/work_unit.py": ("tests/unit/test_work_unit.py",),
+    "lambdas/ingest/*.py": ("tests/unit/test_s3_events.py", "tests/functional/test_ingest_handler.py"),
+    "lambdas/transform/*.py": ("tests/unit/test_transform*.py", "tests/functional/test_transform_handler.py"),
+    "ops/timewindow.py": ("tests/unit/test_timewindow.py",),
+    "ops/state.py": ("tests/unit/test_state.py", "tests/functional/test_listing_replay.py"),
+    "ops/listing.py": ("tests/unit/test_listing*.py", "tests/functional/test_listing_replay.py"),
+    "ops/replay.py": ("tests/unit/test_replay*.py", "tests/functional/test_listing_replay.py"),
+    "ops/dlq.py": ("tests/unit/test_dlq*.py", "tests/functional/test_dlq_*.py"),
+    "ops/ledger.py": ("tests/unit/test_ops_ledger*.py", "tests/functional/test_dlq_tools.py",
+                      "tests/functional/test_ledger*.py"),
+}
+TEST_DIRS = ("tests/unit", "tests/functional")
+DOCS = ("docs", "README.md")  # where the equivalent-mutant table lives (docs/testing.md)
+KILLED = {"killed", "timeout", "caught by type check"}
+
+
+@dataclass
+class Result:
+    module: str
+    tests: list[str]
+    statuses: dict[str, str] = field(default_factory=dict)  # mutant name -> mutmut status
+    equivalent: set[str] = field(default_factory=set)
+    error: str = ""
+
+    @property
+    def killed(self) -> int:
+        return sum(1 for s in self.statuses.values() if s in KILLED)
+
+    @property
+    def survivors(self) -> list[str]:
+        return sorted(n for n, s in self.statuses.items() if s not in KILLED and n not in self.equivalent)
+
+    @property
+    def score(self) -> float | None:
+        counted = len(self.statuses) - len(self.equivalent & self.statuses.keys())
+        return 100.0 * self.killed / counted if counted else None
+
+
+def modules() -> list[str]:
+    found = []
+    for pattern in MODULE_GLOBS:
+        for path in sorted(ROOT.glob(pattern)):
+            rel = path.relative_to(ROOT).as_posix()
+            if path.name != "__init__.py" and path.stat().st_size and rel not in found:
+                found.append(rel)
+    return found
+
+
+def focused_tests(module: str) -> list[str]:
+    patterns = next((globs for pattern, globs in FOCUSED.items() if fnmatch.fnmatch(module, pattern)), None)
+    if patterns is not None:
+        found = {p for pattern in patterns for p in ROOT.glob(pattern)}
+    else:
+        dotted = module[: -len(".py")].replace("/", ".")
+        package, _, name = dotted.rpartition(".")
+        imports = re.compile(rf"\b{re.escape(dotted)}\b|from {re.escape(package)} import [^\n]*\b{name}\b")
+        found = {t for d in TEST_DIRS for t in (ROOT / d).glob("test_*.py")
+                 if imports.search(t.read_text(encoding="utf-8"))}
+    return sorted(p.relative_to(ROOT).as_posix() for p in found)
+
+
+def equivalent_mutants() -> dict[str, str]:
+    """`mutant name -> reason` from the docs' table rows: | `lambdas.x.x_f__mutmut_3` | why |"""
+    found = {}
+    for place in DOCS:
+        path = ROOT / place
+        files = sorted(path.rglob("*.md")) if path.is_dir() else [path] if path.exists() else []
+        for doc in files:
+            for line in doc.read_text(encoding="utf-8").splitlines():
+                m = re.match(r"\|\s*`([\w.ǁ]+__mutmut_\d+)`\s*\|\s*(.*?)\s*\|?\s*$", line)
+                if m:
+                    found[m.group(1)] = m.group(2)
+    return found
+
+
+def _work_config(module: str, tests: list[str]) -> str:
+    """The project's setup.cfg with its [mutmut] section narrowed to one module and its tests."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str
+    parser.read(ROOT / "setup.cfg", encoding="utf-8")
+    if not parser.has_section("mutmut"):
+        parser.add_section("mutmut")
+    parser["mutmut"]["only_mutate"] = module
+    parser["mutmut"]["pytest_add_cli_args_test_selection"] = "\n" + "\n".join(tests)
+    out = io.StringIO()
+    parser.write(out)
+    return out.getvalue()
+
+
+def run_module(module: str, tests: list[str], *, fresh: bool, mutmut: list[str]) -> Result:
+    result = Result(module=module, tests=tests)
+    work = WORK / module.replace("/", "__")
+    if fresh and work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    for name in ("lambdas", "ops", "tests", "pyproject.toml"):
+        link = work / name
+        if not link.exists():
+            link.symlink_to(ROOT / name)
+    (work / "setup.cfg").write_text(_work_config(module, tests), encoding="utf-8")
+    log = work / "mutmut.log"
+    with log.open("w", encoding="utf-8") as out:
+        # One worker: these machines are shared; the caller nices the whole run.
+        done = subprocess.run([*mutmut, "run", "--max-children", "1"], cwd=work, stdout=out,
+                              stderr=subprocess.STDOUT, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    meta = work / "mutants" / (module + ".meta")
+    if done.returncode != 0 or not meta.exists():
+        tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
+        result.error = f"mutmut run exited {done.returncode} (log: {log}):\n" + "\n".join(tail)
+        return result
+    from mutmut.stats import status_by_exit_code
+
+    codes = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
+    result.statuses = {name: status_by_exit_code[code] for name, code in codes.items()}
+    return result
+
+
+def diff(module: str, mutant: str, mutmut: list[str]) -> str:
+    work = WORK / module.replace("/", "__")
+    shown = subprocess.run([*mutmut, "show", mutant], cwd=work, capture_output=True, text=True)
+    return (shown.stdout or shown.stderr).strip()
+
+
+def table(results: list[Result]) -> str:
+    rows = ["| module | mutants | killed | equivalent | survived | score |", "|---|---|---|---|---|---|"]
+    for r in results:
+        if r.error:
+            rows.append(f"| {r.module} | error | | | | |")
+            continue
+        score = "n/a" if r.score is None else f"{r.score:.1f}%"
+        equivalent = len(r.equivalent & r.statuses.keys())
+        rows.append(f"| {r.module} | {len(r.statuses)} | {r.killed} | {equivalent} | {len(r.survivors)} "
+                    f"| {score} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("modules", nargs="*", help="module paths (default: all of them)")
+    parser.add_argument("--list", action="store_true", help="print the modules and their tests, run nothing")
+    parser.add_argument("--fresh", action="store_true", help="forget earlier results and re-test every mutant")
+    parser.add_argument("--min-score", type=float, default=90.0,
+                        help="exit 1 when a module scores below this (default: %(default)s)")
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
+    args = parser.parse_args(argv)
+    known = modules()
+    unknown = [m for m in args.modules if m not in known]
+    if unknown:
+        parser.error(f"not a module under mutation test: {', '.join(unknown)}; --list shows them")
+    chosen = args.modules or known
+    if args.list:
+        for module in chosen:
+            print(f"{module}: {' '.join(focused_tests(module)) or '(no tests)'}")
+        return 0
+    mutmut_bin = Path(sys.executable).with_name("mutmut")
+    if not mutmut_bin.exists():
+        print(f"mutmut is not installed next to {sys.executable}: pip install -e '.[dev]'", file=sys.stderr)
+        return 2
+    mutmut = [str(mutmut_bin)]
+    equivalent = equivalent_mutants()
+    results = []
+    for module in chosen:
+        tests = focused_tests(module)
+        print(f"== {module} against {' '.join(tests) or '(no tests)'}", file=sys.stderr, flush=True)
+        if not tests:
+            results.append(Result(module=module, tests=[], error="no test imports it"))
+            continue
+        result = run_module(module, tests, fresh=args.fresh, mutmut=mutmut)
+        result.equivalent = {n for n in equivalent if n in result.statuses}
+        results.append(result)
+        print(table([result]).splitlines()[-1], file=sys.stderr, flush=True)
+    print(table(results))
+    for r in results:
+        if r.error:
+            print(f"\n## {r.module}: {r.error}")
+        elif r.survivors:
+            print(f"\n## {r.module}: {len(r.survivors)} surviving mutant(s)")
+            for name in r.survivors:
+                print(f"\n{diff(r.module, name, mutmut)}")
+    stale = sorted(set(equivalent) - {n for r in results for n in r.statuses})
+    if stale and not args.modules:
+        print(f"\nequivalent mutants listed in the docs that no longer exist: {', '.join(stale)}")
+    if args.json:
+        args.json.write_text(json.dumps([
+            {"module": r.module, "tests": r.tests, "mutants": len(r.statuses), "killed": r.killed,
+             "equivalent": sorted(r.equivalent), "survivors": r.survivors, "score": r.score, "error": r.error}
+            for r in results], indent=2), encoding="utf-8")
+    if any(r.error and r.tests for r in results):
+        return 2
+    return 0 if all(r.score is None or r.score >= args.min_score for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
