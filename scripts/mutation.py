@@ -67,6 +67,7 @@ FOCUSED = {
 }
 TEST_DIRS = ("tests/unit", "tests/functional")
 DOCS = ("docs", "README.md")  # where the equivalent-mutant table lives (docs/testing.md)
+SKIP_ROOT = {"setup.cfg", "mutants", "build", "dist"}  # not linked into a work directory
 KILLED = {"killed", "timeout", "caught by type check"}
 
 
@@ -149,10 +150,10 @@ def run_module(module: str, tests: list[str], *, fresh: bool, mutmut: list[str])
     if fresh and work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
-    for name in ("lambdas", "ops", "tests", "pyproject.toml"):
-        link = work / name
-        if not link.exists():
-            link.symlink_to(ROOT / name)
+    for entry in ROOT.iterdir():
+        link = work / entry.name
+        if entry.name not in SKIP_ROOT and not entry.name.startswith(".") and not link.is_symlink():
+            link.symlink_to(entry)
     (work / "setup.cfg").write_text(_work_config(module, tests), encoding="utf-8")
     log = work / "mutmut.log"
     with log.open("w", encoding="utf-8") as out:

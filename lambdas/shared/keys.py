@@ -71,12 +71,6 @@ def has_supported_suffix(key: str) -> bool:
     return key.endswith(SUFFIXES)
 
 
-def validate_type(type_: str) -> str:
-    if not TYPE_RE.match(type_ or ""):
-        raise ValueError(f"type {type_!r} is not valid: use lower-case letters, digits and _")
-    return type_
-
-
 def validate_dt(value: str) -> str:
     if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value or ""):
         raise ValueError(f"dt {value!r} is not a date: use YYYY-MM-DD")
@@ -100,9 +94,7 @@ def parse_bronze_key(key: str) -> BronzeKey:
         raise InvalidKey(key, "key has an empty, '.' or '..' segment")
     stamp = None
     rest = parts[1:]
-    if key.startswith(REPLAY_ROOT):
-        if len(rest) < 2:
-            raise InvalidKey(key, "replay key has no stamp")
+    if key.startswith(REPLAY_ROOT):  # no empty segment: a stamp follows "replay/"
         stamp = rest[1]
         if not STAMP_RE.match(stamp):
             raise InvalidKey(key, f"replay stamp {stamp!r} has characters outside [A-Za-z0-9_.:-]")

@@ -194,8 +194,13 @@ class Ledger:
             add_attempt=True,
         )
 
-    def versions(self, *, bucket: str, key: str, consistent: bool = True) -> list[dict]:
-        """Every ledger item of one key (all etags), as plain dicts with `expired` computed."""
+    def versions(
+        self, *, bucket: str, key: str, consistent: bool = True, page_size: int | None = None
+    ) -> list[dict]:
+        """Every ledger item of one key (all etags), as plain dicts with `expired` computed.
+
+        Follows `LastEvaluatedKey` page by page (`page_size` sets the query's Limit); a page that
+        hands back the key it started from would loop for ever, so it is an error instead."""
         now = self.clock()
         items, start = [], None
         while True:
@@ -205,6 +210,8 @@ class Ledger:
                 ExpressionAttributeValues={":pk": {"S": object_pk(bucket, key)}},
                 ConsistentRead=consistent,
             )
+            if page_size:
+                kwargs["Limit"] = int(page_size)
             if start:
                 kwargs["ExclusiveStartKey"] = start
             page = self.client.query(**kwargs)
@@ -212,9 +219,11 @@ class Ledger:
                 item = plain(raw)
                 item["expired"] = int(item.get("expiration", 0)) < now
                 items.append(item)
-            start = page.get("LastEvaluatedKey")
+            previous, start = start, page.get("LastEvaluatedKey")
             if not start:
                 return items
+            if start == previous:
+                raise RuntimeError(f"ledger query for {object_pk(bucket, key)} made no progress past {start}")
 
     def get(self, *, bucket: str, key: str, etag: str) -> dict | None:
         raw = self.client.get_item(

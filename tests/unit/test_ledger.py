@@ -2,9 +2,22 @@ import threading
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from lambdas.shared.ledger import CLAIM_CONDITION, CLAIMED, DONE, FAILED, QUEUED, Ledger
+from lambdas.shared.ledger import (
+    CLAIM_CONDITION,
+    CLAIMED,
+    DONE,
+    FAILED,
+    MAX_ERROR_CHARS,
+    QUEUED,
+    Ledger,
+    object_pk,
+    parse_pk,
+    plain,
+)
 
 OBJ = dict(bucket="b", key="bronze/orders/dt=2025-01-02/a.jsonl", etag="e1", size=10, type_="orders",
            dt="2025-01-02")
@@ -160,3 +173,182 @@ def test_release_deletes_only_an_unfinished_claim(ddb):
     ledger.mark_queued(bucket=OBJ["bucket"], key=OBJ["key"], etag="e1", message_id="m1")
     ledger.release(bucket=OBJ["bucket"], key=OBJ["key"], etag="e1")
     assert ledger.get(bucket=OBJ["bucket"], key=OBJ["key"], etag="e1")["status"] == QUEUED
+
+
+# --- errors other than a failed condition ---------------------------------------------------------
+def answer_next_call_with(client, operation: str, code: str):
+    """The next `operation` call (its request built and validated by botocore) fails with error
+    `code`, as when DynamoDB refused it and botocore's retries ran out; nothing reaches moto. Later
+    calls reach moto. Returns the calls seen."""
+    seen = []
+
+    def before_call(**kwargs):
+        seen.append(operation)
+        if len(seen) == 1:
+            return AWSResponse("https://dynamodb.us-east-1.amazonaws.com/", 400, {}, None), {
+                "Error": {"Code": code, "Message": "injected"}, "ResponseMetadata": {"HTTPStatusCode": 400}}
+        return None
+
+    client.meta.events.register(f"before-call.dynamodb.{operation}", before_call)
+    return seen
+
+
+OTHER_ERRORS = ("ThrottlingException", "ProvisionedThroughputExceededException", "AccessDeniedException")
+K = dict(bucket=OBJ["bucket"], key=OBJ["key"], etag="e1")
+
+
+@pytest.mark.parametrize("code", OTHER_ERRORS)
+def test_a_claim_that_dynamodb_refuses_for_another_reason_raises_instead_of_calling_it_a_duplicate(
+        ddb, code):
+    ledger = Ledger(ddb, "ledger", clock=Clock())
+    answer_next_call_with(ddb, "PutItem", code)
+    with pytest.raises(ClientError) as info:
+        ledger.claim(**OBJ, lease_seconds=60)
+    assert info.value.response["Error"]["Code"] == code
+    assert ledger.get(**K) is None
+    assert ledger.claim(**OBJ, lease_seconds=60).won  # the retried event claims it
+
+
+@pytest.mark.parametrize("code", OTHER_ERRORS)
+def test_a_release_that_dynamodb_refuses_raises_and_keeps_the_claim(ddb, code):
+    ledger = Ledger(ddb, "ledger", clock=Clock())
+    ledger.claim(**OBJ, lease_seconds=60)
+    answer_next_call_with(ddb, "DeleteItem", code)
+    with pytest.raises(ClientError) as info:
+        ledger.release(**K)
+    assert info.value.response["Error"]["Code"] == code
+    assert ledger.get(**K)["status"] == CLAIMED
+
+
+MARKS = {
+    "mark_queued": dict(message_id="m1"),
+    "mark_done": dict(silver_key="silver/x", rows=1, rejected_rows=0),
+    "mark_failed": dict(error="boom"),
+}
+
+
+@pytest.mark.parametrize("code", OTHER_ERRORS)
+@pytest.mark.parametrize("mark", sorted(MARKS))
+def test_a_status_update_that_dynamodb_refuses_raises_and_changes_nothing(ddb, mark, code):
+    ledger = Ledger(ddb, "ledger", clock=Clock())
+    ledger.claim(**OBJ, lease_seconds=60)
+    before = ledger.get(**K)
+    calls = answer_next_call_with(ddb, "UpdateItem", code)
+    with pytest.raises(ClientError) as info:
+        getattr(ledger, mark)(**K, **MARKS[mark])
+    assert info.value.response["Error"]["Code"] == code
+    assert calls == ["UpdateItem"]  # no second, unconditional update after the refused one
+    assert ledger.get(**K) == before
+
+
+@pytest.mark.parametrize("code", OTHER_ERRORS)
+def test_reading_versions_that_dynamodb_refuses_raises(ddb, code):
+    ledger = Ledger(ddb, "ledger", clock=Clock())
+    answer_next_call_with(ddb, "Query", code)
+    with pytest.raises(ClientError) as info:
+        ledger.versions(bucket=OBJ["bucket"], key=OBJ["key"])
+    assert info.value.response["Error"]["Code"] == code
+
+
+# --- reading items back ------------------------------------------------------------------------------
+def test_versions_follows_every_page(ddb):
+    ledger = Ledger(ddb, "ledger", clock=Clock())
+    etags = [f"e{i}" for i in range(5)]
+    for etag in etags:
+        ledger.claim(**{**OBJ, "etag": etag}, lease_seconds=60)
+    ledger.claim(**{**OBJ, "key": OBJ["key"] + "x", "etag": "other"}, lease_seconds=60)
+    queries = []
+    ddb.meta.events.register("before-parameter-build.dynamodb.Query",
+                             lambda params, **kw: queries.append(dict(params)))
+    got = ledger.versions(bucket=OBJ["bucket"], key=OBJ["key"], page_size=2)
+    assert sorted(i["etag"] for i in got) == etags
+    assert [q.get("Limit") for q in queries] == [2, 2, 2]
+    assert "ExclusiveStartKey" not in queries[0] and all("ExclusiveStartKey" in q for q in queries[1:])
+
+
+def test_versions_refuses_a_page_that_does_not_move_on(ddb):
+    ledger = Ledger(ddb, "ledger", clock=Clock())
+    stuck = {"pk": {"S": "s3://b/k"}, "etag": {"S": "e1"}}
+    ddb.meta.events.register("before-call.dynamodb.Query", lambda **kw: (
+        AWSResponse("https://dynamodb.us-east-1.amazonaws.com/", 200, {}, None),
+        {"Items": [], "LastEvaluatedKey": stuck}))
+    with pytest.raises(RuntimeError, match="made no progress"):
+        ledger.versions(bucket=OBJ["bucket"], key=OBJ["key"])
+
+
+def test_versions_says_which_items_outlived_their_ttl(ddb):
+    clock = Clock()
+    ledger = Ledger(ddb, "ledger", ttl_days=1, clock=clock)
+    ledger.claim(**OBJ, lease_seconds=60)
+    clock.t += 86400
+    ledger.claim(**{**OBJ, "etag": "e2"}, lease_seconds=60)
+    assert [i["expired"] for i in ledger.versions(bucket=OBJ["bucket"], key=OBJ["key"])] == [False, False]
+    clock.t += 1
+    expired = {i["etag"]: i["expired"] for i in ledger.versions(bucket=OBJ["bucket"], key=OBJ["key"])}
+    assert expired == {"e1": True, "e2": False}
+
+
+def test_whole_numbers_read_back_as_ints_and_others_as_floats_none_and_text():
+    assert plain({"n": {"N": "5"}, "neg": {"N": "-3"}, "f": {"N": "1.5"}, "e": {"N": "-0.25"},
+                  "z": {"NULL": True}, "s": {"S": "12"}}) == {"n": 5, "neg": -3, "f": 1.5, "e": -0.25,
+                                                              "z": None, "s": "12"}
+    assert [type(v) for v in plain({"n": {"N": "5"}, "neg": {"N": "-3"}, "f": {"N": "2.0"}}).values()] == [
+        int, int, float]
+
+
+def test_counts_and_times_read_back_with_their_types(ddb):
+    clock = Clock(1_700_000_000.75)
+    ledger = Ledger(ddb, "ledger", ttl_days=2, clock=clock)
+    ledger.claim(**OBJ, lease_seconds=60)
+    item = ledger.get(**K)
+    assert (item["size"], item["attempts"], item["lease_until"], item["expiration"]) == (
+        10, 0, 1_700_000_060_750, 1_700_000_000 + 2 * 86400)
+    assert all(type(item[f]) is int for f in ("size", "attempts", "lease_until", "expiration"))
+    assert item["claimed_at"] == "2023-11-14T22:13:20Z"
+    ledger.mark_done(**K, silver_key="s", rows=7, rejected_rows=2)
+    item = ledger.get(**K)
+    assert (type(item["rows"]), item["rows"], item["rejected_rows"], item["attempts"]) == (int, 7, 2, 1)
+
+
+def test_a_long_error_is_kept_up_to_its_limit(ddb):
+    ledger = Ledger(ddb, "ledger", clock=Clock())
+    ledger.claim(**OBJ, lease_seconds=60)
+    error = "".join(f"{i:05d}" for i in range(MAX_ERROR_CHARS))  # 5x the limit, every prefix distinct
+    ledger.mark_failed(**K, error=error)
+    assert ledger.get(**K)["last_error"] == error[:MAX_ERROR_CHARS]
+    ledger.mark_failed(**K, error="short")
+    assert ledger.get(**K)["last_error"] == "short"
+
+
+def test_a_done_mark_keeps_the_last_error_unless_the_object_was_written(ddb):
+    ledger = Ledger(ddb, "ledger", clock=Clock())
+    ledger.claim(**OBJ, lease_seconds=60)
+    ledger.mark_failed(**K, error="boom")
+    ledger.mark_done(**K, silver_key="s", rows=0, rejected_rows=0, outcome="source-deleted")
+    item = ledger.get(**K)
+    assert (item["status"], item["outcome"], item["last_error"]) == (DONE, "source-deleted", "boom")
+    ledger.mark_done(**K, silver_key="s", rows=1, rejected_rows=0)
+    assert "last_error" not in ledger.get(**K)
+
+
+def test_an_update_of_a_purged_item_recreates_it_with_an_expiration(ddb):
+    clock = Clock()
+    ledger = Ledger(ddb, "ledger", ttl_days=3, clock=clock)
+    ledger.mark_queued(**K, message_id="m1")  # no claim: TTL purged it, or it never existed
+    item = ledger.get(**K)
+    assert (item["message_id"], item["expiration"]) == ("m1", int(clock.t) + 3 * 86400)
+    clock.t += 100
+    ledger.mark_queued(**K, message_id="m2")
+    assert ledger.get(**K)["expiration"] == int(clock.t) - 100 + 3 * 86400  # not moved by a re-mark
+
+
+def test_a_pk_names_the_bucket_and_the_whole_key():
+    assert object_pk("b", "bronze/x/dt=2025-01-01/a b.jsonl") == "s3://b/bronze/x/dt=2025-01-01/a b.jsonl"
+    assert parse_pk("s3://b/bronze/x/dt=2025-01-01/a b.jsonl") == ("b", "bronze/x/dt=2025-01-01/a b.jsonl")
+    assert parse_pk("s3://b/k/") == ("b", "k/")
+
+
+@pytest.mark.parametrize("pk", ["b/k", "s3:/b/k", "S3://b/k", "s3://bucket-only", "s3://", "", "x3://b/k"])
+def test_a_pk_that_is_not_s3_bucket_key_is_refused(pk):
+    with pytest.raises(ValueError, match="is not s3://bucket/key"):
+        parse_pk(pk)

@@ -62,3 +62,102 @@ def test_a_body_with_a_path_traversal_key_is_rejected():
 def test_an_unknown_origin_cannot_be_built():
     with pytest.raises(work_unit.InvalidWorkUnit, match="origin"):
         make(origin="manual")
+
+
+# --- boundary values ------------------------------------------------------------------------------
+def good_body(**changes) -> str:
+    data = json.loads(make().body())
+    data.update(changes)
+    return json.dumps(data)
+
+
+@pytest.mark.parametrize("etag", ["", '""', "  ", None])
+def test_an_object_without_an_etag_cannot_be_built(etag):
+    with pytest.raises(work_unit.InvalidWorkUnit, match="has no ETag"):
+        make(etag=etag)
+
+
+def test_an_etag_is_kept_bare_whatever_the_quoting_and_spacing():
+    assert work_unit.normalize_etag(' "abc-2" ') == "abc-2"
+    assert work_unit.normalize_etag(None) == ""
+
+
+def test_a_work_unit_is_built_with_the_key_s_type_and_date_and_the_given_size_and_origin():
+    unit = make(key="bronze/replay/s1/shipments/dt=2024-02-29/x.json", size="7", origin="redrive")
+    assert (unit.type, unit.dt, unit.size, unit.origin, unit.v) == ("shipments", "2024-02-29", 7, "redrive", 1)
+    assert unit.object_id == "s3://b/bronze/replay/s1/shipments/dt=2024-02-29/x.json"
+    assert unit.enqueued_at == "2026-01-01T00:00:00Z"
+
+
+def test_enqueued_at_is_utc_to_the_second_whatever_the_clock_s_zone():
+    paris = dt.timezone(dt.timedelta(hours=1))
+    assert work_unit.utc_now_iso(dt.datetime(2026, 1, 1, 1, 30, 15, 999999, tzinfo=paris)) == "2026-01-01T00:30:15Z"
+    now = work_unit.utc_now_iso()
+    assert dt.datetime.strptime(now, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC) <= dt.datetime.now(dt.UTC)
+
+
+def test_a_key_that_is_not_a_bronze_key_cannot_be_built():
+    with pytest.raises(ValueError, match="outside bronze/"):
+        make(key="silver/orders/dt=2025-01-02/a.jsonl")
+
+
+@pytest.mark.parametrize("field", ["bucket", "key", "etag", "type", "dt", "origin", "enqueued_at"])
+@pytest.mark.parametrize("value", ["", None, 7, ["b"]])
+def test_a_text_field_that_is_empty_or_not_a_string_is_rejected(field, value):
+    with pytest.raises(work_unit.InvalidWorkUnit, match=f"field '{field}' must be a non-empty string"):
+        work_unit.parse(good_body(**{field: value}))
+
+
+@pytest.mark.parametrize("size", [-1, True, False, "12", 1.5, None])
+def test_a_size_that_is_not_a_non_negative_integer_is_rejected(size):
+    with pytest.raises(work_unit.InvalidWorkUnit, match="field 'size' must be a non-negative integer"):
+        work_unit.parse(good_body(size=size))
+
+
+def test_a_size_of_zero_and_a_large_size_are_accepted():
+    assert work_unit.parse(good_body(size=0)).size == 0
+    assert work_unit.parse(good_body(size=5 * 1024**4)).size == 5 * 1024**4
+
+
+def test_a_body_with_an_unknown_origin_is_rejected():
+    with pytest.raises(work_unit.InvalidWorkUnit, match="origin 'manual' is not one of s3-event, replay-sqs"):
+        work_unit.parse(good_body(origin="manual"))
+
+
+@pytest.mark.parametrize("origin", work_unit.ORIGINS)
+def test_every_known_origin_is_accepted(origin):
+    assert work_unit.parse(good_body(origin=origin)).origin == origin
+
+
+@pytest.mark.parametrize("body", [None, b"\xff\xfe", '"just a string"', "null", "1"])
+def test_a_body_that_is_no_json_object_is_rejected(body):
+    with pytest.raises(work_unit.InvalidWorkUnit, match="not JSON|expected an object"):
+        work_unit.parse(body)
+
+
+def test_a_body_without_a_version_names_the_missing_version():
+    data = json.loads(good_body())
+    del data["v"]
+    with pytest.raises(work_unit.InvalidWorkUnit, match="v=None"):
+        work_unit.parse(json.dumps(data))
+
+
+def test_a_body_of_bytes_parses_like_text():
+    unit = make(key="bronze/orders/dt=2025-01-02/ü.jsonl")
+    assert work_unit.parse(unit.body().encode("utf-8")) == unit
+
+
+def test_non_ascii_keys_travel_as_utf_8_not_escaped():
+    unit = make(key="bronze/orders/dt=2025-01-02/zürich 東京.jsonl")
+    body = unit.body()
+    assert "zürich 東京" in body and "\\u" not in body
+    assert json.loads(body)["key"] == unit.key
+
+
+def test_the_message_attributes_are_type_dt_and_origin():
+    attributes = make().message_attributes()
+    assert attributes == {
+        "type": {"DataType": "String", "StringValue": "orders"},
+        "dt": {"DataType": "String", "StringValue": "2025-01-02"},
+        "origin": {"DataType": "String", "StringValue": "s3-event"},
+    }
