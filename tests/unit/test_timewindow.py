@@ -3,7 +3,7 @@ import datetime as dt
 import pytest
 
 from ops.errors import UsageError
-from ops.timewindow import Window, make_window, parse_time
+from ops.timewindow import Window, as_utc, make_window, parse_duration, parse_time
 
 NOW = dt.datetime(2026, 3, 10, 12, 0, tzinfo=dt.UTC)
 
@@ -40,3 +40,87 @@ def test_the_window_is_half_open():
 def test_a_bad_window_is_a_usage_error_that_names_the_value(kwargs, message):
     with pytest.raises(UsageError, match=message.replace("(", r"\(")):
         make_window(now=NOW, **kwargs)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("30s", 30), ("30sec", 30), ("90m", 5400), ("90min", 5400), ("6h", 21600), ("6hr", 21600),
+    ("2d", 172800), ("2day", 172800), ("2days", 172800), ("1w", 604800), ("1wk", 604800),
+    ("1.5h", 5400), (" 6 H ", 21600), ("2DAYS", 172800), ("0m", 0),
+])
+def test_every_unit_alias_counts_its_own_length(text, seconds):
+    assert parse_duration(text) == dt.timedelta(seconds=seconds)
+    assert parse_time(text, option="--start", now=NOW) == NOW - dt.timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("text", ["", None, "6", "h", "6y", "-6h", "6h ago", "1.h", "6hh"])
+def test_a_duration_without_a_number_and_a_known_unit_is_refused_naming_the_option(text):
+    with pytest.raises(UsageError, match=f"--window {text!r} is not a duration; use a number and a unit"):
+        parse_duration(text, option="--window")
+    with pytest.raises(UsageError, match="--since"):
+        parse_duration(text)
+
+
+def test_an_empty_window_is_refused():
+    with pytest.raises(UsageError, match="--end 2025-01-01T00:00:00\\+00:00 is not after --start 2025-01-01T00:00:00"):
+        make_window(start="2025-01-01", end="2025-01-01T00:00:00Z", since=None, now=NOW)
+    with pytest.raises(UsageError, match="is not after"):
+        make_window(start="now", end=None, since=None, now=NOW)
+
+
+def test_a_window_one_microsecond_long_is_accepted():
+    window = make_window(start="2025-01-01T00:00:00", end="2025-01-01T00:00:00.000001", since=None, now=NOW)
+    assert window.start in window and window.end not in window
+
+
+def test_without_an_end_the_window_ends_now_and_now_is_any_case():
+    window = make_window(start="1h", end=None, since=None, now=NOW)
+    assert (window.start, window.end) == (NOW - dt.timedelta(hours=1), NOW)
+    assert parse_time(" NOW ", option="--end", now=NOW) == NOW
+
+
+def test_a_naive_now_is_taken_as_utc_and_an_aware_one_converted():
+    naive = dt.datetime(2026, 3, 10, 12, 0)
+    assert parse_time("now", option="--end", now=naive) == NOW
+    tokyo = NOW.astimezone(dt.timezone(dt.timedelta(hours=9)))
+    assert parse_time("now", option="--end", now=tokyo).tzinfo == dt.UTC
+    assert make_window(start=None, end=None, since="1h", now=naive).end == NOW
+
+
+def test_without_a_clock_now_is_the_current_utc_time():
+    before = dt.datetime.now(dt.UTC)
+    got = parse_time("now", option="--end")
+    assert before <= got <= dt.datetime.now(dt.UTC) and got.tzinfo == dt.UTC
+    window = make_window(start=None, end=None, since="1h")
+    assert before <= window.end <= dt.datetime.now(dt.UTC)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Jan 5 2025 10:30", dt.datetime(2025, 1, 5, 10, 30, tzinfo=dt.UTC)),
+    ("5 January 2025 10:30 +0100", dt.datetime(2025, 1, 5, 9, 30, tzinfo=dt.UTC)),
+    ("2025/01/05 10:30:00", dt.datetime(2025, 1, 5, 10, 30, tzinfo=dt.UTC)),
+    ("  2025-01-05T10:30:00Z  ", dt.datetime(2025, 1, 5, 10, 30, tzinfo=dt.UTC)),
+])
+def test_a_time_that_is_not_iso_8601_is_still_read_when_unambiguous(text, expected):
+    assert parse_time(text, option="--start", now=NOW) == expected
+
+
+@pytest.mark.parametrize("text", ["", "99999999999999999999", "2025-01-01T25:00", "tomorrow-ish"])
+def test_a_time_nothing_can_read_is_a_usage_error_with_an_example(text):
+    with pytest.raises(UsageError, match=f"--start {text!r} is not a date; use ISO-8601 like 2026-01-31"):
+        parse_time(text, option="--start", now=NOW)
+
+
+def test_the_days_of_a_window_are_every_utc_day_it_touches():
+    window = Window(dt.datetime(2025, 1, 30, 23, tzinfo=dt.UTC), dt.datetime(2025, 2, 2, tzinfo=dt.UTC))
+    assert window.days() == [dt.date(2025, 1, 30), dt.date(2025, 1, 31), dt.date(2025, 2, 1)]
+    one_instant = Window(dt.datetime(2025, 1, 30, 23, tzinfo=dt.UTC),
+                         dt.datetime(2025, 1, 31, 0, 0, 0, 1, tzinfo=dt.UTC))
+    assert one_instant.days() == [dt.date(2025, 1, 30), dt.date(2025, 1, 31)]
+    assert window.describe() == "[2025-01-30T23:00:00+00:00, 2025-02-02T00:00:00+00:00)"
+
+
+def test_a_naive_moment_is_tested_against_a_window_as_utc():
+    window = Window(dt.datetime(2025, 1, 1, tzinfo=dt.UTC), dt.datetime(2025, 1, 2, tzinfo=dt.UTC))
+    assert dt.datetime(2025, 1, 1, 0, 0) in window
+    assert dt.datetime(2024, 12, 31, 23, 59, 59) not in window
+    assert as_utc(dt.datetime(2025, 1, 1, 2, tzinfo=dt.timezone(dt.timedelta(hours=2)))) == window.start

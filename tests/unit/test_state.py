@@ -1,0 +1,210 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from ops import state
+from ops.errors import UsageError
+from ops.state import Checkpoint, Report, atomic_write, default_checkpoint, identity_hash
+
+IDENTITY = {"command": "replay copy", "bucket": "b", "window": ["2025-01-01", "2025-01-02"]}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# --- where checkpoints live ---------------------------------------------------------------------------
+def test_the_state_dir_is_elt_state_dir_then_xdg_then_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("ELT_STATE_DIR", str(tmp_path / "explicit"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert state.state_dir() == tmp_path / "explicit"
+    monkeypatch.setenv("ELT_STATE_DIR", "")
+    assert state.state_dir() == tmp_path / "xdg" / "eltops"
+    monkeypatch.delenv("ELT_STATE_DIR")
+    monkeypatch.delenv("XDG_STATE_HOME")
+    assert state.state_dir() == tmp_path / "home" / ".local" / "state" / "eltops"
+
+
+def test_the_default_checkpoint_is_named_by_command_and_identity(monkeypatch, tmp_path):
+    monkeypatch.setenv("ELT_STATE_DIR", str(tmp_path))
+    path = default_checkpoint("replay copy", IDENTITY)
+    assert path == tmp_path / "checkpoints" / f"replay-copy-{identity_hash(IDENTITY)}.json"
+    assert default_checkpoint("replay copy", dict(reversed(list(IDENTITY.items())))) == path  # key order
+    assert default_checkpoint("replay copy", {**IDENTITY, "bucket": "c"}) != path
+    assert default_checkpoint("replay sqs", IDENTITY) != path
+    assert len(identity_hash(IDENTITY)) == 12
+
+
+def test_a_run_started_without_a_checkpoint_path_resumes_from_the_default_one(monkeypatch, tmp_path):
+    monkeypatch.setenv("ELT_STATE_DIR", str(tmp_path))
+    first = Checkpoint(default_checkpoint("dlq redrive", IDENTITY), IDENTITY)
+    first.mark(["a", "b"])
+    first.save()
+    again = Checkpoint(default_checkpoint("dlq redrive", IDENTITY), IDENTITY)
+    assert again.resumed and again.done == {"a", "b"}
+    assert list((tmp_path / "checkpoints").iterdir()) == [default_checkpoint("dlq redrive", IDENTITY)]
+
+
+# --- the checkpoint file ----------------------------------------------------------------------------
+def test_a_saved_checkpoint_resumes_with_its_keys_and_values(tmp_path):
+    path = tmp_path / "c" / "run.json"
+    first = Checkpoint(path, IDENTITY, interval=3600)
+    assert not first.resumed and "a" not in first
+    stamp = first.value("stamp", lambda: "20260101T000000Z")
+    first.mark("a")
+    first.mark(["b", "c"])
+    first.save()
+    data = json.loads(path.read_text())
+    assert (data["identity"], data["done"], data["values"]) == (IDENTITY, ["a", "b", "c"], {"stamp": stamp})
+    again = Checkpoint(path, IDENTITY)
+    assert again.resumed and again.done == {"a", "b", "c"} and "b" in again and "d" not in again
+    assert again.value("stamp", lambda: pytest.fail("a resumed run reuses the first run's value")) == stamp
+    assert again.value("plain", 5) == 5
+
+
+def test_a_checkpoint_from_a_different_run_is_refused_and_left_alone(tmp_path):
+    path = tmp_path / "run.json"
+    first = Checkpoint(path, IDENTITY)
+    first.mark("a")
+    first.save()
+    before = path.read_bytes()
+    with pytest.raises(UsageError, match="belongs to a different run .*use another --checkpoint, or delete"):
+        Checkpoint(path, {**IDENTITY, "window": ["2025-02-01", "2025-02-02"]})
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe", b""])
+def test_an_unreadable_checkpoint_is_a_usage_error_that_says_how_to_start_over(tmp_path, content):
+    path = tmp_path / "run.json"
+    path.write_bytes(content)
+    with pytest.raises(UsageError, match=f"checkpoint {path} is unreadable .*delete it to start over"):
+        Checkpoint(path, IDENTITY)
+
+
+def test_marks_are_folded_into_the_file_once_the_interval_has_passed(tmp_path, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(state.time, "monotonic", lambda: clock[0])
+    path = tmp_path / "run.json"
+    checkpoint = Checkpoint(path, IDENTITY, interval=10)
+    checkpoint.mark("a")  # the first mark saves: nothing was saved yet
+    assert json.loads(path.read_text())["done"] == ["a"]
+    clock[0] += 9.9
+    checkpoint.mark("b")
+    assert json.loads(path.read_text())["done"] == ["a"] and checkpoint.journal_path.exists()
+    clock[0] += 0.1
+    checkpoint.mark("c")
+    assert json.loads(path.read_text())["done"] == ["a", "b", "c"]
+    assert not checkpoint.journal_path.exists()  # everything journaled is in the file
+
+
+# --- the crash journal ------------------------------------------------------------------------------
+CHILD = textwrap.dedent("""
+    import sys, time
+    from ops.state import Checkpoint
+    checkpoint = Checkpoint(sys.argv[1], {"run": 1}, interval=3600)
+    checkpoint.save()
+    for i in range(int(sys.argv[2])):
+        checkpoint.mark(f"key-{i}")
+    print("marked", flush=True)
+    time.sleep(600)
+""")
+
+
+def test_a_run_killed_with_sigkill_loses_no_key_it_marked(tmp_path):
+    path = tmp_path / "run.json"
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(path), "25"], stdout=subprocess.PIPE, text=True,
+                             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert child.stdout.readline() == "marked\n"
+        assert json.loads(path.read_text())["done"] == []  # only the journal has them
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+    resumed = Checkpoint(path, {"run": 1})
+    assert resumed.resumed and resumed.done == {f"key-{i}" for i in range(25)}
+
+
+def test_a_torn_last_journal_line_and_a_garbled_one_are_ignored(tmp_path):
+    path = tmp_path / "run.json"
+    journal = path.with_name("run.json.journal")
+    journal.write_bytes(b'"a"\n\xff garbled\n"b"\n"c')  # killed while writing "c"
+    checkpoint = Checkpoint(path, IDENTITY)
+    assert checkpoint.resumed and checkpoint.done == {"a", "b"}
+    checkpoint.mark("c")
+    checkpoint.save()
+    assert not journal.exists() and Checkpoint(path, IDENTITY).done == {"a", "b", "c"}
+
+
+def test_a_journal_and_a_file_are_read_together(tmp_path):
+    path = tmp_path / "run.json"
+    first = Checkpoint(path, IDENTITY, interval=3600)
+    first.save()
+    first.mark(["a", "b"])
+    path.with_name("run.json.journal").open("ab").write(b'"c"\n')
+    assert Checkpoint(path, IDENTITY).done == {"a", "b", "c"}
+
+
+def test_an_empty_journal_is_not_a_resumed_run(tmp_path):
+    path = tmp_path / "run.json"
+    path.with_name("run.json.journal").write_bytes(b"")
+    assert not Checkpoint(path, IDENTITY).resumed
+    path.with_name("run.json.journal").write_bytes(b'"only-torn')
+    assert not Checkpoint(path, IDENTITY).resumed
+
+
+# --- atomic writes ------------------------------------------------------------------------------------
+def test_an_atomic_write_replaces_the_file_and_creates_its_folder(tmp_path):
+    path = tmp_path / "new" / "folder" / "f.json"
+    atomic_write(path, b"one")
+    atomic_write(path, b"two")
+    assert path.read_bytes() == b"two" and os.listdir(path.parent) == ["f.json"]
+
+
+@pytest.mark.parametrize("failing", ["replace", "fsync"])
+def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_temporary_file(tmp_path, monkeypatch, failing):
+    path = tmp_path / "f.json"
+    path.write_bytes(b"old")
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(state.os, failing, broken)
+    with pytest.raises(OSError, match="No space left"):
+        atomic_write(path, b"new")
+    assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["f.json"]
+
+
+def test_an_interrupted_atomic_write_cleans_up_too(tmp_path, monkeypatch):
+    path = tmp_path / "f.json"
+    monkeypatch.setattr(state.os, "replace", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(path, b"new")
+    assert os.listdir(tmp_path) == []
+
+
+# --- reports ------------------------------------------------------------------------------------------
+def test_a_report_appends_one_json_line_per_record_with_its_time(tmp_path):
+    path = tmp_path / "reports" / "run.jsonl"
+    report = Report(path)
+    report.write(key="bronze/ü.jsonl", action="copied")
+    report.write(key="k2", action="skipped", time="fixed")
+    report.close()
+    report.close()
+    Report(path).write(key="k3")
+    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert [(r["key"], r.get("action")) for r in lines] == [("bronze/ü.jsonl", "copied"), ("k2", "skipped"),
+                                                            ("k3", None)]
+    assert lines[1]["time"] == "fixed" and lines[0]["time"].endswith("+00:00")
+    assert "ü" in path.read_text(encoding="utf-8")
+
+
+def test_without_a_path_a_report_writes_nothing(tmp_path):
+    report = Report(None)
+    report.write(key="k")
+    report.close()
+    assert report.path is None
