@@ -1,8 +1,6 @@
 """The transform core on every kind of bad input the issue lists: nothing lost, clear reasons."""
 
-import datetime as dt
 import gzip
-import io
 import json
 import re
 
@@ -10,8 +8,9 @@ import pyarrow as pa
 import pytest
 
 from lambdas.shared import schemas
-from lambdas.transform import core
 from lambdas.transform.core import UnreadableObject, explain_arrow_error, transform_bytes
+from lambdas.transform.locate import YOUNG_BLOCKS, Suspects
+from lambdas.transform.row_checks import read_schema
 from ops.gen_events import generate
 
 SHIPMENTS = schemas.get("shipments")
@@ -340,7 +339,7 @@ def test_without_the_streaming_reader_the_piecewise_fallback_gives_the_same_rows
     data = b"".join(
         (text + "\n").encode() for _, text in generate(type_="shipments", count=3000, seed=6, bad_ratio=0.03))
     streamed = run(data)
-    monkeypatch.setattr("lambdas.transform.core.HAS_OPEN_JSON", False)
+    monkeypatch.setattr("lambdas.transform.arrow_read.HAS_OPEN_JSON", False)
     pieces = run(data)
     assert (streamed[0].rows, streamed[0].rejected) == (pieces[0].rows, pieces[0].rejected)
     assert streamed[1].drop_columns(["_ingested_at"]).sort_by("_line").equals(
@@ -364,7 +363,7 @@ def test_many_distinct_bad_timestamps_are_each_found_also_without_the_value_in_a
         lines[index] = json.dumps(event)
     named = run(jsonl(lines))
     # Arrow's cast error names the bad value; without that (another Arrow wording) bisection finds them.
-    monkeypatch.setattr("lambdas.transform.core._CAST_RE", re.compile(r"^(?!)"))
+    monkeypatch.setattr("lambdas.transform.row_checks.CAST_RE", re.compile(r"^(?!)"))
     bisected = run(jsonl(lines))
     for result, _, rejects in (named, bisected):
         assert (result.rows, result.rejected) == (296, 4)
@@ -399,26 +398,22 @@ def test_exactly_the_spoiled_lines_are_rejected_and_every_other_line_reaches_sil
     assert (result.rows, result.rejected) == (len(generated) - len(spoiled), len(spoiled))
 
 
-def test_a_type_error_seen_once_is_screened_out_before_the_full_read_from_then_on(monkeypatch):
+def test_a_type_error_seen_once_is_screened_out_before_the_full_read_from_then_on():
     # The cheap screen learns the field of a type error; later lines with that error never make
     # the full read fail (which would cost most of a parse and send the block to the probe).
     lines = good_lines(600)
     spoiled = list(range(5, 600, 23))
     for index in spoiled:
         lines[index] = re.sub(r'"weight_kg": [0-9.]+', '"weight_kg": "heavy"', lines[index])
-    probes = []
-    probe = core._Transformer._probe
-    monkeypatch.setattr(core._Transformer, "_probe", lambda self, *args: (probes.append(args), probe(self, *args))[1])
     result, table, rejects = run(jsonl(lines), block_bytes=16384)
     assert [(r["line"], r["reason"]) for r in rejects] == [
         (index + 1, "field 'weight_kg' is a string where the schema expects a number") for index in spoiled]
-    assert result.rows == 600 - len(spoiled) and probes == []
+    assert result.rows == 600 - len(spoiled) and result.probes == 0
 
 
-def test_a_young_objects_screen_checks_every_fields_kind_then_only_the_suspects(monkeypatch):
+def test_a_young_objects_screen_finds_type_errors_in_any_field_without_a_probe():
     # Type errors in five fields, each seen for the first time: in the object's first blocks the
-    # screen checks every top-level field's kind, so none of them costs a probe; afterwards it
-    # checks only the fields that had errors.
+    # screen checks every top-level field's kind, so none of them costs a probe.
     lines = good_lines(300)
     lines[3] = lines[3][:50]
     spoil = {30: ('"carrier"', '"carrier": 5, "x"'), 60: ('"weight_kg"', '"weight_kg": "heavy", "x"'),
@@ -426,31 +421,46 @@ def test_a_young_objects_screen_checks_every_fields_kind_then_only_the_suspects(
              150: ('"items"', '"items": "SKU-1", "x"')}
     for index, (old, new) in spoil.items():
         lines[index] = lines[index].replace(old, new, 1)
-    probes, seen = [], []
-    probe, block = core._Transformer._probe, core._Transformer.block
-    monkeypatch.setattr(core._Transformer, "_probe", lambda self, *args: (probes.append(args), probe(self, *args))[1])
-    monkeypatch.setattr(core._Transformer, "block", lambda self, *args: (
-        block(self, *args), seen.append(set(self.screen_options.explicit_schema.names)))[0])
     result, _, rejects = run(jsonl(lines * 3), block_bytes=32768)
     spoiled = sorted(n + 1 + copy * 300 for copy in range(3) for n in [3, *spoil])
     assert [r["line"] for r in rejects] == spoiled and result.rows == 900 - len(spoiled)
-    assert probes == []
-    assert seen[0] == set(SHIPMENTS.arrow.names)  # young: every field
-    assert seen[-1] == {"carrier", "weight_kg", "is_express", "origin", "items"}  # then the suspects
+    assert result.probes == 0
+
+
+def test_the_screen_checks_every_fields_kind_while_young_then_only_the_suspects():
+    suspects = Suspects(read_schema(SHIPMENTS))
+    assert suspects.screened_fields == SHIPMENTS.arrow.names
+    suspects.learn("JSON parse error: Column(/carrier) changed from string to number in row 3")
+    suspects.learn("JSON parse error: Column(/items/[]) changed from object to string in row 0")
+    for _ in range(YOUNG_BLOCKS - 1):
+        suspects.block_done()
+        assert suspects.screened_fields == SHIPMENTS.arrow.names
+    suspects.block_done()
+    assert suspects.screened_fields == ["carrier", "items"]
+
+
+def test_a_probe_finds_a_type_error_the_screen_was_not_looking_for():
+    # Past the young blocks the screen reads only the suspects: a malformed line sends a block to
+    # the screen, which passes a first type error in another field after it; the read of what the
+    # screen passed fails, and the probe finds it.
+    lines = good_lines(400)
+    lines[390] = lines[390][:40]
+    lines[395] = lines[395].replace('"carrier"', '"carrier": 5, "x"', 1)
+    result, _, rejects = run(jsonl(lines), block_bytes=16384)
+    assert [(r["line"], r["reason"].split(":")[0]) for r in rejects] == [
+        (391, "malformed JSON"), (396, "field 'carrier' is a number where the schema expects a string")]
+    assert result.probes == 1
 
 
 def test_the_screen_reads_a_suspect_field_as_its_kind_at_the_top_and_in_full_below():
-    t = core._Transformer(schema=SHIPMENTS, source_key="k", parquet_out=pa.BufferOutputStream(),
-                          quarantine_out=io.BytesIO(), ingested_at=dt.datetime(2025, 1, 1, tzinfo=dt.UTC),
-                          row_group_rows=1000, max_json_bytes=1 << 20, block_bytes=1 << 20)
-    t._learn("JSON parse error: Column(/origin) changed from object to string in row 3")
-    t._learn("JSON parse error: Column(/items/[]) changed from object to string in row 0")
-    t._learn("JSON parse error: Column(/weight_kg) changed from number to string in row 0")
-    t._learn("JSON parse error: Column(/not_in_schema) changed from number to string in row 0")
-    t._learn("JSON parse error: Column() changed from object to array in row 0")
-    assert t.suspects == {"origin": pa.struct([]), "items": pa.list_(pa.struct([])), "weight_kg": pa.float64()}
-    t._learn("JSON parse error: Column(/origin/city) changed from string to number in row 9")
-    assert t.suspects["origin"] == SHIPMENTS.arrow.field("origin").type
-    t._learn("JSON parse error: Column(/origin) changed from object to string in row 3")  # never narrowed again
-    assert t.suspects["origin"] == SHIPMENTS.arrow.field("origin").type
-    t.writer.close()
+    suspects = Suspects(read_schema(SHIPMENTS))
+    suspects.learn("JSON parse error: Column(/origin) changed from object to string in row 3")
+    suspects.learn("JSON parse error: Column(/items/[]) changed from object to string in row 0")
+    suspects.learn("JSON parse error: Column(/weight_kg) changed from number to string in row 0")
+    suspects.learn("JSON parse error: Column(/not_in_schema) changed from number to string in row 0")
+    suspects.learn("JSON parse error: Column() changed from object to array in row 0")
+    assert suspects.fields == {"origin": pa.struct([]), "items": pa.list_(pa.struct([])), "weight_kg": pa.float64()}
+    suspects.learn("JSON parse error: Column(/origin/city) changed from string to number in row 9")
+    assert suspects.fields["origin"] == SHIPMENTS.arrow.field("origin").type
+    suspects.learn("JSON parse error: Column(/origin) changed from object to string in row 3")  # never narrowed again
+    assert suspects.fields["origin"] == SHIPMENTS.arrow.field("origin").type

@@ -1,0 +1,93 @@
+"""Bronze bytes -> decompressed chunks -> blocks of whole JSONL lines.
+
+Words used here:
+- chunk: what one read of the (decompressed) stream gives, `block_bytes` at most.
+- block: a run of whole lines of about `block_bytes`, cut at a newline; the start of a line that
+  a chunk cuts off is carried over to the next block ("head"). A block is the unit the fast path
+  reads with one Arrow call.
+- over-long line: a line longer than `max_line_bytes` with no newline in sight. It is not held:
+  its first RAW_PREVIEW_CHARS bytes are kept for quarantine and the rest is skipped to the next
+  newline, so memory stays bounded whatever the producer wrote.
+- bytes_in: decompressed bytes read, counted as chunks are handed out.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from collections.abc import Iterator
+from typing import BinaryIO, NamedTuple
+
+from lambdas.transform.results import UnreadableObject
+from lambdas.transform.sinks import RAW_PREVIEW_CHARS
+
+BOM = b"\xef\xbb\xbf"
+DEFAULT_BLOCK_BYTES = 1 << 20
+
+
+class Chunks:
+    """The decompressed chunks of a stream, counting the bytes handed out."""
+
+    def __init__(self, raw: BinaryIO, *, gzipped: bool, size: int):
+        self.stream = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
+        self.size = size
+        self.bytes_in = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        try:
+            chunk = self.stream.read(self.size)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise UnreadableObject(f"cannot decompress: {exc}") from None
+        if not chunk:
+            raise StopIteration
+        self.bytes_in += len(chunk)
+        return chunk
+
+
+class LongLine(NamedTuple):
+    """An over-long line, skipped: its first bytes and its length."""
+
+    preview: bytes
+    size: int
+
+
+def whole_line_blocks(head: bytes, chunks: Iterator[bytes], *, block_bytes: int,
+                      max_line_bytes: int) -> Iterator[bytes | LongLine]:
+    """Blocks of whole lines from `head` (bytes read already) and then `chunks`; the last block may
+    lack a final newline. Each block is the carried-over head joined to the new chunk up to its last
+    newline: one copy (growing a buffer and slicing the block off it would make two)."""
+    for chunk in chunks:
+        if len(head) + len(chunk) < block_bytes:
+            head += chunk
+            continue
+        cut = chunk.rfind(b"\n")
+        if cut >= 0:
+            block = b"".join((head, memoryview(chunk)[: cut + 1])) if head else chunk[: cut + 1]
+            head = chunk[cut + 1:]
+        else:
+            head += chunk
+            cut = head.rfind(b"\n")
+            if cut < 0:
+                if len(head) > max_line_bytes:  # one line with no end in sight: skip it, resync
+                    long_line, head = _skip_long_line(head, chunks)
+                    yield long_line
+                continue
+            block, head = head[: cut + 1], head[cut + 1:]
+        yield block
+    if head:
+        yield head
+
+
+def _skip_long_line(buf: bytes, chunks: Iterator[bytes]) -> tuple[LongLine, bytes]:
+    """Skip to the end of the line `buf` starts; return it as a LongLine and what follows it."""
+    preview = buf[:RAW_PREVIEW_CHARS]
+    size = len(buf)
+    for chunk in chunks:
+        cut = chunk.find(b"\n")
+        if cut >= 0:
+            return LongLine(preview, size + cut), chunk[cut + 1:]
+        size += len(chunk)
+    return LongLine(preview, size), b""

@@ -1,0 +1,173 @@
+"""Where the lines of a block are, found with numpy instead of a Python loop over lines.
+
+Words used here:
+- block: a run of whole JSONL lines (bytes), as `blocks.py` cuts them from the stream.
+- line number: a line's 1-based number in the bronze object (for a JSON array, the element index).
+- `Lines`: some lines of a block held in one buffer, each known by its start, end and line number.
+  Consecutive lines are separated by exactly one newline, so any run of them is one zero-copy slice
+  that Arrow can read as it is.
+- careful block: one where Arrow may not map rows to lines by position (it skips blank lines, and a
+  first line that is a bare `null` crashes its reader), so it must not take the one-read path.
+- two-value mark: a `}` followed by `{` or `n` - where a line may hold two JSON values, which Arrow
+  reads as two rows.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pyarrow as pa
+
+WHITESPACE = np.zeros(256, dtype=bool)  # byte -> is JSON/ASCII whitespace, newline included
+WHITESPACE[[9, 10, 11, 12, 13, 32]] = True
+_BLANK = WHITESPACE.copy()  # whitespace within a line
+_BLANK[10] = False
+_TWO_VALUES = re.compile(rb"\}[ \t\r\f\v]*[{n]")
+
+
+class Lines:
+    """Lines to read, held in one buffer without copies: line i is buf[starts[i]:ends[i]], numbered
+    numbers[i] in the bronze object. Consecutive lines are separated by exactly one newline, so
+    lines i..j-1 are one slice that Arrow can read as it is."""
+
+    __slots__ = ("buf", "view", "starts", "ends", "numbers")
+
+    def __init__(self, buf: bytes, starts: np.ndarray, ends: np.ndarray, numbers: np.ndarray):
+        self.buf, self.view = buf, pa.py_buffer(buf)
+        self.starts, self.ends, self.numbers = starts, ends, numbers
+
+    @classmethod
+    def split(cls, data: bytes, first_line: int, newlines: np.ndarray | None = None) -> Lines:
+        """Every line of a block (blank ones too), found with one vectorized pass (or from the
+        positions of its newlines, when known)."""
+        if newlines is None:
+            newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+        starts = np.concatenate(([0], newlines + 1))
+        ends = np.concatenate((newlines, [len(data)]))
+        if data.endswith(b"\n"):  # no line after the final newline
+            starts, ends = starts[:-1], ends[:-1]
+        return cls(data, starts, ends, np.arange(first_line, first_line + len(starts), dtype=np.int64))
+
+    @classmethod
+    def of(cls, pairs: list[tuple[int, bytes]]) -> Lines:
+        """Lines from (line number, bytes) pairs, joined into one buffer."""
+        lengths = np.fromiter((len(line) for _, line in pairs), dtype=np.int64, count=len(pairs))
+        numbers = np.fromiter((no for no, _ in pairs), dtype=np.int64, count=len(pairs))
+        starts = line_starts(lengths)
+        return cls(b"\n".join(line for _, line in pairs), starts, starts + lengths, numbers)
+
+    @classmethod
+    def empty(cls) -> Lines:
+        return cls(b"", np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def raw(self, i: int) -> bytes:
+        return self.buf[self.starts[i]:self.ends[i]]
+
+    def span(self, i: int, j: int) -> pa.Buffer:
+        """Lines i..j-1 (j > i) as one zero-copy buffer."""
+        return self.view.slice(int(self.starts[i]), int(self.ends[j - 1] - self.starts[i]))
+
+    def maybe_blank(self) -> np.ndarray:
+        """Indexes of lines that may be blank or a bare `null`: short, or starting with ASCII
+        whitespace."""
+        if not self.buf:
+            return np.arange(len(self))
+        first = np.frombuffer(self.buf, dtype=np.uint8)[np.minimum(self.starts, len(self.buf) - 1)]
+        return np.flatnonzero((self.ends - self.starts < 16) | WHITESPACE[first])
+
+    def containing(self, needle: bytes, cursor: int, *, limit: int, within: int) -> list[int]:
+        """Up to `limit` lines from `cursor` on whose bytes contain `needle`, looking `within` bytes."""
+        found: list[int] = []
+        if not needle or cursor >= len(self):
+            return found
+        pos, stop = int(self.starts[cursor]), int(self.starts[cursor]) + within
+        while len(found) < limit:
+            pos = self.buf.find(needle, pos, stop)
+            if pos < 0:
+                break
+            index = int(np.searchsorted(self.starts, pos, side="right")) - 1
+            if pos + len(needle) <= self.ends[index]:  # not across a line end
+                found.append(index)
+            pos = int(self.ends[index]) + 1
+        return found
+
+    def pick(self, ranges: list[tuple[int, int]]) -> Lines:
+        """The lines in `ranges` ((i, j) half-open, in order): a view for one range, else a copy."""
+        ranges = [(i, j) for i, j in ranges if j > i]
+        if not ranges:
+            return Lines.empty()
+        if len(ranges) == 1:
+            i, j = ranges[0]
+            return Lines(self.buf, self.starts[i:j], self.ends[i:j], self.numbers[i:j])
+        index = np.concatenate([np.arange(i, j) for i, j in ranges])
+        lengths = self.ends[index] - self.starts[index]
+        starts = line_starts(lengths)
+        view = memoryview(self.buf)  # slices of a view: joined with one copy, not two
+        buf = b"\n".join([view[int(self.starts[i]):int(self.ends[j - 1])] for i, j in ranges])
+        return Lines(buf, starts, starts + lengths, self.numbers[index])
+
+    def without(self, cuts: list[int]) -> Lines:
+        """These lines except the indexes `cuts`."""
+        return self.pick(without(cuts, len(self)))
+
+    def two_value_candidates(self) -> list[int]:
+        """Indexes of the lines with a two-value mark, each once (in the order of `two_value_marks`)."""
+        if not len(self):
+            return []
+        low = int(self.starts[0])
+        found: dict[int, None] = {}
+        for pos in two_value_marks(memoryview(self.buf)[low:int(self.ends[-1])]):
+            found.setdefault(int(np.searchsorted(self.starts, pos + low, side="right")) - 1)
+        return list(found)
+
+
+def scan_block(data: bytes) -> tuple[np.ndarray, bool]:
+    """One vectorized look at a block: where its newlines are, and whether it is careful (see the
+    module's words): a line that is empty or starts with whitespace, or a short first line."""
+    arr = np.frombuffer(data, dtype=np.uint8)
+    breaks = np.flatnonzero(arr == 10)
+    if not len(arr):
+        return breaks, False
+    after = breaks + 1
+    after = after[after < len(arr)]  # nothing follows the final newline
+    short_first = (breaks[0] if len(breaks) else len(arr)) < 16
+    return breaks, bool(short_first or WHITESPACE[arr[0]] or WHITESPACE[arr[after]].any())
+
+
+def is_utf8(data) -> bool:
+    """Whether `data` is valid UTF-8, by Arrow's vectorized check (several times faster than
+    bytes.decode). Arrow's JSON reader does not check, so this guards what reaches silver."""
+    offsets = np.array([0, len(data)], dtype=np.int64)
+    try:
+        pa.LargeStringArray.from_buffers(1, pa.py_buffer(offsets), pa.py_buffer(data)).validate(full=True)
+        return True
+    except pa.ArrowInvalid:
+        return False
+
+
+def two_value_marks(data) -> list[int]:
+    """Where a `}` is followed by `{` or `n` (a second object or a null), maybe after spaces or
+    tabs: the places a line may hold two JSON values. `data`: any bytes-like object."""
+    arr = np.frombuffer(data, dtype=np.uint8)
+    closes = np.flatnonzero(arr[:-1] == 125)
+    after = arr[closes + 1]
+    marks = closes[(after == 123) | (after == 110)].tolist()
+    marks += [int(p) for p in closes[_BLANK[after]] if _TWO_VALUES.match(data, int(p))]
+    return marks
+
+
+def without(cuts: list[int], n: int, start: int = 0) -> list[tuple[int, int]]:
+    """The ranges of start..n-1 that leave out the indexes `cuts` (all within it)."""
+    cuts = sorted(set(cuts))
+    return [(i, j) for i, j in zip([start] + [c + 1 for c in cuts], cuts + [n], strict=True) if j > i]
+
+
+def line_starts(lengths: np.ndarray) -> np.ndarray:
+    """Where each line starts when lines of these lengths are joined by single newlines."""
+    starts = np.zeros(len(lengths), dtype=np.int64)
+    np.cumsum(lengths[:-1] + 1, out=starts[1:])
+    return starts

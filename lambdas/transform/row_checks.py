@@ -1,0 +1,182 @@
+"""Checks on parsed rows, vectorized with Arrow compute: timestamps and required fields.
+
+Arrow's JSON reader would fail a whole block on one value that is not a timestamp, and it cannot
+say that a required field is missing. So top-level timestamp fields are read as strings and
+converted here, and required fields are checked here, once per batch of rows ("settle" in
+pipeline.py), for every row at once.
+
+Words used here:
+- problems: {row index: [reason, ...]} for the rows that fail a check; such a row goes to
+  quarantine with its reasons joined by "; ".
+- refused: {timestamp field: mask of rows whose value was present but not a timestamp}, so such a
+  row is not also called "missing" the field.
+- required path: `name`, `parent.child` or `list[].child` (from the type's schema).
+Timestamp rules are those of Arrow's JSON reader: ISO-8601; an offset is converted to UTC, a naive
+value is taken as UTC.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lambdas.shared.schemas import TS, EventSchema
+
+CAST_RE = re.compile(r"^Failed to parse string: '(.*)' as a scalar of type timestamp", re.S)
+
+
+def read_schema(schema: EventSchema) -> pa.Schema:
+    """The schema Arrow reads with: the type's columns, top-level timestamps as strings."""
+    return pa.schema([pa.field(f.name, pa.string()) if f.type == TS else f for f in schema.arrow])
+
+
+class RowChecks:
+    """The checks of one event type, compiled once."""
+
+    def __init__(self, schema: EventSchema):
+        self.schema = schema
+        self.ts_fields = [f.name for f in schema.arrow if f.type == TS]
+        self.required = [_compile_required(p) for p in schema.required]
+
+    def check(self, table: pa.Table) -> tuple[pa.Table, dict[int, list[str]]]:
+        """The table with its timestamps converted, and the problems of its rows."""
+        problems: dict[int, list[str]] = {}
+        refused: dict[str, np.ndarray] = {}
+        table = self._timestamps(table, problems, refused)
+        self._missing(table, problems, refused)
+        return table, problems
+
+    def _timestamps(self, table: pa.Table, problems: dict[int, list[str]], refused: dict[str, np.ndarray]) -> pa.Table:
+        for name in self.ts_fields:
+            i = table.schema.get_field_index(name)
+            values = table.column(i)
+            try:
+                converted = to_timestamps(values)
+            except pa.ArrowInvalid as exc:
+                values = values.combine_chunks()
+                mask, converted = unconvertible(values, str(exc))
+                for idx in np.flatnonzero(mask).tolist():
+                    problems.setdefault(idx, []).append(
+                        f"value {values[idx].as_py()!r} of field '{name}' is not a valid {TS} "
+                        "(expected ISO-8601, e.g. 2025-01-31T12:00:00Z)")
+                refused[name] = mask
+            table = table.set_column(i, self.schema.arrow.field(name), converted)
+        return table
+
+    def _missing(self, table: pa.Table, problems: dict[int, list[str]], refused: dict[str, np.ndarray]) -> None:
+        """Null counts are O(1), so a clean table costs a few cheap checks; masks are built only
+        for a path that has a violation."""
+        n = table.num_rows
+        per_path = []
+        for path, (kind, name, child) in self.required:
+            col = table.column(name)  # chunked: detection needs no copy; a mask only on a violation
+            if kind == "top":
+                if col.null_count == 0:
+                    continue
+                mask = _numpy(pc.is_null(col))
+                if name in refused:  # present but not a timestamp: said already
+                    mask &= ~refused[name]
+            elif kind == "struct":
+                values = pc.struct_field(col, [child])  # null where the parent is null, too
+                if values.null_count == col.null_count:
+                    continue
+                mask = _numpy(pc.and_(pc.is_valid(col), pc.is_null(values)))
+            else:
+                flat = pc.list_flatten(col)
+                if len(flat) == 0:
+                    continue
+                values = pc.struct_field(flat, [child])  # null for a null element, too
+                if values.null_count == 0:
+                    continue
+                parents = _numpy(pc.filter(pc.list_parent_indices(col), pc.is_null(values)))
+                mask = np.zeros(n, dtype=bool)
+                mask[parents] = True
+            if mask.any():
+                per_path.append((path, mask))
+        if not per_path:
+            return
+        for idx in np.flatnonzero(np.logical_or.reduce([mask for _, mask in per_path])):
+            missing = [p for p, m in per_path if m[idx]]
+            problems.setdefault(int(idx), []).append(
+                "missing required field(s) " + ", ".join(f"'{p}'" for p in missing))
+
+
+def _compile_required(path: str):
+    if "[]." in path:
+        list_name, child = path.split("[].", 1)
+        return path, ("list", list_name, child)
+    if "." in path:
+        parent, child = path.split(".", 1)
+        return path, ("struct", parent, child)
+    return path, ("top", path, None)
+
+
+def to_timestamps(values: pa.Array) -> pa.Array:
+    """ISO-8601 strings -> timestamp[us, UTC] as Arrow's JSON reader converts them; raises
+    ArrowInvalid for a value that is not a timestamp. Arrow's cast refuses naive strings for a
+    zoned type, so those are cast as naive timestamps first."""
+    try:
+        return pc.cast(values, TS)
+    except pa.ArrowInvalid as exc:
+        named = CAST_RE.search(str(exc))
+        if named and not _is_naive_timestamp(named.group(1)):
+            raise  # not a timestamp at all: no need to try the naive ones
+    tail = pc.utf8_slice_codeunits(values, 10)  # after YYYY-MM-DD: a zone is 'Z' or a +/- offset
+    zoned = pc.fill_null(pc.or_(pc.ends_with(tail, "Z"), pc.match_substring_regex(tail, "[+-]")), False)
+    none = pa.scalar(None, pa.string())
+    with_zone = pc.cast(pc.if_else(zoned, values, none), TS)
+    naive = pc.cast(pc.cast(pc.if_else(zoned, none, values), pa.timestamp("us")), TS)
+    return pc.if_else(zoned, with_zone, naive)
+
+
+def _numpy(values) -> np.ndarray:
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    return values.to_numpy(zero_copy_only=False)
+
+
+def _is_naive_timestamp(value: str) -> bool:
+    try:
+        pc.cast(pa.array([value]), pa.timestamp("us"))
+        return True
+    except pa.ArrowInvalid:
+        return False
+
+
+def unconvertible(values: pa.Array, message: str | None = None) -> tuple[np.ndarray, pa.Array]:
+    """A mask of the values `to_timestamps` refuses, and the others converted (`message`: the
+    error of a cast of all of them, when one was tried). Arrow's cast error names the value, so
+    each distinct bad value costs one failed cast and one vectorized comparison; bisection is the
+    fallback when a message cannot be matched to the values."""
+    bad = np.zeros(len(values), dtype=bool)
+    none = pa.scalar(None, pa.string())
+    rest = values
+    while True:
+        if message is None:
+            rest = pc.if_else(pa.array(bad), none, values) if bad.any() else values
+            try:
+                return bad, to_timestamps(rest)
+            except pa.ArrowInvalid as exc:
+                message = str(exc)
+        named, message = CAST_RE.search(message), None
+        hits = None
+        if named:
+            hits = pc.fill_null(pc.equal(values, named.group(1)), False).to_numpy(zero_copy_only=False) & ~bad
+        if hits is None or not hits.any():
+            bad |= _bisect_unconvertible(rest)
+            return bad, to_timestamps(pc.if_else(pa.array(bad), none, values))
+        bad |= hits
+
+
+def _bisect_unconvertible(values: pa.Array) -> np.ndarray:
+    try:
+        to_timestamps(values)
+        return np.zeros(len(values), dtype=bool)
+    except pa.ArrowInvalid:
+        if len(values) == 1:
+            return np.ones(1, dtype=bool)
+    mid = len(values) // 2
+    return np.concatenate([_bisect_unconvertible(values.slice(0, mid)), _bisect_unconvertible(values.slice(mid))])
