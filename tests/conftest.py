@@ -75,12 +75,17 @@ class Pipeline:
     def put(self, key: str, body: bytes) -> str:
         return self.s3.put_object(Bucket=self.bronze, Key=key, Body=body)["ETag"].strip('"')
 
-    def s3_event(self, key: str, etag: str, size: int = 0) -> dict:
+    def s3_event(self, key: str, etag: str, size: int = 0, sequencer: str | None = None) -> dict:
+        """The sample S3 event for this object; `sequencer` replaces the sample's ("" drops it)."""
         from urllib.parse import quote_plus
 
         event = copy.deepcopy(load_event("s3_put_event.json"))
         obj = event["Records"][0]["s3"]["object"]
         obj.update(key=quote_plus(key, safe="/"), eTag=etag, size=size)
+        if sequencer is not None:
+            obj["sequencer"] = sequencer
+            if not sequencer:
+                del obj["sequencer"]
         return event
 
     def receive_all(self, url: str | None = None) -> list[dict]:

@@ -7,6 +7,12 @@ event is failed instead, to be retried: that invocation may yet crash before it 
 event (or its retry) must then take over - acknowledging it would lose the object. A failed send
 releases the claim and fails the invocation (or the SQS item), so the retry starts clean; a crash
 between claim and send leaves a claim whose lease runs out, and the retry takes over.
+
+The same ETag can come back after another version (upload A, B, then A's bytes again): its event
+carries a newer `sequencer` than the ledger item of that ETag, so it retakes the item and the
+version is queued again (silver holds B until then). A redelivery of the same event carries the same
+sequencer and stays a no-op; so does an identical re-upload in an account whose events carry no
+sequencer (see README "Version ordering").
 """
 
 from __future__ import annotations
@@ -118,14 +124,28 @@ def _claim(d: Deps, item: ObjectCreated, counts: dict):
     try:
         parsed = parse_bronze_key(item.key)
         unit = work_unit.build(bucket=item.bucket, key=item.key, etag=item.etag, size=item.size,
-                               origin="s3-event")
+                               origin="s3-event", sequencer=item.sequencer)
     except (InvalidKey, work_unit.InvalidWorkUnit) as exc:
         counts["skipped"] += 1
         log(LOG, logging.WARNING, "rejected: invalid bronze key", object=object_id,
             reason=getattr(exc, "reason", str(exc)))
         return None
-    claim = d.ledger.claim(bucket=item.bucket, key=item.key, etag=unit.etag, size=item.size,
-                           type_=parsed.type, dt=parsed.dt, lease_seconds=d.lease_seconds)
+    fields = dict(bucket=item.bucket, key=item.key, etag=unit.etag, size=item.size, type_=parsed.type,
+                  dt=parsed.dt, lease_seconds=d.lease_seconds, sequencer=unit.sequencer)
+    claim = d.ledger.claim(**fields)
+    existing = claim.existing or {}
+    if not claim.won and existing.get("status") != CLAIMED and work_unit.is_newer(
+            unit.sequencer, existing.get("sequencer")):
+        # ABA: this ETag's item is from an older event, and another version came in between.
+        claim = d.ledger.retake(**fields, existing=existing)
+        if not claim.won:  # another event changed the item meanwhile: decide again on the retry
+            counts["in_flight"] += 1
+            log(LOG, logging.WARNING, "ledger item changed while retaking it; failing this event so that it "
+                "is retried", object=object_id, etag=unit.etag, sequencer=unit.sequencer)
+            return IN_FLIGHT
+        log(LOG, logging.INFO, "newer event for a version seen before: queued again", object=object_id,
+            etag=unit.etag, sequencer=unit.sequencer, previous_sequencer=existing.get("sequencer") or "",
+            previous_status=existing.get("status"))
     if not claim.won and (claim.existing or {}).get("status") == CLAIMED:
         counts["in_flight"] += 1
         log(LOG, logging.WARNING, "claimed by another invocation that has not queued it yet; failing this "

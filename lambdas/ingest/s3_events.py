@@ -21,6 +21,7 @@ class ObjectCreated:
     size: int
     event_name: str
     source_id: str | None  # the SQS messageId that carried it, for a partial batch response
+    sequencer: str = ""  # the event's order between versions of this key ("" when absent)
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ def _s3_record(record: dict, source_id: str | None) -> Iterator[ObjectCreated | 
         size=int(obj.get("size") or 0),
         event_name=name,
         source_id=source_id,
+        sequencer=obj.get("sequencer") or "",
     )
 
 
@@ -106,4 +108,5 @@ def _eventbridge(event: dict, source_id: str | None) -> Iterator[ObjectCreated |
         size=int(obj.get("size") or 0),
         event_name="ObjectCreated:" + str(detail.get("reason", "")),
         source_id=source_id,
+        sequencer=obj.get("sequencer") or "",
     )

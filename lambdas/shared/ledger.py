@@ -3,6 +3,11 @@
 Partition key `pk` = `s3://<bucket>/<key>`, sort key `etag`. Lifecycle: CLAIMED -> QUEUED ->
 DONE | FAILED. DynamoDB TTL deletes expired items up to 48 h late (moto never does), so every read
 and every condition checks `expiration` itself.
+
+`sequencer` is the S3 event order of the newest event seen for this (key, ETag): the same ETag can
+come back after another version (A, B, A again), and that newer event takes the item over (`retake`)
+so the version is processed again. A transform of an older event of the same ETag then leaves the
+item alone (its updates are conditional on the sequencer it carries).
 """
 
 from __future__ import annotations
@@ -38,13 +43,23 @@ EXPIRED = "#expiration < :now_s"
 LEASE_LAPSED = "(#status = :claimed AND #lease_until < :now_ms)"
 CLAIM_CONDITION = f"{NEVER_SEEN} OR {EXPIRED} OR {LEASE_LAPSED}"
 
+# --- the retake condition: a newer event of the same ETag (A, B, A again) takes the item over ----
+# Nobody changed the item since we read it: same status and the same (or no) older sequencer...
+UNCHANGED_STATUS = "#status = :old_status"
+SAME_OLD_SEQUENCER = "#sequencer = :old_sequencer"
+NO_OLD_SEQUENCER = "attribute_not_exists(#sequencer)"
+
+# --- transform updates: only the event that owns the item records on it -------------------------
+# A unit without a sequencer (replay, redrive) or an item from before sequencers were recorded.
+OWNED_BY = "(attribute_not_exists(#sequencer) OR #sequencer = :sequencer)"
+
 
 @dataclass(frozen=True)
 class Claim:
     won: bool
     pk: str
     etag: str
-    reason: str  # "new", "expired", "lease-lapsed" when won; "duplicate" otherwise
+    reason: str  # "claimed" or "retaken" when won; "duplicate" or "changed" otherwise
     existing: dict | None = None
 
 
@@ -85,25 +100,14 @@ class Ledger:
         return int(now) + self.ttl_days * 86400
 
     def claim(
-        self, *, bucket: str, key: str, etag: str, size: int, type_: str, dt: str, lease_seconds: int
+        self, *, bucket: str, key: str, etag: str, size: int, type_: str, dt: str, lease_seconds: int,
+        sequencer: str = "",
     ) -> Claim:
         """One conditional write: win the object version or learn it is a duplicate."""
         now = self.clock()
         pk = object_pk(bucket, key)
-        item = {
-            "pk": pk,
-            "etag": etag,
-            "status": CLAIMED,
-            "lease_until": int(now * 1000) + int(lease_seconds) * 1000,
-            "expiration": self._expiration(now),
-            "bucket": bucket,
-            "key": key,
-            "type": type_,
-            "dt": dt,
-            "size": int(size),
-            "claimed_at": _iso(now),
-            "attempts": 0,
-        }
+        item = self._claim_item(now, bucket=bucket, key=key, etag=etag, size=size, type_=type_, dt=dt,
+                                lease_seconds=lease_seconds, sequencer=sequencer)
         try:
             self.client.put_item(
                 TableName=self.table,
@@ -127,6 +131,58 @@ class Ledger:
             old = exc.response.get("Item")
             return Claim(won=False, pk=pk, etag=etag, reason="duplicate", existing=plain(old) if old else None)
         return Claim(won=True, pk=pk, etag=etag, reason="claimed")
+
+    def retake(
+        self, *, bucket: str, key: str, etag: str, size: int, type_: str, dt: str, lease_seconds: int,
+        sequencer: str, existing: dict,
+    ) -> Claim:
+        """Claim a finished or queued item again for a newer event of the same ETag (the caller
+        compared the sequencers). Conditional on the item being as `existing` shows it, so of two
+        racing events at most one wins; the loser sees reason "changed" and retries."""
+        now = self.clock()
+        pk = object_pk(bucket, key)
+        item = self._claim_item(now, bucket=bucket, key=key, etag=etag, size=size, type_=type_, dt=dt,
+                                lease_seconds=lease_seconds, sequencer=sequencer)
+        item["previous_sequencer"] = existing.get("sequencer") or ""
+        item["previous_outcome"] = existing.get("outcome") or existing.get("status") or ""
+        values = {":old_status": {"S": str(existing.get("status"))}}
+        if existing.get("sequencer"):
+            condition = f"{UNCHANGED_STATUS} AND {SAME_OLD_SEQUENCER}"
+            values[":old_sequencer"] = {"S": existing["sequencer"]}
+        else:
+            condition = f"{UNCHANGED_STATUS} AND {NO_OLD_SEQUENCER}"
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item={k: _av(v) for k, v in item.items()},
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#status": "status", "#sequencer": "sequencer"},
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return Claim(won=False, pk=pk, etag=etag, reason="changed", existing=existing)
+        return Claim(won=True, pk=pk, etag=etag, reason="retaken", existing=existing)
+
+    def _claim_item(self, now: float, *, bucket, key, etag, size, type_, dt, lease_seconds, sequencer) -> dict:
+        item = {
+            "pk": object_pk(bucket, key),
+            "etag": etag,
+            "status": CLAIMED,
+            "lease_until": int(now * 1000) + int(lease_seconds) * 1000,
+            "expiration": self._expiration(now),
+            "bucket": bucket,
+            "key": key,
+            "type": type_,
+            "dt": dt,
+            "size": int(size),
+            "claimed_at": _iso(now),
+            "attempts": 0,
+        }
+        if sequencer:
+            item["sequencer"] = sequencer
+        return item
 
     def release(self, *, bucket: str, key: str, etag: str) -> None:
         """Give up a claim we hold (the send failed), so the retried event can claim at once."""
@@ -159,29 +215,29 @@ class Ledger:
 
     def mark_done(
         self, *, bucket: str, key: str, etag: str, silver_key: str, rows: int, rejected_rows: int,
-        outcome: str = "written",
-    ) -> None:
+        outcome: str = "written", reason: str = "", sequencer: str = "",
+    ) -> bool:
+        """DONE with its outcome (written, superseded + reason, source-deleted). With `sequencer`
+        (the unit's), only while the item still belongs to that event: False when a newer event of
+        the same ETag has taken it over (see `retake`)."""
         now = self.clock()
-        self._update(
-            bucket,
-            key,
-            etag,
-            {
-                "status": DONE,
-                "silver_key": silver_key,
-                "rows": int(rows),
-                "rejected_rows": int(rejected_rows),
-                "finished_at": _iso(now),
-                "outcome": outcome,
-                "expiration": self._expiration(now),
-            },
-            add_attempt=True,
-            remove=("last_error",) if outcome == "written" else (),
-        )
+        values = {
+            "status": DONE,
+            "silver_key": silver_key,
+            "rows": int(rows),
+            "rejected_rows": int(rejected_rows),
+            "finished_at": _iso(now),
+            "outcome": outcome,
+            "expiration": self._expiration(now),
+        }
+        if reason:
+            values["superseded_reason"] = reason[:MAX_ERROR_CHARS]
+        remove = ("last_error", "superseded_reason") if outcome == "written" else ("last_error",) if reason else ()
+        return self._update(bucket, key, etag, values, add_attempt=True, remove=remove, **_owned(sequencer))
 
-    def mark_failed(self, *, bucket: str, key: str, etag: str, error: str) -> None:
+    def mark_failed(self, *, bucket: str, key: str, etag: str, error: str, sequencer: str = "") -> bool:
         now = self.clock()
-        self._update(
+        return self._update(
             bucket,
             key,
             etag,
@@ -192,6 +248,7 @@ class Ledger:
                 "expiration": self._expiration(now),
             },
             add_attempt=True,
+            **_owned(sequencer),
         )
 
     def versions(
@@ -263,7 +320,9 @@ class Ledger:
             ExpressionAttributeValues=avs,
         )
         if condition:
-            names["#status"] = "status"
+            for name in ("status", "sequencer"):
+                if f"#{name}" in condition:
+                    names[f"#{name}"] = name
             kwargs["ConditionExpression"] = condition
             avs.update({k: _av(v) for k, v in (condition_values or {}).items()})
         try:
@@ -273,6 +332,13 @@ class Ledger:
                 return False
             raise
         return True
+
+
+def _owned(sequencer: str) -> dict:
+    """The condition that keeps an older event's outcome off an item a newer event has retaken."""
+    if not sequencer:
+        return {}
+    return {"condition": OWNED_BY, "condition_values": {":sequencer": sequencer}}
 
 
 def _iso(epoch: float) -> str:

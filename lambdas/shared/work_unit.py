@@ -1,13 +1,21 @@
 """The v1 work-unit message: one small SQS body per bronze object.
 
 Built and parsed only here, so ingest and `eltops replay sqs` send byte-identical bodies for one
-object (given the same origin and clock).
+object (given the same origin and clock), apart from the optional `sequencer`.
+
+`sequencer` (optional, v1): the S3 event's `sequencer` for this object version, the order between
+versions of one key. Only S3 notifications and EventBridge events carry it; a unit without it
+(replay sqs, redrive, messages from before the field existed) is ordered by its read instead: the
+transform reads with `IfMatch=<etag>`, so it only ever writes a version that was current when read
+(see README "Version ordering"). The field is left out of the body when absent, so bodies from
+before it existed parse unchanged.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from dataclasses import asdict, dataclass
 
 from lambdas.shared.keys import InvalidKey, parse_bronze_key
@@ -15,6 +23,10 @@ from lambdas.shared.keys import InvalidKey, parse_bronze_key
 VERSION = 1
 ORIGINS = ("s3-event", "replay-sqs", "redrive")
 FIELDS = ("v", "bucket", "key", "etag", "size", "type", "dt", "origin", "enqueued_at")
+OPTIONAL_FIELDS = ("sequencer",)
+# S3 sequencers are 16-18 hex digits today; the bound only keeps hostile bodies out of the ledger.
+MAX_SEQUENCER_CHARS = 64
+_HEX = re.compile(r"^[0-9A-Fa-f]+$")
 
 
 class InvalidWorkUnit(ValueError):
@@ -32,6 +44,7 @@ class WorkUnit:
     origin: str
     enqueued_at: str
     v: int = VERSION
+    sequencer: str = ""  # empty: no order known (see the module docstring)
 
     @property
     def object_id(self) -> str:
@@ -40,7 +53,9 @@ class WorkUnit:
     def body(self) -> str:
         """Canonical JSON: fixed field order, no spaces."""
         data = asdict(self)
-        return json.dumps({f: data[f] for f in FIELDS}, separators=(",", ":"), ensure_ascii=False)
+        out = {f: data[f] for f in FIELDS}
+        out.update({f: data[f] for f in OPTIONAL_FIELDS if data[f]})
+        return json.dumps(out, separators=(",", ":"), ensure_ascii=False)
 
     def message_attributes(self) -> dict:
         return {
@@ -54,13 +69,46 @@ def normalize_etag(etag: str) -> str:
     return (etag or "").strip().strip('"')
 
 
+def normalize_sequencer(value) -> str:
+    """A bare, upper-case hex sequencer, "" when absent; InvalidWorkUnit when it is not hex."""
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str) or not _HEX.match(value) or len(value) > MAX_SEQUENCER_CHARS:
+        raise InvalidWorkUnit(f"field 'sequencer' must be a hex string of at most {MAX_SEQUENCER_CHARS} "
+                              f"characters (the S3 event's sequencer), got {str(value)[:80]!r}")
+    return value.upper()
+
+
+def compare_sequencers(a: str, b: str) -> int:
+    """-1, 0 or 1 as sequencer `a` is older than, equal to or newer than `b` (same key only).
+
+    As S3 documents: right-pad the shorter with zeros, then compare the strings
+    (https://docs.aws.amazon.com/AmazonS3/latest/userguide/notification-content-structure.html).
+    """
+    a, b = normalize_sequencer(a), normalize_sequencer(b)
+    if not a or not b:
+        raise ValueError("compare_sequencers needs two sequencers; an absent one has no order")
+    width = max(len(a), len(b))
+    a, b = a.ljust(width, "0"), b.ljust(width, "0")
+    return (a > b) - (a < b)
+
+
+def is_newer(candidate: str, than: str | None) -> bool:
+    """True when `candidate` is a sequencer newer than `than`; a missing `than` counts as older
+    (a ledger item or silver object written before sequencers were recorded)."""
+    if not candidate:
+        return False
+    return not than or compare_sequencers(candidate, than) > 0
+
+
 def utc_now_iso(now: dt.datetime | None = None) -> str:
     now = now or dt.datetime.now(dt.UTC)
     return now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def build(
-    *, bucket: str, key: str, etag: str, size: int, origin: str, now: dt.datetime | None = None
+    *, bucket: str, key: str, etag: str, size: int, origin: str, now: dt.datetime | None = None,
+    sequencer: str | None = None,
 ) -> WorkUnit:
     """Build a work unit for one object; type and dt come from the key, which must parse."""
     if origin not in ORIGINS:
@@ -78,6 +126,7 @@ def build(
         dt=parsed.dt,
         origin=origin,
         enqueued_at=utc_now_iso(now),
+        sequencer=normalize_sequencer(sequencer),
     )
 
 
@@ -109,4 +158,4 @@ def parse(body: str | bytes) -> WorkUnit:
         raise InvalidWorkUnit(
             f"type/dt {data['type']}/{data['dt']} do not match the key's {parsed.type}/{parsed.dt}"
         )
-    return WorkUnit(**{f: data[f] for f in FIELDS})
+    return WorkUnit(**{f: data[f] for f in FIELDS}, sequencer=normalize_sequencer(data.get("sequencer")))

@@ -128,3 +128,82 @@ def test_a_missing_environment_variable_is_named(monkeypatch):
 def test_an_event_of_no_known_shape_is_skipped_not_a_crash(pipeline, event):
     result = pipeline.ingest_app.handler(event)
     assert result["skipped"] == 1 and result["queued"] == 0
+
+
+def test_the_sequencer_of_an_s3_event_and_of_an_eventbridge_event_reaches_the_work_unit_and_the_ledger(pipeline):
+    etag = pipeline.put(KEY, b"{}\n")
+    pipeline.ingest_app.handler(pipeline.s3_event(KEY, etag, sequencer="0055aed6dcd90281e5"))
+    event = load_event("eventbridge_object_created.json")
+    key = event["detail"]["object"]["key"]
+    event["detail"]["object"]["etag"] = bridged = pipeline.put(key, b"{}\n")
+    pipeline.ingest_app.handler(event)
+    units = sorted((work_unit.parse(b) for b in bodies(pipeline)), key=lambda u: u.key)
+    assert [(u.key, u.sequencer) for u in units] == sorted([(KEY, "0055AED6DCD90281E5"), (key, "00617F08299329D189")])
+    assert pipeline.ledger.get(bucket=pipeline.bronze, key=KEY, etag=etag)["sequencer"] == "0055AED6DCD90281E5"
+    assert pipeline.ledger.get(bucket=pipeline.bronze, key=key, etag=bridged)["sequencer"] == "00617F08299329D189"
+
+
+def _finish(pipeline, key, etag, sequencer):
+    pipeline.ledger.mark_done(bucket=pipeline.bronze, key=key, etag=etag, silver_key="s", rows=1, rejected_rows=0,
+                              sequencer=sequencer)
+
+
+def test_the_same_etag_uploaded_again_after_another_version_is_queued_again(pipeline):
+    # ABA: A (seq ...10), B (seq ...20), then A's exact bytes (seq ...30): same ETag as A's DONE item.
+    a = pipeline.put(KEY, b'{"a":1}\n')
+    pipeline.ingest_app.handler(pipeline.s3_event(KEY, a, sequencer="0000000000000010"))
+    _finish(pipeline, KEY, a, "0000000000000010")
+    b = pipeline.put(KEY, b'{"b":1}\n')
+    pipeline.ingest_app.handler(pipeline.s3_event(KEY, b, sequencer="0000000000000020"))
+    assert pipeline.put(KEY, b'{"a":1}\n') == a
+    result = pipeline.ingest_app.handler(pipeline.s3_event(KEY, a, sequencer="0000000000000030"))
+    assert result["queued"] == 1 and result["duplicates"] == 0
+    units = [work_unit.parse(x) for x in bodies(pipeline)]
+    assert [(u.etag, u.sequencer) for u in units] == [(a, "0000000000000010"), (b, "0000000000000020"),
+                                                      (a, "0000000000000030")]
+    item = pipeline.ledger.get(bucket=pipeline.bronze, key=KEY, etag=a)
+    assert (item["status"], item["sequencer"], item["previous_sequencer"], item["previous_outcome"]) == (
+        "QUEUED", "0000000000000030", "0000000000000010", "written")
+    # A redelivery of the newest event, and a late copy of the oldest one, are no-ops.
+    assert pipeline.ingest_app.handler(pipeline.s3_event(KEY, a, sequencer="0000000000000030"))["duplicates"] == 1
+    assert pipeline.ingest_app.handler(pipeline.s3_event(KEY, a, sequencer="0000000000000010"))["duplicates"] == 1
+    assert bodies(pipeline) == []
+
+
+def test_an_older_events_outcome_is_kept_off_an_item_a_newer_event_retook(pipeline):
+    a = pipeline.put(KEY, b'{"a":1}\n')
+    pipeline.ingest_app.handler(pipeline.s3_event(KEY, a, sequencer="10"))
+    pipeline.ingest_app.handler(pipeline.s3_event(KEY, a, sequencer="30"))  # item QUEUED, retaken
+    assert not pipeline.ledger.mark_done(bucket=pipeline.bronze, key=KEY, etag=a, silver_key="", rows=0,
+                                         rejected_rows=0, outcome="superseded", reason="old", sequencer="10")
+    assert pipeline.ledger.get(bucket=pipeline.bronze, key=KEY, etag=a)["status"] == "QUEUED"
+    assert pipeline.ledger.mark_done(bucket=pipeline.bronze, key=KEY, etag=a, silver_key="s", rows=1,
+                                     rejected_rows=0, sequencer="30")
+    assert pipeline.ledger.get(bucket=pipeline.bronze, key=KEY, etag=a)["outcome"] == "written"
+
+
+def test_a_newer_event_while_the_item_is_still_claimed_is_retried_not_dropped(pipeline):
+    a = pipeline.put(KEY, b"{}\n")
+    pipeline.ledger.claim(bucket=pipeline.bronze, key=KEY, etag=a, size=3, type_="shipments", dt="2025-01-01",
+                          lease_seconds=300, sequencer="10")
+    with pytest.raises(pipeline.ingest_app.IngestFailed, match="still claimed"):
+        pipeline.ingest_app.handler(pipeline.s3_event(KEY, a, sequencer="30"))
+
+
+def test_two_newer_events_racing_to_retake_one_item_queue_it_once(pipeline, monkeypatch):
+    a = pipeline.put(KEY, b"{}\n")
+    pipeline.ingest_app.handler(pipeline.s3_event(KEY, a, sequencer="10"))
+    ledger = pipeline.ingest_app._DEPS.ledger
+    real = ledger.retake
+
+    def racing(**kwargs):  # the other event retakes first, between our read and our write
+        monkeypatch.setattr(ledger, "retake", real)
+        pipeline.ingest_app.handler(pipeline.s3_event(KEY, a, sequencer="40"))
+        return real(**kwargs)
+
+    monkeypatch.setattr(ledger, "retake", racing)
+    with pytest.raises(pipeline.ingest_app.IngestFailed, match="still claimed"):
+        pipeline.ingest_app.handler(pipeline.s3_event(KEY, a, sequencer="30"))
+    assert [work_unit.parse(x).sequencer for x in bodies(pipeline)] == ["10", "40"]
+    # Its retry sees the newer item and is a duplicate.
+    assert pipeline.ingest_app.handler(pipeline.s3_event(KEY, a, sequencer="30"))["duplicates"] == 1

@@ -161,3 +161,44 @@ def test_the_message_attributes_are_type_dt_and_origin():
         "dt": {"DataType": "String", "StringValue": "2025-01-02"},
         "origin": {"DataType": "String", "StringValue": "s3-event"},
     }
+
+
+def test_a_sequencer_is_carried_in_the_body_and_round_trips():
+    unit = make(sequencer="0055aed6dcd90281e5")
+    assert unit.sequencer == "0055AED6DCD90281E5"
+    assert unit.body().endswith(',"enqueued_at":"2026-01-01T00:00:00Z","sequencer":"0055AED6DCD90281E5"}')
+    assert work_unit.parse(unit.body()) == unit
+
+
+def test_a_body_from_before_the_sequencer_existed_parses_with_no_order():
+    old = ('{"v":1,"bucket":"b","key":"bronze/orders/dt=2025-01-02/a.jsonl","etag":"abc","size":12,'
+           '"type":"orders","dt":"2025-01-02","origin":"s3-event","enqueued_at":"2026-01-01T00:00:00Z"}')
+    unit = work_unit.parse(old)
+    assert unit.sequencer == "" and unit.body() == old
+
+
+@pytest.mark.parametrize("bad", ["xyz", 12, "0" * 65, "00 11", True])
+def test_a_sequencer_that_is_not_hex_is_a_rejected_body(bad):
+    data = json.loads(make().body())
+    data["sequencer"] = bad
+    with pytest.raises(work_unit.InvalidWorkUnit, match="sequencer"):
+        work_unit.parse(json.dumps(data))
+
+
+@pytest.mark.parametrize(("a", "b", "expected"), [
+    ("0055AED6DCD90281E5", "0055AED6DCD90281E4", 1),
+    ("0055AED6DCD90281E", "0055AED6DCD90281E5", -1),  # padded: ...E0 < ...E5
+    ("A", "A0", 0),  # equal once padded
+    ("FF", "100", 1),  # padded FF0 > 100, although 0xFF < 0x100 as numbers
+    ("ab", "AB", 0),  # hex digits in either case
+])
+def test_sequencers_compare_as_s3_documents_padding_the_shorter_on_the_right(a, b, expected):
+    assert work_unit.compare_sequencers(a, b) == expected
+    assert work_unit.compare_sequencers(b, a) == -expected
+
+
+def test_a_missing_sequencer_is_older_than_any_and_no_sequencer_is_newer_than_anything():
+    assert work_unit.is_newer("01", None) and work_unit.is_newer("01", "")
+    assert not work_unit.is_newer("", "01") and not work_unit.is_newer("01", "01")
+    with pytest.raises(ValueError):
+        work_unit.compare_sequencers("", "01")
