@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast test-pyarrow-min lint build bench chaos mutation clean tf-init tf-plan tf-apply
+.PHONY: demo test test-fast test-pyarrow-min lint docs build bench chaos mutation clean tf-init tf-plan tf-apply
 
 $(STAMP): setup.cfg pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed (python3.11, python3.12, ...): install it, or run make PYTHON=/path/to/python3.11"; exit 1; }
@@ -35,6 +35,10 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check lambdas ops tests bench scripts
+
+# docs/eltops.md's command reference is the CLI's --help (tests/unit/test_docs.py checks it)
+docs: $(STAMP)
+	$(BIN)/python scripts/eltops_reference.py
 
 build: $(STAMP)
 	$(BIN)/python scripts/build_lambdas.py dist

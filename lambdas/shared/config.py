@@ -1,4 +1,4 @@
-"""Environment variables each Lambda reads: the one list that README, Terraform and tests check."""
+"""Environment variables each Lambda reads: the one list that docs/architecture.md, Terraform and tests check."""
 
 from __future__ import annotations
 
