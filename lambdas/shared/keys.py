@@ -1,8 +1,10 @@
 """Bronze, silver and quarantine keys: parsing and building.
 
 A bronze key is `bronze/<type>/dt=YYYY-MM-DD/<name>.<jsonl|json>[.gz]`, or the replay form
-`bronze/replay/<stamp>/<type>/dt=YYYY-MM-DD/<name>...`. Anything else is rejected with a reason and
-never turned into an output path.
+`bronze/replay/<stamp>/<type>/dt=YYYY-MM-DD/<name>...`, or the form an S3 Batch Operations copy
+writes, `bronze/replay/<stamp>/bronze/<type>/dt=YYYY-MM-DD/<name>...` (its S3PutObjectCopy can only
+put a prefix before the whole source key). Anything else is rejected with a reason and never turned
+into an output path.
 """
 
 from __future__ import annotations
@@ -99,6 +101,8 @@ def parse_bronze_key(key: str) -> BronzeKey:
         if not STAMP_RE.match(stamp):
             raise InvalidKey(key, f"replay stamp {stamp!r} has characters outside [A-Za-z0-9_.:-]")
         rest = rest[2:]
+        if len(rest) == 4 and rest[0] == BRONZE_ROOT.rstrip("/"):
+            rest = rest[1:]  # a Batch Operations copy: <stamp>/<whole source key>
     if len(rest) != 3:
         raise InvalidKey(
             key,
@@ -120,6 +124,11 @@ def parse_bronze_key(key: str) -> BronzeKey:
     if not name or not NAME_RE.match(name):
         raise InvalidKey(key, "file name is empty or has control characters")
     return BronzeKey(key=key, type=type_, dt=dt_, name=name, suffix=suffix, replay_stamp=stamp)
+
+
+def batch_replay_key(key: str, dest_prefix: str) -> str:
+    """Destination of an S3 Batch Operations copy replay: `<dest_prefix>/<logical key>`."""
+    return f"{dest_prefix.rstrip('/')}/{parse_bronze_key(key).logical_key}"
 
 
 def replay_key(key: str, dest_prefix: str) -> str:

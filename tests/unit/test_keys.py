@@ -138,3 +138,15 @@ def test_stamps_types_and_dates_of_every_allowed_form_parse():
 
 def test_a_replay_destination_keeps_its_own_prefix_even_when_outside_bronze():
     assert replay_key("bronze/orders/dt=2025-01-02/a.jsonl", "restore//") == "restore/orders/dt=2025-01-02/a.jsonl"
+
+
+def test_a_batch_operations_copy_keeps_the_whole_source_key_and_maps_to_the_same_silver_key():
+    from lambdas.shared.keys import batch_replay_key
+
+    original = parse_bronze_key("bronze/orders/dt=2025-01-02/a b+ü.json")
+    dest = batch_replay_key(original.key, "bronze/replay/batch-1/")
+    assert dest == "bronze/replay/batch-1/bronze/orders/dt=2025-01-02/a b+ü.json"
+    copy = parse_bronze_key(dest)
+    assert (copy.replay_stamp, copy.logical_key, copy.silver_key) == ("batch-1", original.key, original.silver_key)
+    with pytest.raises(InvalidKey, match="expected bronze/<type>"):
+        parse_bronze_key("bronze/replay/s1/silver/orders/dt=2025-01-02/a.json")  # only bronze/ is the source root

@@ -1,0 +1,334 @@
+"""Copy replay by S3 Batch Operations: AWS runs the copies, the laptop only plans and watches.
+
+- `write_manifest`: the selected objects as a Batch Operations CSV manifest (format
+  S3BatchOperations_CSV_20180820: bucket, URL-encoded key), streamed to a temporary file and
+  uploaded where the user says. Objects over 5 GB (S3PutObjectCopy's limit) and keys that are not
+  bronze keys stay out of it: the first go to the local multipart copy, the second are skipped,
+  and the plan lists both.
+- `submit_copy_job`: `s3control create_job` with S3PutObjectCopy into the replay prefix, a
+  completion report of all tasks, the caller's role and priority, ConfirmationRequired unless the
+  user said --yes, and a ClientRequestToken derived from the manifest's ETag and the job's
+  settings, so a retried submit of the same plan returns the same job instead of a second one.
+- `job_status` / `wait_for_job`: `describe_job` (progress, failure reasons) and, once the job is
+  complete, its completion report turned into the same per-object report `replay copy` writes.
+
+S3PutObjectCopy can only put a prefix in front of the whole source key, so a Batch Operations
+copy of `bronze/<type>/dt=…/<name>` lands at `<dest-prefix>/bronze/<type>/dt=…/<name>`;
+`lambdas.shared.keys` parses that form to the same logical key and silver key. moto has no
+S3 Control jobs: the tests drive these functions through botocore's Stubber.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import json
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from urllib.parse import quote, unquote
+
+from lambdas.shared.keys import InvalidKey, batch_replay_key, parse_bronze_key
+from ops.aws import with_retries
+from ops.errors import OpsError, UsageError
+from ops.listing import ObjectInfo
+from ops.replay import ReplayReport
+from ops.state import Report
+
+BATCH_COPY_LIMIT = 5 * 1024**3  # S3PutObjectCopy copies objects up to 5 GB
+MANIFEST_FORMAT = "S3BatchOperations_CSV_20180820"
+REPORT_FORMAT = "Report_CSV_20180820"
+TERMINAL = ("Complete", "Failed", "Cancelled")
+# List prices (us-east-1, 2025): per job, per object processed, per 1,000 COPY requests.
+PRICE_PER_JOB = 0.25
+PRICE_PER_MILLION_OBJECTS = 1.00
+PRICE_PER_1000_COPIES = 0.005
+ROLE_ARN = re.compile(r"^arn:(aws[a-z-]*):iam::(\d{12}):role/[\w+=,.@/-]+$")
+JOB_ID = re.compile(r"^[0-9a-zA-Z-]{1,36}$")
+
+
+def manifest_row(bucket: str, key: str) -> list[str]:
+    """One Batch Operations manifest row: the bucket and the URL-encoded key."""
+    return [bucket, quote(key, safe="/")]
+
+
+@dataclass
+class ManifestWritten:
+    """What went into the manifest, and what did not."""
+
+    url: str
+    etag: str
+    rows: int
+    bytes: int
+    large: list[ObjectInfo] = field(default_factory=list)  # over 5 GB: the local multipart copy does them
+    skipped: list[dict] = field(default_factory=list)  # not bronze keys
+    first_keys: list[str] = field(default_factory=list)
+
+
+def _split_s3_url(url: str, option: str) -> tuple[str, str]:
+    if not isinstance(url, str) or not url.startswith("s3://") or not url[5:].split("/", 1)[0]:
+        raise UsageError(f"{option} {url!r} is not an s3:// URL; use e.g. s3://<ops-bucket>/batch/<name>")
+    bucket, _, key = url[5:].partition("/")
+    return bucket, key
+
+
+def write_manifest(s3, objects: Iterable[ObjectInfo], *, manifest_url: str, dest_prefix: str,
+                   copy_limit: int = BATCH_COPY_LIMIT, dry_run: bool = False,
+                   on_progress: Callable[[int], None] | None = None) -> ManifestWritten:
+    """Stream `objects` into a CSV manifest and upload it to `manifest_url` (unless dry_run)."""
+    bucket, key = _split_s3_url(manifest_url, "--manifest")
+    if not key or key.endswith("/"):
+        raise UsageError(f"--manifest {manifest_url!r} names a folder; name the manifest object, e.g. "
+                         f"s3://{bucket}/{key or ''}replay-manifest.csv")
+    result = ManifestWritten(url=manifest_url, etag="", rows=0, bytes=0)
+    with tempfile.TemporaryFile(prefix="eltops-batch-manifest-") as handle:
+        text = io.TextIOWrapper(handle, encoding="utf-8", newline="")
+        writer = csv.writer(text, lineterminator="\n")
+        for obj in objects:
+            try:
+                parse_bronze_key(obj.key)
+            except InvalidKey as exc:
+                result.skipped.append({"key": obj.key, "reason": exc.reason})
+                continue
+            if obj.size > copy_limit:
+                result.large.append(obj)
+                continue
+            writer.writerow(manifest_row(obj.bucket, obj.key))
+            result.rows += 1
+            result.bytes += obj.size
+            if len(result.first_keys) < 5:
+                result.first_keys.append(batch_replay_key(obj.key, dest_prefix))
+            if on_progress and result.rows % 10_000 == 0:
+                on_progress(result.rows)
+        text.flush()
+        text.detach()  # the rows are in `handle`; the upload may close it
+        handle.seek(0)
+        if not dry_run and result.rows:
+            where = f"s3://{bucket}/{key}"
+            with_retries(lambda: s3.upload_fileobj(handle, bucket, key), action="s3:PutObject", resource=where)
+            head = with_retries(lambda: s3.head_object(Bucket=bucket, Key=key), action="s3:GetObject",
+                                resource=where)
+            result.etag = head["ETag"].strip('"')
+    return result
+
+
+def read_manifest_rows(s3, manifest_url: str) -> list[tuple[str, str]]:
+    """(bucket, key) of each row of a Batch Operations CSV manifest, keys decoded (for checks)."""
+    bucket, key = _split_s3_url(manifest_url, "--manifest")
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+    return [(row[0], unquote(row[1])) for row in csv.reader(io.StringIO(body)) if row]
+
+
+def _arn_parts(role_arn: str) -> tuple[str, str]:
+    match = ROLE_ARN.match(role_arn or "")
+    if not match:
+        raise UsageError(f"--role-arn {role_arn!r} is not an IAM role ARN (arn:aws:iam::<account-id>:role/<name>); "
+                         "Terraform's batch_operations_role_arn output gives it")
+    return match.group(1), match.group(2)
+
+
+def request_token(**settings) -> str:
+    """ClientRequestToken: the same plan (manifest ETag and job settings) gives the same token."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:64]
+
+
+@dataclass
+class SubmittedJob:
+    job_id: str
+    account_id: str
+    token: str
+    confirmation_required: bool
+    manifest: str
+    report: str
+
+
+def submit_copy_job(s3control, *, manifest: ManifestWritten, bucket: str, dest_prefix: str, report_url: str,
+                    role_arn: str, priority: int = 10, confirm: bool = True, account_id: str | None = None,
+                    description: str = "eltops replay copy") -> SubmittedJob:
+    """create_job: S3PutObjectCopy of every manifest row to `<dest_prefix>/<key>`, all-tasks report."""
+    partition, role_account = _arn_parts(role_arn)
+    account_id = account_id or role_account
+    report_bucket, report_prefix = _split_s3_url(report_url, "--batch-report")
+    if not manifest.etag:
+        raise OpsError("the manifest was not uploaded (a dry run, or no objects): nothing to submit")
+    manifest_bucket, manifest_key = _split_s3_url(manifest.url, "--manifest")
+    token = request_token(manifest=manifest.url, etag=manifest.etag, bucket=bucket, dest_prefix=dest_prefix,
+                          report=report_url, role=role_arn, priority=priority, confirm=confirm)
+    request = {
+        "AccountId": account_id,
+        "ConfirmationRequired": confirm,
+        "Operation": {"S3PutObjectCopy": {
+            "TargetResource": f"arn:{partition}:s3:::{bucket}",
+            "TargetKeyPrefix": dest_prefix.rstrip("/"),
+            "MetadataDirective": "COPY",
+        }},
+        "Report": {"Bucket": f"arn:{partition}:s3:::{report_bucket}", "Format": REPORT_FORMAT, "Enabled": True,
+                   "Prefix": report_prefix.rstrip("/") or "batch-reports", "ReportScope": "AllTasks"},
+        "ClientRequestToken": token,
+        "Manifest": {"Spec": {"Format": MANIFEST_FORMAT, "Fields": ["Bucket", "Key"]},
+                     "Location": {"ObjectArn": f"arn:{partition}:s3:::{manifest_bucket}/{manifest_key}",
+                                  "ETag": manifest.etag}},
+        "Description": description[:256],
+        "Priority": priority,
+        "RoleArn": role_arn,
+    }
+    response = with_retries(lambda: s3control.create_job(**request), action="s3:CreateJob (and iam:PassRole on "
+                            f"{role_arn})", resource=f"account {account_id}")
+    return SubmittedJob(job_id=response["JobId"], account_id=account_id, token=token, confirmation_required=confirm,
+                        manifest=manifest.url, report=report_url)
+
+
+def estimate_cost(objects: int) -> dict:
+    """What the job costs at list prices (us-east-1): per job, per object, per COPY request."""
+    batch = PRICE_PER_JOB + objects / 1_000_000 * PRICE_PER_MILLION_OBJECTS
+    copies = objects / 1000 * PRICE_PER_1000_COPIES
+    return {"objects": objects, "batch_operations_usd": round(batch, 4), "copy_requests_usd": round(copies, 4),
+            "total_usd": round(batch + copies, 4), "prices": "us-east-1 list prices; check your region's"}
+
+
+@dataclass
+class JobStatus:
+    """describe_job, and (once complete) the completion report as replay copy's report."""
+
+    job_id: str
+    status: str
+    total: int
+    succeeded: int
+    failed: int
+    elapsed_seconds: int
+    failure_reasons: list[dict]
+    status_reason: str | None
+    report: str | None
+    replay: ReplayReport | None = None
+    next_step: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "Complete" and not self.failed and not (self.replay and self.replay.failed)
+
+
+def _check_job_id(job_id: str) -> str:
+    if not JOB_ID.match(job_id or ""):
+        raise UsageError(f"job id {job_id!r} is not an S3 Batch Operations job id (the id `replay copy --engine "
+                         "batch-operations` printed, like 0f3d… 36 characters)")
+    return job_id
+
+
+def job_status(s3control, s3, *, job_id: str, account_id: str, report_path: str | None = None) -> JobStatus:
+    """The job's state; when it is Complete, its completion report read into a ReplayReport."""
+    _check_job_id(job_id)
+    job = with_retries(lambda: s3control.describe_job(AccountId=account_id, JobId=job_id), action="s3:DescribeJob",
+                       resource=f"job {job_id} in account {account_id}")["Job"]
+    progress = job.get("ProgressSummary", {})
+    report = job.get("Report") or {}
+    report_url = None
+    if report.get("Enabled") and report.get("Bucket"):
+        report_url = f"s3://{report['Bucket'].rsplit(':', 1)[-1]}/{report.get('Prefix', '').strip('/')}/job-{job_id}/"
+    status = JobStatus(job_id=job_id, status=job.get("Status", "?"), total=int(progress.get("TotalNumberOfTasks", 0)),
+                       succeeded=int(progress.get("NumberOfTasksSucceeded", 0)),
+                       failed=int(progress.get("NumberOfTasksFailed", 0)),
+                       elapsed_seconds=int(progress.get("Timers", {}).get("ElapsedTimeInActiveSeconds", 0)),
+                       failure_reasons=[{"code": r.get("FailureCode"), "reason": r.get("FailureReason")}
+                                        for r in job.get("FailureReasons", [])],
+                       status_reason=job.get("StatusUpdateReason") or job.get("SuspendedCause"), report=report_url)
+    status.next_step = _next_step(status, account_id)
+    if status.finished and report_url and status.status != "Cancelled":
+        status.replay = read_completion_report(s3, report_url=report_url, job_id=job_id, report_path=report_path)
+    return status
+
+
+def _next_step(status: JobStatus, account_id: str) -> str | None:
+    if status.status == "Suspended":
+        return (f"the job waits for confirmation: aws s3control update-job-status --account-id {account_id} "
+                f"--job-id {status.job_id} --requested-job-status Ready")
+    if status.status == "Failed":
+        return "the job failed (more than half of its first tasks failed, or its manifest/report/role is wrong): " \
+               "read failure_reasons, fix, and submit again"
+    if status.status == "Complete" and status.failed:
+        return "some copies failed: the report lists them; replay them with replay copy --engine local"
+    return None
+
+
+def read_completion_report(s3, *, report_url: str, job_id: str, report_path: str | None = None) -> ReplayReport:
+    """Every task of the completion report (`<prefix>/job-<id>/manifest.json` and its result CSVs)
+    as replay copy's report: ok / failed per key, optionally written to `report_path` (JSON lines)."""
+    bucket, prefix = _split_s3_url(report_url, "report")
+    where = f"s3://{bucket}/{prefix}manifest.json"
+    raw = with_retries(lambda: s3.get_object(Bucket=bucket, Key=f"{prefix}manifest.json")["Body"].read(),
+                       action="s3:GetObject", resource=where)
+    try:
+        results = json.loads(raw)["Results"]
+    except (ValueError, KeyError, TypeError):
+        raise OpsError(f"{where} is not a Batch Operations completion report manifest (no Results)") from None
+    result = ReplayReport(command="replay copy (batch operations)", bucket="", target=f"job {job_id}", planned=0,
+                          bytes=0, report=report_path)
+    if report_path:
+        import pathlib
+
+        pathlib.Path(report_path).unlink(missing_ok=True)  # the job's report, written anew on each read
+    out = Report(report_path)
+    try:
+        for entry in results:
+            key = entry["Key"]
+            body = with_retries(lambda k=key: s3.get_object(Bucket=bucket, Key=k)["Body"].read(), action="s3:GetObject",
+                                resource=f"s3://{bucket}/{key}")
+            if entry.get("MD5Checksum") and hashlib.md5(body).hexdigest() != entry["MD5Checksum"]:
+                raise OpsError(f"s3://{bucket}/{key}: MD5 does not match the completion report's manifest")
+            for row in csv.reader(io.StringIO(body.decode("utf-8"))):
+                if len(row) < 4:
+                    continue
+                source_bucket, source_key, _version, task_status = row[:4]
+                http, code, message = (row[4:7] + ["", "", ""])[:3]
+                key_text = unquote(source_key)
+                result.bucket = result.bucket or source_bucket
+                result.planned += 1
+                if task_status == "succeeded":
+                    result.done += 1
+                    out.write(key=key_text, action="copy", result="ok", detail=f"job {job_id}")
+                else:
+                    detail = " ".join(x for x in (http, code, message) if x)
+                    result.failed.append({"key": key_text, "error": detail})
+                    out.write(key=key_text, action="copy", result="failed", detail=detail)
+    finally:
+        out.close()
+    result.first_keys = [f["key"] for f in result.failed[:5]]
+    return result
+
+
+def wait_for_job(s3control, s3, *, job_id: str, account_id: str, interval: float = 30.0, timeout: float | None = None,
+                 report_path: str | None = None, on_status: Callable[[JobStatus], None] | None = None,
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> JobStatus:
+    """Poll describe_job until the job is Complete, Failed or Cancelled (or waits for confirmation,
+    or `timeout` passes); returns the last status."""
+    started = clock()
+    while True:
+        status = job_status(s3control, s3, job_id=job_id, account_id=account_id, report_path=report_path)
+        if on_status:
+            on_status(status)
+        if status.finished or status.status == "Suspended":
+            return status
+        if timeout is not None and clock() - started + interval > timeout:
+            return status
+        sleep(interval)
+
+
+def describe_plan(manifest: ManifestWritten, *, dest_prefix: str, job: SubmittedJob | None, dry_run: bool) -> dict:
+    """The plan (and job) as the CLI renders it."""
+    return {
+        "engine": "batch-operations", "dry_run": dry_run, "manifest": manifest.url, "objects": manifest.rows,
+        "bytes": manifest.bytes, "dest_prefix": dest_prefix, "first_keys": manifest.first_keys,
+        "local_multipart": [{"key": o.key, "size": o.size} for o in manifest.large],
+        "skipped": manifest.skipped, "cost": estimate_cost(manifest.rows),
+        "job": None if job is None else {"job_id": job.job_id, "account_id": job.account_id,
+                                         "confirmation_required": job.confirmation_required, "report": job.report,
+                                         "client_request_token": job.token},
+        "planned_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }

@@ -1,0 +1,182 @@
+"""Copy replay by S3 Batch Operations. moto has no S3 Control jobs, so s3control runs under
+botocore's Stubber (every request is validated against the service model before the stub answers);
+S3 (manifest, completion report) is moto. The manifest the job names is read back and parsed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import uuid
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+
+from lambdas.shared.keys import parse_bronze_key
+from ops.batch_ops import (
+    BATCH_COPY_LIMIT,
+    ManifestWritten,
+    estimate_cost,
+    job_status,
+    read_manifest_rows,
+    submit_copy_job,
+    wait_for_job,
+    write_manifest,
+)
+from ops.errors import UsageError
+from ops.listing import ObjectInfo
+
+ROLE = "arn:aws:iam::123456789012:role/elt-dev-batch-operations"
+OPS = "elt-local-ops"
+JOB = str(uuid.UUID(int=7))
+T = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+
+
+def obj(bucket: str, key: str, size: int = 10) -> ObjectInfo:
+    return ObjectInfo(bucket=bucket, key=key, size=size, etag="e", last_modified=T)
+
+
+@pytest.fixture
+def aws(pipeline):
+    pipeline.s3.create_bucket(Bucket=OPS)
+    control = boto3.client("s3control", region_name="us-east-1")
+    with Stubber(control) as stub:
+        pipeline.control, pipeline.stub = control, stub
+        yield pipeline
+        stub.assert_no_pending_responses()
+
+
+def selection(bucket: str) -> list[ObjectInfo]:
+    return [obj(bucket, "bronze/orders/dt=2025-01-01/a b+ü,x.jsonl"), obj(bucket, "bronze/orders/dt=2025-01-01/b.jsonl"),
+            obj(bucket, "bronze/orders/dt=2025-01-02/huge.jsonl", size=BATCH_COPY_LIMIT + 1),
+            obj(bucket, "bronze/notes.txt")]
+
+
+def test_the_manifest_lists_bucket_and_url_encoded_key_and_routes_large_objects_locally(aws):
+    written = write_manifest(aws.s3, selection(aws.bronze), manifest_url=f"s3://{OPS}/batch/m.csv",
+                             dest_prefix="bronze/replay/b1")
+    raw = aws.s3.get_object(Bucket=OPS, Key="batch/m.csv")["Body"].read().decode()
+    assert raw.splitlines()[0] == f"{aws.bronze},bronze/orders/dt%3D2025-01-01/a%20b%2B%C3%BC%2Cx.jsonl"
+    assert read_manifest_rows(aws.s3, written.url) == [
+        (aws.bronze, "bronze/orders/dt=2025-01-01/a b+ü,x.jsonl"), (aws.bronze, "bronze/orders/dt=2025-01-01/b.jsonl")]
+    assert [o.key for o in written.large] == ["bronze/orders/dt=2025-01-02/huge.jsonl"]
+    assert written.skipped[0]["key"] == "bronze/notes.txt"
+    assert (written.rows, written.bytes, written.etag) == (2, 20, hashlib.md5(raw.encode()).hexdigest())
+    # Where the copies land parses to the original's logical key, so silver is overwritten in place.
+    assert written.first_keys[1] == "bronze/replay/b1/bronze/orders/dt=2025-01-01/b.jsonl"
+    assert parse_bronze_key(written.first_keys[1]).logical_key == "bronze/orders/dt=2025-01-01/b.jsonl"
+
+
+def test_a_dry_run_writes_no_manifest(aws):
+    written = write_manifest(aws.s3, selection(aws.bronze), manifest_url=f"s3://{OPS}/batch/m.csv",
+                             dest_prefix="bronze/replay/b1", dry_run=True)
+    assert written.rows == 2 and written.etag == "" and "Contents" not in aws.s3.list_objects_v2(Bucket=OPS)
+
+
+def expected_job(aws, written: ManifestWritten, *, confirm: bool, token=ANY) -> dict:
+    return {
+        "AccountId": "123456789012", "ConfirmationRequired": confirm,
+        "Operation": {"S3PutObjectCopy": {"TargetResource": f"arn:aws:s3:::{aws.bronze}",
+                                          "TargetKeyPrefix": "bronze/replay/b1", "MetadataDirective": "COPY"}},
+        "Report": {"Bucket": f"arn:aws:s3:::{OPS}", "Format": "Report_CSV_20180820", "Enabled": True,
+                   "Prefix": "batch/reports", "ReportScope": "AllTasks"},
+        "ClientRequestToken": token,
+        "Manifest": {"Spec": {"Format": "S3BatchOperations_CSV_20180820", "Fields": ["Bucket", "Key"]},
+                     "Location": {"ObjectArn": f"arn:aws:s3:::{OPS}/batch/m.csv", "ETag": written.etag}},
+        "Description": ANY, "Priority": 20, "RoleArn": ROLE}
+
+
+def submit(aws, written, confirm=True):
+    return submit_copy_job(aws.control, manifest=written, bucket=aws.bronze, dest_prefix="bronze/replay/b1/",
+                           report_url=f"s3://{OPS}/batch/reports/", role_arn=ROLE, priority=20, confirm=confirm)
+
+
+def test_the_job_copies_into_the_replay_prefix_and_a_retried_submit_sends_the_same_token(aws):
+    written = write_manifest(aws.s3, selection(aws.bronze), manifest_url=f"s3://{OPS}/batch/m.csv",
+                             dest_prefix="bronze/replay/b1")
+    aws.stub.add_response("create_job", {"JobId": JOB}, expected_job(aws, written, confirm=True))
+    first = submit(aws, written)
+    # The same plan submitted again (a timeout, a rerun): same token, so S3 returns the same job.
+    aws.stub.add_response("create_job", {"JobId": JOB}, expected_job(aws, written, confirm=True, token=first.token))
+    again = submit(aws, write_manifest(aws.s3, selection(aws.bronze), manifest_url=f"s3://{OPS}/batch/m.csv",
+                                       dest_prefix="bronze/replay/b1"))
+    assert first.job_id == again.job_id == JOB and first.token == again.token and len(first.token) <= 64
+    # --yes: no confirmation, and a different job settings hash.
+    aws.stub.add_response("create_job", {"JobId": JOB}, expected_job(aws, written, confirm=False))
+    assert submit(aws, written, confirm=False).token != first.token
+
+
+def test_a_bad_role_arn_is_a_usage_error_before_any_call(aws):
+    written = ManifestWritten(url=f"s3://{OPS}/m.csv", etag="x", rows=1, bytes=1)
+    with pytest.raises(UsageError, match="--role-arn 'elt-batch' is not an IAM role ARN"):
+        submit_copy_job(aws.control, manifest=written, bucket=aws.bronze, dest_prefix="bronze/replay/b1",
+                        report_url=f"s3://{OPS}/r/", role_arn="elt-batch")
+
+
+def put_completion_report(aws, rows: list[str]) -> None:
+    body = ("\n".join(rows) + "\n").encode()
+    key = f"batch/reports/job-{JOB}/results/{uuid.uuid4()}.csv"
+    aws.s3.put_object(Bucket=OPS, Key=key, Body=body)
+    manifest = {"Format": "Report_CSV_20180820", "ReportCreationDate": "2025-01-01T00:00:00.000Z",
+                "Results": [{"TaskExecutionStatus": "failed" if "failed" in body.decode() else "succeeded",
+                             "Bucket": OPS, "MD5Checksum": hashlib.md5(body).hexdigest(), "Key": key}],
+                "ReportSchema": "Bucket, Key, VersionId, TaskStatus, ErrorCode, HTTPStatusCode, ResultMessage"}
+    aws.s3.put_object(Bucket=OPS, Key=f"batch/reports/job-{JOB}/manifest.json", Body=json.dumps(manifest).encode())
+
+
+def describe(status: str, total=3, ok=0, failed=0, reasons=()) -> dict:
+    return {"Job": {"JobId": JOB, "Status": status, "Priority": 20,
+                    "ProgressSummary": {"TotalNumberOfTasks": total, "NumberOfTasksSucceeded": ok,
+                                        "NumberOfTasksFailed": failed, "Timers": {"ElapsedTimeInActiveSeconds": 9}},
+                    "FailureReasons": [{"FailureCode": c, "FailureReason": r} for c, r in reasons],
+                    "Report": {"Bucket": f"arn:aws:s3:::{OPS}", "Format": "Report_CSV_20180820", "Enabled": True,
+                               "Prefix": "batch/reports", "ReportScope": "AllTasks"}}}
+
+
+def test_wait_polls_until_complete_and_turns_failed_tasks_into_the_replay_report(aws, tmp_path):
+    put_completion_report(aws, [
+        f"{aws.bronze},bronze/orders/dt%3D2025-01-01/a%20b%2B%C3%BC%2Cx.jsonl,,succeeded,200,,Successful",
+        f"{aws.bronze},bronze/orders/dt%3D2025-01-01/b.jsonl,,failed,404,NoSuchKey,The specified key does not exist.",
+        f"{aws.bronze},bronze/orders/dt%3D2025-01-01/c.jsonl,,succeeded,200,,Successful"])
+    params = {"AccountId": "123456789012", "JobId": JOB}
+    aws.stub.add_response("describe_job", describe("Preparing"), params)
+    aws.stub.add_response("describe_job", describe("Active", ok=1), params)
+    aws.stub.add_response("describe_job", describe("Complete", ok=2, failed=1), params)
+    seen, slept = [], []
+    status = wait_for_job(aws.control, aws.s3, job_id=JOB, account_id="123456789012", interval=5,
+                          report_path=str(tmp_path / "r.jsonl"), on_status=lambda s: seen.append(s.status),
+                          sleep=slept.append)
+    assert seen == ["Preparing", "Active", "Complete"] and slept == [5, 5]
+    assert (status.total, status.succeeded, status.failed, status.ok) == (3, 2, 1, False)
+    replay = status.replay
+    assert (replay.planned, replay.done) == (3, 2)
+    assert replay.failed == [{"key": "bronze/orders/dt=2025-01-01/b.jsonl",
+                              "error": "404 NoSuchKey The specified key does not exist."}]
+    lines = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert [(x["key"], x["action"], x["result"]) for x in lines] == [
+        ("bronze/orders/dt=2025-01-01/a b+ü,x.jsonl", "copy", "ok"), ("bronze/orders/dt=2025-01-01/b.jsonl", "copy", "failed"),
+        ("bronze/orders/dt=2025-01-01/c.jsonl", "copy", "ok")]
+    assert "replay copy --engine local" in status.next_step
+
+
+def test_a_failed_job_reports_its_reasons_and_a_suspended_one_says_how_to_confirm(aws):
+    aws.stub.add_response("describe_job", describe("Suspended") | {}, {"AccountId": "123456789012", "JobId": JOB})
+    suspended = job_status(aws.control, aws.s3, job_id=JOB, account_id="123456789012")
+    assert "--requested-job-status Ready" in suspended.next_step and suspended.replay is None
+    put_completion_report(aws, [f"{aws.bronze},bronze/orders/dt%3D2025-01-01/b.jsonl,,failed,403,AccessDenied,Denied"])
+    aws.stub.add_response("describe_job", describe("Failed", total=1, failed=1, reasons=[
+        ("Manifest", "Reading the manifest is forbidden: AccessDenied")]), {"AccountId": "123456789012", "JobId": JOB})
+    failed = job_status(aws.control, aws.s3, job_id=JOB, account_id="123456789012")
+    assert failed.failure_reasons == [{"code": "Manifest", "reason": "Reading the manifest is forbidden: AccessDenied"}]
+    assert failed.replay.failed[0]["error"] == "403 AccessDenied Denied"
+
+
+def test_a_wrong_job_id_is_a_usage_error():
+    with pytest.raises(UsageError, match="is not an S3 Batch Operations job id"):
+        job_status(None, None, job_id="job/../x", account_id="123456789012")
+
+
+def test_the_cost_is_per_job_plus_per_object():
+    assert estimate_cost(2_000_000) == {"objects": 2_000_000, "batch_operations_usd": 2.25, "copy_requests_usd": 10.0,
+                                        "total_usd": 12.25, "prices": "us-east-1 list prices; check your region's"}
