@@ -116,6 +116,21 @@ def list_window(s3, *, bucket: str, prefix: str, window: Window, by: str = "modi
                    skipped_replay_copies=skipped)
 
 
+def list_objects(s3, *, bucket: str, prefix: str, window: Window, by: str = "modified",
+                 from_inventory: str | None = None, live_tail: bool | None = None, concurrency: int = 8,
+                 on_progress: Callable[[int], None] | None = None) -> Listing:
+    """The listing source every command shares: live ListObjectsV2 (`list_window`), or an S3
+    Inventory report when `from_inventory` names its manifest (`ops.inventory`; the result is an
+    InventoryListing whose `inventory` dict says how old the report is and what was listed live)."""
+    if not from_inventory:
+        return list_window(s3, bucket=bucket, prefix=prefix, window=window, by=by, concurrency=concurrency,
+                           on_progress=on_progress)
+    from ops.inventory import list_from_inventory
+
+    return list_from_inventory(s3, manifest_url=from_inventory, bucket=bucket, prefix=prefix, window=window, by=by,
+                               live_tail=live_tail, concurrency=concurrency, on_progress=on_progress)
+
+
 def _partition_day(prefix: str) -> dt.date | None:
     last = prefix.rstrip("/").rsplit("/", 1)[-1]
     if not last.startswith("dt="):

@@ -200,3 +200,15 @@ def test_an_old_report_says_how_old_it_is(reports):
     assert got.inventory["report_age_hours"] == 120.0
     assert got.inventory["warnings"] == [
         "the report is 120 h old (taken 2025-01-01T06:00Z); check that inventory deliveries still arrive"]
+
+
+def test_the_shared_listing_source_reads_the_report_when_given_one(reports):
+    from ops.listing import list_objects
+
+    url = report(reports)
+    reports.put("bronze/orders/dt=2025-01-01/live-only.jsonl", b"{}\n")
+    live = list_objects(reports.s3, bucket=reports.bronze, prefix="bronze/orders/", window=ALL, by="partition")
+    from_report = list_objects(reports.s3, bucket=reports.bronze, prefix="bronze/orders/", window=ALL, by="partition",
+                               from_inventory=url)
+    assert [o.key for o in live.objects] == ["bronze/orders/dt=2025-01-01/live-only.jsonl"]
+    assert len(from_report.objects) == 7 and from_report.summary()["inventory"]["manifest"] == url
