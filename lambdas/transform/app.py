@@ -11,11 +11,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
+import pyarrow as pa
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
@@ -121,12 +123,14 @@ def _transform(d: Deps, unit: work_unit.WorkUnit) -> dict:
                                rejected_rows=0, outcome="superseded")
             log(LOG, logging.WARNING, "superseded: the object changed since; skipped", object=unit.object_id)
             return {"outcome": "superseded"}
-        if code in ("NoSuchKey", "404") or status == 404:
+        if code == "NoSuchKey":
+            # Only a missing key in a bucket that exists is a deleted source. S3 says NoSuchKey only
+            # to a caller with s3:ListBucket on the bucket; without it the answer is 403 (below).
             d.ledger.mark_done(bucket=unit.bucket, key=unit.key, etag=unit.etag, silver_key="", rows=0,
                                rejected_rows=0, outcome="source-deleted")
             log(LOG, logging.WARNING, "source deleted since queued; skipped", object=unit.object_id)
             return {"outcome": "source-deleted"}
-        raise
+        raise ItemFailed(s3_read_error(exc, bucket=unit.bucket, key=unit.key)) from None
     _refuse_collision(d, parsed)
     ingested_at = dt.datetime.now(dt.UTC)
     with tempfile.TemporaryDirectory(prefix="elt-") as tmp:
@@ -154,10 +158,72 @@ def _transform(d: Deps, unit: work_unit.WorkUnit) -> dict:
     for note in result.notes:
         log(LOG, logging.WARNING, note, object=unit.object_id)
     for line, reason in result.first_rejects:
-        log(LOG, logging.WARNING, "line rejected", object=unit.object_id, line=line, reason=reason)
+        # A reason may quote the rejected value (personal data, perhaps): the log says where and
+        # what kind of problem; the value itself stays in quarantine.
+        log(LOG, logging.WARNING, "line rejected", object=unit.object_id, line=line, **reject_summary(reason, schema))
     return {"outcome": "written", "rows": result.rows, "rejected_rows": result.rejected,
             "blank_lines": result.blank_lines, "format": result.fmt, "bytes_in": result.bytes_in,
             "silver_key": parsed.silver_key}
+
+
+def s3_read_error(exc: ClientError, *, bucket: str, key: str) -> str:
+    """The failed item's reason for an S3 error that is not a plain answer, naming what to fix.
+
+    403 and 404 are taken as AWS returns them: NoSuchBucket is a work unit pointing at the wrong
+    bucket (a typo in a replay, a redrive into another environment), never a deleted source; a 403
+    is a permission problem, and for a missing key it is what S3 says to a caller that lacks
+    s3:ListBucket (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html)."""
+    error = exc.response.get("Error", {})
+    code = error.get("Code") or str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "?"))
+    where = f"s3://{bucket}/{key}"
+    if code == "NoSuchBucket":
+        return (f"bucket {bucket!r} does not exist (NoSuchBucket) for {where}: the work unit names the wrong "
+                "bucket; replay or redrive it against the right environment's bronze bucket")
+    if code in ("AccessDenied", "403", "Forbidden"):
+        return (f"access denied (403) on {where}: the transform role needs s3:GetObject on the key and "
+                "s3:ListBucket on the bucket (without it S3 answers 403 for a missing key); see "
+                "infra/terraform/envs/dev/main.tf")
+    return f"{code} on {where}: {error.get('Message') or exc}"
+
+
+_FIELD = re.compile(r"field(?:\(s\))? ((?:'[^']*'(?:, )?)+)")
+_REJECT_KINDS = (  # (words in a reason, kind logged); reasons are made in lambdas.transform.core
+    ("not valid UTF-8", "invalid-utf8"),
+    ("malformed JSON", "malformed-json"),
+    ("missing required field", "missing-field"),
+    ("is not a valid", "invalid-value"),
+    ("where the schema expects", "wrong-type"),
+    ("expected an object", "not-an-object"),
+    ("line longer than", "line-too-long"),
+)
+
+
+def reject_summary(reason: str, schema: schemas.EventSchema) -> dict:
+    """What a log line may say about a rejected line: the kind of problem and the schema's names of
+    the fields involved, never the value (quarantine keeps the raw line and the full reason).
+
+    Only names the schema declares are kept: a value may itself contain "field '…'"."""
+    kind = next((k for words, k in _REJECT_KINDS if words in reason), "other")
+    known = schema_paths(schema)
+    fields = [f for group in _FIELD.findall(reason) for f in re.findall(r"'([^']*)'", group) if f in known]
+    return {"problem": kind, "fields": sorted(set(fields))}
+
+
+def schema_paths(schema: schemas.EventSchema) -> set[str]:
+    """Every field path of a schema as reasons spell them: `origin.city`, `items`, `items[].sku`."""
+    paths: set[str] = set()
+
+    def walk(type_, path: str) -> None:
+        paths.add(path)
+        if pa.types.is_struct(type_):
+            for child in type_:
+                walk(child.type, f"{path}.{child.name}")
+        elif pa.types.is_list(type_) or pa.types.is_large_list(type_):
+            walk(type_.value_type, path + "[]")
+
+    for field in schema.arrow:
+        walk(field.type, field.name)
+    return paths
 
 
 def _refuse_collision(d: Deps, parsed) -> None:
@@ -168,7 +234,7 @@ def _refuse_collision(d: Deps, parsed) -> None:
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
             return
-        raise
+        raise ItemFailed(s3_read_error(exc, bucket=d.silver_bucket, key=parsed.silver_key)) from None
     owner = unquote(head.get("Metadata", {}).get("source-key", ""))
     if owner and owner != parsed.logical_key:
         raise ItemFailed(f"silver key collision: {parsed.silver_key} already holds {owner}; {parsed.logical_key} "

@@ -115,3 +115,91 @@ def test_two_bronze_objects_that_differ_only_by_suffix_do_not_overwrite_each_oth
     item = pipeline.ledger.versions(bucket=pipeline.bronze, key="bronze/shipments/dt=2025-01-01/same.json")[0]
     assert item["status"] == "FAILED" and "silver key collision" in item["last_error"]
     assert silver_table(pipeline, "silver/shipments/dt=2025-01-01/same.parquet").num_rows == good
+
+
+def one_unit_event(pipeline, *, bucket, key, etag="0123456789abcdef0123456789abcdef"):
+    unit = work_unit.build(bucket=bucket, key=key, etag=etag, size=1, origin="replay-sqs")
+    return pipeline.sqs_event([{"MessageId": "m", "ReceiptHandle": "r", "Body": unit.body()}]), unit
+
+
+def test_a_missing_key_in_an_existing_bucket_is_done_as_source_deleted(pipeline):
+    event, unit = one_unit_event(pipeline, bucket=pipeline.bronze, key=KEY)
+    assert pipeline.transform_app.handler(event) == {"batchItemFailures": []}
+    item = pipeline.ledger.get(bucket=pipeline.bronze, key=KEY, etag=unit.etag)
+    assert (item["status"], item["outcome"]) == ("DONE", "source-deleted")
+
+
+def test_a_work_unit_naming_a_bucket_that_does_not_exist_fails_and_names_the_bucket(pipeline):
+    event, unit = one_unit_event(pipeline, bucket="elt-prod-bronze-typo", key=KEY)
+    assert pipeline.transform_app.handler(event) == {"batchItemFailures": [{"itemIdentifier": "m"}]}
+    item = pipeline.ledger.get(bucket="elt-prod-bronze-typo", key=KEY, etag=unit.etag)
+    assert item["status"] == "FAILED"
+    assert "bucket 'elt-prod-bronze-typo' does not exist (NoSuchBucket)" in item["last_error"]
+    assert "Contents" not in pipeline.s3.list_objects_v2(Bucket=pipeline.silver)
+
+
+def test_access_denied_on_the_source_fails_the_item_and_says_which_permissions_to_check(pipeline):
+    """AWS answers 403 for a missing key when the role lacks s3:ListBucket: never 'source deleted'.
+    moto does not enforce IAM, so the 403 comes from botocore's Stubber (request checked against
+    the S3 service model)."""
+    from botocore.stub import Stubber
+
+    event, unit = one_unit_event(pipeline, bucket=pipeline.bronze, key=KEY)
+    s3 = pipeline.transform_app.deps().s3
+    with Stubber(s3) as stub:
+        stub.add_client_error("get_object", service_error_code="AccessDenied", service_message="Access Denied",
+                              http_status_code=403,
+                              expected_params={"Bucket": pipeline.bronze, "Key": KEY, "IfMatch": f'"{unit.etag}"'})
+        assert pipeline.transform_app.handler(event) == {"batchItemFailures": [{"itemIdentifier": "m"}]}
+    item = pipeline.ledger.get(bucket=pipeline.bronze, key=KEY, etag=unit.etag)
+    assert item["status"] == "FAILED" and "access denied (403)" in item["last_error"]
+    assert "s3:ListBucket" in item["last_error"]
+
+
+def test_access_denied_on_the_silver_head_fails_the_item_instead_of_writing(pipeline):
+    from botocore.stub import ANY, Stubber
+
+    data, _ = events(5)
+    etag = pipeline.put(KEY, data)
+    event, unit = one_unit_event(pipeline, bucket=pipeline.bronze, key=KEY, etag=etag)
+    s3 = pipeline.transform_app.deps().s3
+    real_get = s3.get_object
+    body = real_get(Bucket=pipeline.bronze, Key=KEY)["Body"].read()
+    with Stubber(s3) as stub:
+        from botocore.response import StreamingBody
+
+        stub.add_response("get_object", {"Body": StreamingBody(io.BytesIO(body), len(body)), "ETag": f'"{etag}"'},
+                          expected_params={"Bucket": pipeline.bronze, "Key": KEY, "IfMatch": ANY})
+        stub.add_client_error("head_object", service_error_code="403", http_status_code=403,
+                              expected_params={"Bucket": pipeline.silver, "Key": ANY})
+        assert pipeline.transform_app.handler(event) == {"batchItemFailures": [{"itemIdentifier": "m"}]}
+    item = pipeline.ledger.get(bucket=pipeline.bronze, key=KEY, etag=unit.etag)
+    assert item["status"] == "FAILED" and f"s3://{pipeline.silver}/silver/" in item["last_error"]
+    assert "Contents" not in pipeline.s3.list_objects_v2(Bucket=pipeline.silver)
+
+
+PLANTED = ("PLANTED-7f3a-not-a-time", "planted.person@example.org", 98765432109876543210987)
+
+
+def test_log_lines_hold_no_rejected_value_only_line_numbers_field_names_and_counts(pipeline, capsys):
+    good = [json.loads(t) for ok, t in generate(type_="shipments", count=6, seed=4) if ok]
+    bad_time = dict(good[0], created_at=PLANTED[0])
+    bad_type = dict(good[1], carrier={"name": PLANTED[1]})
+    bad_int = dict(good[2], items=[{"sku": "A", "quantity": PLANTED[2]}])
+    hostile = dict(good[3], created_at=f"x of field 'x' {PLANTED[1]} is not a valid ")  # looks like a reason
+    lines = [good[4], bad_time, bad_type, bad_int, hostile, good[5]]
+    data = ("\n".join(json.dumps(x) for x in lines) + "\n").encode()
+    capsys.readouterr()
+    assert pipeline.run(KEY, data) == {"batchItemFailures": []}
+    logged = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    rejected = sorted((e for e in logged if e["message"] == "line rejected"), key=lambda e: e["line"])
+    assert [e["line"] for e in rejected] == [2, 3, 4, 5]
+    assert {e["problem"] for e in rejected} == {"invalid-value", "wrong-type"}
+    assert [e["fields"] for e in rejected] == [["created_at"], ["carrier"], ["items[].quantity"], ["created_at"]]
+    text = "\n".join(json.dumps(e) for e in logged)
+    for value in PLANTED:
+        assert str(value) not in text
+    assert "field 'x'" not in text
+    quarantine = pipeline.s3.get_object(Bucket=pipeline.silver, Key="quarantine/shipments/dt=2025-01-01/batch.jsonl")
+    kept = quarantine["Body"].read().decode()
+    assert all(str(value) in kept for value in PLANTED)  # the data is kept where it belongs
