@@ -47,13 +47,13 @@ MODULE_GLOBS = (
 # Each module's focused tests (globs): its own unit tests and the functional tests of its component.
 # A module with no entry is tested by the unit and functional test files that import it.
 FOCUSED = {
-    "lambdas/shared/aws.py": ("tests/unit/test_lambda_clients.py",),
-    "lambdas/shared/config.py": ("tests/unit/test_config.py", "tests/unit/test_docs.py"),
+    "lambdas/shared/aws.py": ("tests/unit/test_lambda_helpers.py",),
+    "lambdas/shared/config.py": ("tests/unit/test_lambda_helpers.py", "tests/unit/test_docs.py"),
     "lambdas/shared/keys.py": ("tests/unit/test_keys.py",),
     "lambdas/shared/ledger.py": ("tests/unit/test_ledger.py",),
-    "lambdas/shared/log.py": ("tests/unit/test_log.py",),
-    "lambdas/shared/schemas.py": ("tests/unit/test_schemas.py", "tests/unit/test_transform*.py"),
-    "lambdas/shared/steps.py": ("tests/unit/test_steps.py",),
+    "lambdas/shared/log.py": ("tests/unit/test_lambda_helpers.py",),
+    "lambdas/shared/schemas.py": ("tests/unit/test_lambda_helpers.py", "tests/unit/test_transform*.py"),
+    "lambdas/shared/steps.py": ("tests/unit/test_lambda_helpers.py",),
     "lambdas/shared/work_unit.py": ("tests/unit/test_work_unit.py",),
     "lambdas/ingest/*.py": ("tests/unit/test_s3_events.py", "tests/functional/test_ingest_handler.py"),
     "lambdas/transform/*.py": ("tests/unit/test_transform*.py", "tests/functional/test_transform_handler.py"),
