@@ -166,7 +166,8 @@ def cli():
     """On-call and backfill toolkit for the serverless ELT pipeline.
 
     Global options (--profile, --region, --endpoint-url, --json, --quiet) work before or after the
-    command. Exit codes: 0 ok, 1 error, 2 usage error, 3 partial failure, 130 interrupted.
+    command. Exit codes: 0 ok, 1 error, 2 usage error, 3 partial failure, 4 needs attention (health,
+    reconcile), 130 interrupted.
 
     \b
     Try it without an AWS account:
@@ -181,7 +182,7 @@ def main() -> None:
 def register() -> None:
     from ops.commands import core  # noqa: F401  (commands attach themselves to `cli`)
 
-    for name in ("listing", "dlq", "provision"):
+    for name in ("listing", "dlq", "provision", "observe"):
         try:
             __import__(f"ops.commands.{name}")
         except ModuleNotFoundError as exc:

@@ -10,6 +10,7 @@ class ExitStatus(IntEnum):
     ERROR = 1
     USAGE = 2
     PARTIAL = 3  # some items failed; the report lists them
+    UNHEALTHY = 4  # eltops health: something needs attention; eltops reconcile: gaps found, not replayed
     INTERRUPTED = 130
 
 
@@ -31,6 +32,12 @@ class NotConfigured(OpsError):
 
 class AccessDenied(OpsError):
     """AWS refused a call: names the permission to grant."""
+
+
+class NeedsAttention(OpsError):
+    """The check ran and found something wrong (exit 4): `eltops health`, gaps from `eltops reconcile`."""
+
+    exit_status = ExitStatus.UNHEALTHY
 
 
 class PartialFailure(OpsError):

@@ -1,12 +1,14 @@
-"""The object ledger from the operator's side: one object's story, and purging items so objects
-can be ingested again."""
+"""The object ledger from the operator's side: one object's story, the ledger as a list (with the
+filters purge uses), lookups of many object versions at once, and purging items so objects can be
+ingested again."""
 
 from __future__ import annotations
 
 import datetime as dt
 import random
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -132,34 +134,129 @@ class PurgeReport:
     seconds: float = 0.0
 
 
-def scan_matching(ddb, *, table: str, filters: PurgeFilter, segments: int = 4,
-                  now: float | None = None) -> tuple[list[dict], int]:
-    """Parallel Scan (one worker per segment) returning matching items' keys and status."""
+def _scan_pages(ddb, *, table: str, filters: PurgeFilter, segment: int, segments: int, now: float,
+                projection: str | None) -> Iterator[tuple[list[dict], int]]:
+    """One Scan segment, page by page: (matching items as plain dicts, items scanned)."""
     for status in filters.statuses:
         if status not in STATUSES:
             raise UsageError(f"--status {status!r} is not one of {', '.join(STATUSES)}")
-    expression, names, values = filters.expression(now if now is not None else time.time())
+    expression, names, values = filters.expression(now)
+    start = None
+    while True:
+        kwargs = dict(TableName=table, Segment=segment, TotalSegments=segments)
+        if projection:
+            kwargs["ProjectionExpression"] = projection
+            names = {**names, "#st": "status"}
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        if expression:
+            kwargs["FilterExpression"] = expression
+            kwargs["ExpressionAttributeValues"] = values
+        if start:
+            kwargs["ExclusiveStartKey"] = start
+        page = with_retries(lambda k=kwargs: ddb.scan(**k), action="dynamodb:Scan", resource=table)
+        yield [plain(i) for i in page.get("Items", [])], page.get("ScannedCount", 0)
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            return
+
+
+def scan_matching(ddb, *, table: str, filters: PurgeFilter, segments: int = 4,
+                  now: float | None = None) -> tuple[list[dict], int]:
+    """Parallel Scan (one worker per segment) returning matching items' keys and status."""
+    moment = now if now is not None else time.time()
 
     def scan(segment: int) -> tuple[list[dict], int]:
-        items, scanned, start = [], 0, None
-        while True:
-            kwargs = dict(TableName=table, Segment=segment, TotalSegments=segments,
-                          ProjectionExpression="pk, etag, #st", ExpressionAttributeNames={**names, "#st": "status"})
-            if expression:
-                kwargs["FilterExpression"] = expression
-                kwargs["ExpressionAttributeValues"] = values
-            if start:
-                kwargs["ExclusiveStartKey"] = start
-            page = with_retries(lambda k=kwargs: ddb.scan(**k), action="dynamodb:Scan", resource=table)
-            scanned += page.get("ScannedCount", 0)
-            items += [plain(i) for i in page.get("Items", [])]
-            start = page.get("LastEvaluatedKey")
-            if not start:
-                return items, scanned
+        items, scanned = [], 0
+        for page, count in _scan_pages(ddb, table=table, filters=filters, segment=segment, segments=segments,
+                                       now=moment, projection="pk, etag, #st"):
+            items += page
+            scanned += count
+        return items, scanned
 
     with ThreadPoolExecutor(max_workers=segments) as pool:
         results = list(pool.map(scan, range(segments)))
     return [i for items, _ in results for i in items], sum(s for _, s in results)
+
+
+# --- ls ------------------------------------------------------------------------------------------
+@dataclass
+class LedgerListing:
+    table: str
+    scanned: int = 0
+    matched: int = 0
+    by_status: dict = field(default_factory=dict)
+
+
+def list_items(ddb, *, table: str, filters: PurgeFilter, segments: int = 4, now: float | None = None,
+               on_item: Callable[[dict], None], limit: int | None = None) -> LedgerListing:
+    """Every ledger item matching the purge filters, whole (all attributes, `expired` computed),
+    handed to `on_item` as the segments' Scan pages arrive (memory stays one page per segment).
+    Items come in no particular order: DynamoDB scans by hash. Stops after `limit` items."""
+    moment = now if now is not None else time.time()
+    listing = LedgerListing(table=table)
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def scan(segment: int) -> None:
+        for page, count in _scan_pages(ddb, table=table, filters=filters, segment=segment, segments=segments,
+                                       now=moment, projection=None):
+            with lock:
+                listing.scanned += count
+                for item in page:
+                    if done.is_set():
+                        return
+                    item["expired"] = int(item.get("expiration", 0) or 0) < moment
+                    listing.matched += 1
+                    listing.by_status[item.get("status", "?")] = listing.by_status.get(item.get("status", "?"), 0) + 1
+                    on_item(item)
+                    if limit is not None and listing.matched >= limit:
+                        done.set()
+                        return
+
+    with ThreadPoolExecutor(max_workers=segments) as pool:
+        list(pool.map(scan, range(segments)))
+    return listing
+
+
+# --- many versions at once (reconcile) -----------------------------------------------------------
+BATCH_GET_LIMIT = 100  # BatchGetItem reads at most 100 items per call
+LOOKUP_FIELDS = ("pk", "etag", "status", "lease_until", "expiration", "claimed_at", "queued_at", "finished_at",
+                 "last_error", "outcome", "attempts", "silver_key", "rows", "rejected_rows")
+
+
+def batch_get(ddb, *, table: str, keys: list[tuple[str, str]], attempts: int = 8,
+              sleep: Callable[[float], None] = time.sleep, on_call: Callable[[], None] | None = None
+              ) -> dict[tuple[str, str], dict]:
+    """The ledger items of many (pk, etag) versions: BatchGetItem of 100, strongly consistent;
+    UnprocessedKeys (throttling) are asked again with jittered backoff. Absent versions are
+    absent from the result."""
+    names = {f"#{i}": name for i, name in enumerate(LOOKUP_FIELDS)}
+    found: dict[tuple[str, str], dict] = {}
+    for start in range(0, len(keys), BATCH_GET_LIMIT):
+        chunk = list(dict.fromkeys(keys[start:start + BATCH_GET_LIMIT]))  # a repeated key is a ValidationException
+        request = {table: {"Keys": [{"pk": {"S": pk}, "etag": {"S": etag}} for pk, etag in chunk],
+                           "ConsistentRead": True, "ProjectionExpression": ", ".join(names),
+                           "ExpressionAttributeNames": names}}
+        for attempt in range(attempts):
+            if attempt:
+                sleep(random.uniform(0, min(5.0, 0.05 * 2**attempt)))
+            if on_call:
+                on_call()
+            response = with_retries(lambda r=request: ddb.batch_get_item(RequestItems=r),
+                                    action="dynamodb:BatchGetItem", resource=table)
+            for raw in response.get("Responses", {}).get(table, []):
+                item = plain(raw)
+                found[(item["pk"], item["etag"])] = item
+            left = response.get("UnprocessedKeys", {}).get(table)
+            if not left or not left.get("Keys"):
+                break
+            request = {table: left}
+        else:
+            raise OpsError(f"dynamodb:BatchGetItem on {table}: {len(request[table]['Keys'])} key(s) still unprocessed "
+                           f"after {attempts} attempts (the table is throttled); run again later or raise its read "
+                           "capacity")
+    return found
 
 
 def delete_items(ddb, *, table: str, items: list[dict], concurrency: int = 4, attempts: int = 8,

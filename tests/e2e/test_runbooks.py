@@ -122,6 +122,39 @@ def env(tmp_path_factory):
 
 
 # --- one test per runbook: set-up, run every command, check the effect --------------------------------------
+def test_find_and_fill_gaps(env):
+    import time
+
+    prefix = "bronze/orders/dt=2025-04-01/"
+    for name in "abcd":
+        env.put(f"{prefix}{name}.jsonl", env.events("orders", seed=ord(name)))
+    env.wait_idle()
+    ddb = boto3.client("dynamodb", endpoint_url=env.vars["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    table = env.vars["ELT_LEDGER_TABLE"]
+
+    def item(name: str) -> dict:
+        pk = f"s3://{env.bronze}/{prefix}{name}.jsonl"
+        return ddb.query(TableName=table, KeyConditionExpression="pk = :pk",
+                         ExpressionAttributeValues={":pk": {"S": pk}})["Items"][0]
+
+    for name in "abc":  # silver lost for three objects ...
+        env.s3.delete_object(Bucket=env.silver, Key=f"silver/orders/dt=2025-04-01/{name}.parquet")
+    b = item("b")  # ... b's event never arrived (no ledger item), c's ingest died holding the claim
+    ddb.delete_item(TableName=table, Key={"pk": b["pk"], "etag": b["etag"]})
+    c = item("c")
+    c.update(status={"S": "CLAIMED"}, lease_until={"N": str(int(time.time() * 1000) - 1000)})
+    ddb.put_item(TableName=table, Item=c)
+    env.run_runbook("find-and-fill-gaps.md")
+    gaps = [json.loads(x) for x in (env.workdir / "gaps.jsonl").read_text().splitlines()]
+    assert sorted((g["key"].rsplit("/", 1)[1], g["category"]) for g in gaps) == [
+        ("a.jsonl", "silver-missing"), ("b.jsonl", "never-ingested"), ("c.jsonl", "claim-expired")]
+    report = [json.loads(x) for x in (env.workdir / "fill-gaps.jsonl").read_text().splitlines()]
+    assert len(report) == 3 and {r["result"] for r in report} == {"ok"}
+    assert set(env.silver_objects("silver/orders/dt=2025-04-01/")) == {
+        f"silver/orders/dt=2025-04-01/{n}.parquet" for n in "abcd"}
+
+
 def test_replay_window_copy(env):
     for type_ in ("orders", "shipments"):
         for day in ("2025-02-01", "2025-02-02"):

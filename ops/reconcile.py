@@ -1,0 +1,348 @@
+"""Reconcile a window: join the bronze listing, the ledger and the silver listing, and report every
+object whose state is wrong.
+
+Categories (one per object, the first that applies):
+
+- `never-ingested`: no ledger item for the object's current version (or only an expired one), and
+  no silver object at least as new as the bronze object.
+- `claim-expired`: CLAIMED and its lease ran out (the ingest that claimed it died before sending).
+- `queued-too-long`: QUEUED longer than `queued_max_age` (the work unit was lost or is stuck).
+- `failed`: FAILED (`detail` is the ledger's last_error).
+- `silver-missing`: DONE but no silver object.
+- `silver-stale`: the silver object is older than the bronze object (LastModified): it was made
+  from an earlier version.
+- `orphan-silver`: a silver object whose bronze source does not exist (nothing to replay).
+
+A CLAIMED, QUEUED or FAILED item is not a gap when a silver object written since (at or after the
+item's last time, and not older than the bronze object) exists: a copy replay processed the object
+under its replay key. Likewise a version without a ledger item whose silver is current (its item
+expired by TTL, or a copy replay made it).
+
+Cost grows with the window, not the bucket (with `by="partition"`): partitions are found with
+range listings, each partition's bronze and silver objects are listed once, ledger items are read
+with BatchGetItem of 100 — no HeadObject or GetItem per object. Memory: one partition's silver names
+(name -> LastModified) at a time, the bronze listing streamed page by page (`by="modified"` holds one
+partition's in-window bronze objects too); gaps go out through `on_gap` as they are found.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from lambdas.shared.keys import BRONZE_ROOT, SILVER_ROOT, InvalidKey, parse_bronze_key
+from lambdas.shared.ledger import CLAIMED, DONE, FAILED, QUEUED, object_pk
+from ops.errors import UsageError
+from ops.ledger import BATCH_GET_LIMIT, batch_get
+from ops.listing import REPLAY_PREFIX, ObjectInfo, _info, _pages, find_partitions
+from ops.timewindow import Window, as_utc
+
+NEVER_INGESTED = "never-ingested"
+CLAIM_EXPIRED = "claim-expired"
+QUEUED_TOO_LONG = "queued-too-long"
+FAILED_ITEM = "failed"
+SILVER_MISSING = "silver-missing"
+SILVER_STALE = "silver-stale"
+ORPHAN_SILVER = "orphan-silver"
+CATEGORIES = (NEVER_INGESTED, CLAIM_EXPIRED, QUEUED_TOO_LONG, FAILED_ITEM, SILVER_MISSING, SILVER_STALE,
+              ORPHAN_SILVER)
+REPLAYABLE = frozenset(CATEGORIES) - {ORPHAN_SILVER}
+FIRST_KEYS = 5
+
+
+@dataclass(frozen=True)
+class Gap:
+    key: str  # the bronze key (the silver key for orphan-silver)
+    category: str
+    detail: str
+    bucket: str
+    etag: str = ""
+    size: int = 0
+    last_modified: str = ""
+
+    def as_object(self) -> ObjectInfo:
+        """The bronze object to replay."""
+        return ObjectInfo(bucket=self.bucket, key=self.key, size=self.size, etag=self.etag,
+                          last_modified=dt.datetime.fromisoformat(self.last_modified))
+
+    def record(self) -> dict:
+        return {"key": self.key, "category": self.category, "detail": self.detail, "bucket": self.bucket,
+                "etag": self.etag, "size": self.size, "last_modified": self.last_modified}
+
+
+@dataclass
+class ReconcileReport:
+    bucket: str
+    silver_bucket: str
+    table: str
+    prefix: str
+    by: str
+    start: str
+    end: str
+    objects: int = 0  # bronze objects checked (in the window)
+    silver_objects: int = 0  # silver objects listed in the partitions read
+    partitions: int = 0
+    not_bronze_keys: int = 0  # keys ingest skips (not bronze keys): not gaps, replay cannot help
+    gaps: int = 0
+    by_category: dict = field(default_factory=dict)
+    first_keys: dict = field(default_factory=dict)
+    api_calls: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def replayable(self) -> int:
+        return sum(n for c, n in self.by_category.items() if c in REPLAYABLE)
+
+
+def _epoch(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return as_utc(dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))).timestamp()
+    except ValueError:
+        return None
+
+
+def classify(obj: ObjectInfo, item: dict | None, silver_modified: float | None, *, now: float,
+             queued_max_age: float) -> tuple[str, str] | None:
+    """The gap category and detail of one bronze object version, or None when its state is right.
+    `silver_modified`: its silver object's LastModified (epoch s), None when there is none."""
+    bronze_modified = obj.last_modified.timestamp()
+    silver_current = silver_modified is not None and silver_modified >= bronze_modified
+    stale = (SILVER_STALE, f"silver written {_iso(silver_modified)} is older than this bronze version "
+                           f"({_iso(bronze_modified)})") if silver_modified is not None else None
+    if item is None or int(item.get("expiration") or 0) < now:
+        if silver_current:
+            return None  # processed through a replay copy, or its item expired after it was done
+        if stale:
+            return stale[0], stale[1] + "; no ledger item for it"
+        return NEVER_INGESTED, ("only an expired ledger item for this version" if item else
+                                "no ledger item for this version and no silver object")
+    status = item.get("status")
+    last = max(filter(None, (_epoch(item.get(n)) for n in ("claimed_at", "queued_at", "finished_at"))), default=0.0)
+    redone_since = silver_current and silver_modified >= last
+    if status == CLAIMED:
+        lease = int(item.get("lease_until") or 0) / 1000
+        if lease < now and not redone_since:
+            return CLAIM_EXPIRED, f"claimed {item.get('claimed_at')}, lease ran out {_iso(lease)}; never queued"
+        return None
+    if status == QUEUED:
+        queued = _epoch(item.get("queued_at")) or last
+        if now - queued > queued_max_age and not redone_since:
+            return QUEUED_TOO_LONG, f"queued {item.get('queued_at')} ({(now - queued) / 60:.0f} min ago), not done"
+        return None
+    if status == FAILED:
+        if redone_since:
+            return None
+        return FAILED_ITEM, str(item.get("last_error") or "failed (no error recorded)")[:300]
+    if status == DONE:
+        if silver_modified is None:
+            return SILVER_MISSING, f"DONE ({item.get('outcome') or 'written'}) at {item.get('finished_at')}, " \
+                                   "but no silver object"
+        if not silver_current:
+            return stale
+        return None
+    return NEVER_INGESTED, f"ledger item has unknown status {status!r}"
+
+
+def _iso(epoch: float | None) -> str:
+    return dt.datetime.fromtimestamp(epoch or 0, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class _Counting:
+    """Counts a client's ListObjectsV2 calls (the report's cost figures); everything else passes."""
+
+    def __init__(self, client, calls: Counter):
+        self._client, self._calls = client, calls
+
+    def list_objects_v2(self, **kwargs):
+        self._calls["s3:ListObjectsV2"] += 1
+        return self._client.list_objects_v2(**kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+class _Reconciler:
+    def __init__(self, s3, ddb, *, bucket: str, silver_bucket: str, table: str, window: Window,
+                 queued_max_age: float, now: float, on_gap: Callable[[Gap], None], report: ReconcileReport,
+                 silver_s3=None):
+        self.calls: Counter = Counter()
+        self.s3, self.silver_s3 = _Counting(s3, self.calls), _Counting(silver_s3 or s3, self.calls)
+        self.ddb = ddb
+        self.bucket, self.silver_bucket, self.table = bucket, silver_bucket, table
+        self.window, self.queued_max_age, self.now = window, queued_max_age, now
+        self.on_gap, self.report = on_gap, report
+
+    def gap(self, g: Gap) -> None:
+        r = self.report
+        r.gaps += 1
+        r.by_category[g.category] = r.by_category.get(g.category, 0) + 1
+        first = r.first_keys.setdefault(g.category, [])
+        if len(first) < FIRST_KEYS:
+            first.append(g.key)
+        self.on_gap(g)
+
+    def silver_partition(self, type_: str, day: str) -> dict[str, float]:
+        """name -> LastModified (epoch s) of one silver partition."""
+        prefix = f"{SILVER_ROOT}{type_}/dt={day}/"
+        names: dict[str, float] = {}
+        for page in _pages(self.silver_s3, self.silver_bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                rest = obj["Key"][len(prefix):]
+                if "/" in rest or not rest.endswith(".parquet"):
+                    continue
+                names[rest[: -len(".parquet")]] = as_utc(obj["LastModified"]).timestamp()
+        self.report.silver_objects += len(names)
+        return names
+
+    def check(self, batch: list[tuple[ObjectInfo, str]], silver: dict[str, float]) -> None:
+        """Classify bronze objects (with their names), reading their ledger items in one batch."""
+        def count_call():
+            self.calls["dynamodb:BatchGetItem"] += 1
+
+        items = batch_get(self.ddb, table=self.table, keys=[(object_pk(o.bucket, o.key), o.etag) for o, _ in batch],
+                          on_call=count_call)
+        for obj, name in batch:
+            self.report.objects += 1
+            found = classify(obj, items.get((object_pk(obj.bucket, obj.key), obj.etag)), silver.get(name),
+                             now=self.now, queued_max_age=self.queued_max_age)
+            if found:
+                self.gap(Gap(key=obj.key, category=found[0], detail=found[1], bucket=obj.bucket, etag=obj.etag,
+                             size=obj.size, last_modified=obj.last_modified.isoformat()))
+
+    def orphans(self, type_: str, day: str, silver: dict[str, float], seen: set[str],
+                only_in_window: bool) -> None:
+        for name in sorted(set(silver) - seen):
+            if only_in_window and dt.datetime.fromtimestamp(silver[name], dt.UTC) not in self.window:
+                continue
+            self.gap(Gap(key=f"{SILVER_ROOT}{type_}/dt={day}/{name}.parquet", category=ORPHAN_SILVER,
+                         detail=f"no bronze object {BRONZE_ROOT}{type_}/dt={day}/{name}.* in s3://{self.bucket}",
+                         bucket=self.silver_bucket, last_modified=_iso(silver[name])))
+
+    def bronze_key(self, key: str):
+        """The parsed key, or None for keys ingest skips (counted)."""
+        if key.startswith(REPLAY_PREFIX):
+            return None
+        try:
+            return parse_bronze_key(key)
+        except InvalidKey:
+            self.report.not_bronze_keys += 1
+            return None
+
+    # --- by partition: every object of each dt= day the window overlaps ---------------------------
+    def by_partition(self, prefix: str) -> None:
+        bronze = find_partitions(self.s3, bucket=self.bucket, prefix=prefix, window=self.window)
+        silver_prefix = SILVER_ROOT + prefix[len(BRONZE_ROOT):]
+        silver = find_partitions(self.silver_s3, bucket=self.silver_bucket, prefix=silver_prefix, window=self.window)
+        parts = sorted({p[len(BRONZE_ROOT):] for p in bronze} | {p[len(SILVER_ROOT):] for p in silver})
+        for part in parts:  # "<type>/dt=YYYY-MM-DD/"
+            type_, _, day = part.rstrip("/").partition("/dt=")
+            self.report.partitions += 1
+            names = self.silver_partition(type_, day)
+            seen: set[str] = set()
+            batch: list[tuple[ObjectInfo, str]] = []
+            for page in _pages(self.s3, self.bucket, Prefix=BRONZE_ROOT + part):
+                for raw in page.get("Contents", []):
+                    parsed = self.bronze_key(raw["Key"])
+                    if parsed is None:
+                        continue
+                    seen.add(parsed.name)
+                    batch.append((_info(self.bucket, raw), parsed.name))
+                    if len(batch) == BATCH_GET_LIMIT:
+                        self.check(batch, names)
+                        batch = []
+            if batch:
+                self.check(batch, names)
+            self.orphans(type_, day, names, seen, only_in_window=False)
+
+    # --- by modified: objects of the prefix whose LastModified is in the window ---------------------
+    def by_modified(self, prefix: str) -> None:
+        current: tuple[str, str] | None = None
+        in_window: list[tuple[ObjectInfo, str]] = []
+        seen: set[str] = set()
+
+        def finish() -> None:
+            if current is None or not in_window:
+                return
+            self.report.partitions += 1
+            names = self.silver_partition(*current)
+            for start in range(0, len(in_window), BATCH_GET_LIMIT):
+                self.check(in_window[start:start + BATCH_GET_LIMIT], names)
+            self.orphans(*current, names, seen, only_in_window=True)
+
+        for page in _pages(self.s3, self.bucket, Prefix=prefix):
+            for raw in page.get("Contents", []):
+                parsed = self.bronze_key(raw["Key"])
+                if parsed is None:
+                    continue
+                if (parsed.type, parsed.dt) != current:
+                    finish()
+                    current, in_window, seen = (parsed.type, parsed.dt), [], set()
+                seen.add(parsed.name)
+                info = _info(self.bucket, raw)
+                if info.last_modified in self.window:
+                    in_window.append((info, parsed.name))
+        finish()
+
+
+def reconcile(s3, ddb, *, bucket: str, prefix: str, window: Window, silver_bucket: str, table: str,
+              by: str = "partition", queued_max_age: float = 3600.0, now: float | None = None,
+              on_gap: Callable[[Gap], None] = lambda gap: None, silver_s3=None) -> ReconcileReport:
+    """Every gap of the window, handed to `on_gap` as found; returns the summary."""
+    if by not in ("modified", "partition"):
+        raise UsageError(f"--by {by!r} is not modified or partition")
+    if not prefix.startswith(BRONZE_ROOT) or prefix.startswith(REPLAY_PREFIX):
+        raise UsageError(f"--prefix {prefix!r}: reconcile compares original bronze objects with silver; use a prefix "
+                         "under bronze/ outside bronze/replay/, e.g. bronze/ or bronze/orders/")
+    started = time.monotonic()
+    report = ReconcileReport(bucket=bucket, silver_bucket=silver_bucket, table=table, prefix=prefix, by=by,
+                             start=window.start.isoformat(), end=window.end.isoformat(),
+                             by_category={c: 0 for c in CATEGORIES})
+    worker = _Reconciler(s3, ddb, bucket=bucket, silver_bucket=silver_bucket, table=table, window=window,
+                         queued_max_age=queued_max_age, now=time.time() if now is None else now, on_gap=on_gap,
+                         report=report, silver_s3=silver_s3)
+    if by == "partition":
+        worker.by_partition(prefix)
+    else:
+        worker.by_modified(prefix)
+    report.api_calls = dict(worker.calls)
+    report.seconds = round(time.monotonic() - started, 3)
+    return report
+
+
+def gaps_digest(gaps: list[Gap]) -> str:
+    """Names one set of gaps (a checkpoint belongs to the gaps it replays)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for g in sorted(gaps, key=lambda g: (g.key, g.etag)):
+        digest.update(f"{g.key}\0{g.etag}\n".encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()[:16]
+
+
+def replay_gaps(*, gaps: list[Gap], how: str, bucket: str, s3=None, sqs=None, queue_url: str | None = None,
+                dest_prefix: str | None = None, concurrency: int = 16, max_rps: float | None = None,
+                dry_run: bool = False, checkpoint=None, report_path: str | None = None, on_progress=None):
+    """Replay exactly the replayable gaps (every category but orphan-silver) through the replay
+    library: `how` is "sqs" (work units to `queue_url`) or "copy" (server-side copies under
+    `dest_prefix`). Returns its ReplayReport."""
+    from ops.replay import replay_copy, replay_sqs
+
+    objects = [g.as_object() for g in gaps if g.category in REPLAYABLE]
+    common = dict(objects=objects, bucket=bucket, max_rps=max_rps, dry_run=dry_run, checkpoint=checkpoint,
+                  report_path=report_path, on_progress=on_progress)
+    if how == "sqs":
+        if not queue_url:
+            raise UsageError("--replay sqs needs --queue-url (or ELT_QUEUE_URL): the events queue")
+        # Each request carries 10 messages: half the copy concurrency keeps the same load.
+        return replay_sqs(sqs, queue_url=queue_url, concurrency=max(1, concurrency // 2), **common)
+    if how == "copy":
+        if not dest_prefix or not dest_prefix.startswith(BRONZE_ROOT):
+            raise UsageError(f"--dest-prefix {dest_prefix!r} is outside bronze/: ingest would skip the copies; "
+                             "use e.g. bronze/replay/<stamp>")
+        return replay_copy(s3, dest_prefix=dest_prefix, concurrency=concurrency, **common)
+    raise UsageError(f"--replay {how!r} is not sqs or copy")
