@@ -27,7 +27,7 @@ REPLAY_PREFIX = "bronze/replay/"
 MAX_DEPTH = 6
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a million of them in memory cost ~150 MB less
 class ObjectInfo:
     bucket: str
     key: str

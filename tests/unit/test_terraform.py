@@ -159,3 +159,31 @@ def test_terraform_fmt_is_clean_where_terraform_exists():
         pytest.skip("terraform is not installed here (the other static checks still run)")
     done = subprocess.run([binary, "fmt", "-check", "-recursive", str(TF)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_batch_operations_role_is_optional_and_writes_only_replay_copies_and_reports():
+    variables = blocks(ENV, "variable")
+    assert variables["batch_operations_role_enabled"]["default"] is False
+    tf = load(ENV / "batch_operations.tf")
+
+    def labelled(kind: str, type_: str, name: str) -> dict:
+        return next(b[f'"{type_}"'][f'"{name}"'] for b in tf[kind] if f'"{type_}"' in b and f'"{name}"' in b[f'"{type_}"'])
+
+    statements = {unquote(s["sid"]): s for s in labelled("data", "aws_iam_policy_document", "batch_operations")["statement"]}
+    grants = {sid: (sorted(map(unquote, s["actions"])), [unquote(r) for r in s["resources"]])
+              for sid, s in statements.items()}
+    assert grants == {
+        "ReadTheManifest": (["s3:GetObject", "s3:GetObjectVersion"],
+                            ["${local.batch_ops_bucket_arn}/${var.batch_operations_prefix}manifests/*"]),
+        "ReadBronzeOriginals": (["s3:GetObject", "s3:GetObjectTagging"], ["${module.storage.bronze_bucket_arn}/bronze/*"]),
+        "TellMissingFromForbidden": (["s3:ListBucket"], ["${module.storage.bronze_bucket_arn}"]),
+        "WriteReplayCopies": (["s3:PutObject", "s3:PutObjectTagging"],
+                              ["${module.storage.bronze_bucket_arn}/bronze/replay/*"]),
+        "WriteTheCompletionReport": (["s3:PutObject"],
+                                     ["${local.batch_ops_bucket_arn}/${var.batch_operations_prefix}reports/*"]),
+    }
+    assume = labelled("data", "aws_iam_policy_document", "batch_operations_assume")["statement"][0]
+    assert [unquote(i) for i in assume["principals"][0]["identifiers"]] == ["batchoperations.s3.amazonaws.com"]
+    assert unquote(assume["condition"][0]["variable"]) == "aws:SourceAccount"
+    assert all(unquote(labelled("resource", kind, "batch_operations")["count"]) == "${var.batch_operations_role_enabled ? 1 : 0}"
+               for kind in ("aws_iam_role", "aws_iam_role_policy"))
