@@ -332,3 +332,65 @@ def describe_plan(manifest: ManifestWritten, *, dest_prefix: str, job: Submitted
                                          "client_request_token": job.token},
         "planned_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
+
+
+def default_report_url(manifest_url: str) -> str:
+    """Reports beside manifests: s3://b/batch/manifests/x.csv -> s3://b/batch/reports/ (Terraform's layout)."""
+    bucket, key = _split_s3_url(manifest_url, "--manifest")
+    folder = key.rsplit("/", 1)[0] if "/" in key else ""
+    if folder == "manifests" or folder.endswith("/manifests"):
+        folder = folder[: -len("manifests")].rstrip("/")
+    return f"s3://{bucket}/{folder + '/' if folder else ''}reports/"
+
+
+def account_id_of(sts) -> str:
+    """The caller's account (S3 Control calls name it)."""
+    return with_retries(lambda: sts.get_caller_identity()["Account"], action="sts:GetCallerIdentity",
+                        resource="the caller")
+
+
+@dataclass
+class BatchCopyResult:
+    """The plan, the submitted job, and the local multipart copies of the objects over 5 GB."""
+
+    manifest: ManifestWritten
+    dest_prefix: str
+    dry_run: bool
+    job: SubmittedJob | None = None
+    local: ReplayReport | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.local is None or self.local.ok
+
+    def summary(self) -> dict:
+        return {**describe_plan(self.manifest, dest_prefix=self.dest_prefix, job=self.job, dry_run=self.dry_run),
+                "local_result": None if self.local is None else {
+                    "done": self.local.done, "failed": self.local.failed, "report": self.local.report}}
+
+
+def batch_copy(s3, s3control, *, objects: Iterable[ObjectInfo], bucket: str, dest_prefix: str, manifest_url: str,
+               report_url: str | None, role_arn: str, priority: int = 10, confirm: bool = True,
+               account_id: str | None = None, dry_run: bool = False, local_report_path: str | None = None,
+               description: str = "eltops replay copy", on_progress: Callable[[int], None] | None = None
+               ) -> BatchCopyResult:
+    """Write the manifest, submit the job, then copy the objects over 5 GB locally (multipart)."""
+    from ops.replay import replay_copy
+
+    _arn_parts(role_arn)  # a bad ARN is refused before anything is written
+    report_url = report_url or default_report_url(manifest_url)
+    _split_s3_url(report_url, "--batch-report")
+    manifest = write_manifest(s3, objects, manifest_url=manifest_url, dest_prefix=dest_prefix, dry_run=dry_run,
+                              on_progress=on_progress)
+    result = BatchCopyResult(manifest=manifest, dest_prefix=dest_prefix, dry_run=dry_run)
+    if manifest.rows and not dry_run:
+        result.job = submit_copy_job(s3control, manifest=manifest, bucket=bucket, dest_prefix=dest_prefix,
+                                     report_url=report_url, role_arn=role_arn, priority=priority, confirm=confirm,
+                                     account_id=account_id, description=description)
+    if manifest.large:
+        # Batch Operations' copy stops at 5 GB; these go through the local multipart copy, to the
+        # layout the job uses, so every copy of this replay sits under one prefix the same way.
+        result.local = replay_copy(s3, objects=manifest.large, bucket=bucket, dest_prefix=dest_prefix,
+                                   concurrency=2, dry_run=dry_run, report_path=local_report_path,
+                                   key_for=batch_replay_key)
+    return result

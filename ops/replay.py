@@ -175,13 +175,15 @@ def _begin(command: str, *, objects, bucket: str, target: str, dry_run: bool, ch
 def replay_copy(s3, *, objects: list[ObjectInfo], bucket: str, dest_prefix: str, concurrency: int = 16,
                 max_rps: float | None = None, dry_run: bool = False, checkpoint: Checkpoint | None = None,
                 report_path: str | None = None, on_progress: Callable[[Progress], None] | None = None,
-                multipart_threshold: int = COPY_OBJECT_LIMIT) -> ReplayReport:
-    """Copy each object to `<dest_prefix>/<part after bronze/>` in the same bucket, server-side."""
+                multipart_threshold: int = COPY_OBJECT_LIMIT,
+                key_for: Callable[[str, str], str] = replay_key) -> ReplayReport:
+    """Copy each object to `<dest_prefix>/<part after bronze/>` in the same bucket, server-side
+    (`key_for` names the destination; the Batch Operations engine passes its own layout)."""
     started = time.monotonic()
     result, report_file, todo = _begin("replay copy", objects=objects, bucket=bucket, target=dest_prefix,
                                        dry_run=dry_run, checkpoint=checkpoint, report_path=report_path, action="copy")
     try:
-        result.first_keys = [replay_key(o.key, dest_prefix) for o in todo[:5]]
+        result.first_keys = [key_for(o.key, dest_prefix) for o in todo[:5]]
         if dry_run:
             return result
         limiter = RateLimiter(max_rps)
@@ -190,7 +192,7 @@ def replay_copy(s3, *, objects: list[ObjectInfo], bucket: str, dest_prefix: str,
 
         def copy(group: list[ObjectInfo]) -> list[tuple[str, str, str]]:
             obj = group[0]
-            dest = replay_key(obj.key, dest_prefix)
+            dest = key_for(obj.key, dest_prefix)
             source = {"Bucket": bucket, "Key": obj.key}
             limiter.acquire()
             try:

@@ -180,3 +180,35 @@ def test_a_wrong_job_id_is_a_usage_error():
 def test_the_cost_is_per_job_plus_per_object():
     assert estimate_cost(2_000_000) == {"objects": 2_000_000, "batch_operations_usd": 2.25, "copy_requests_usd": 10.0,
                                         "total_usd": 12.25, "prices": "us-east-1 list prices; check your region's"}
+
+
+def test_batch_copy_submits_the_job_and_copies_objects_over_5_gb_locally_to_the_same_layout(aws):
+    from ops.batch_ops import batch_copy
+    from ops.silver import summarize
+
+    keys = ["bronze/orders/dt=2025-01-01/a.jsonl", "bronze/orders/dt=2025-01-01/huge.jsonl"]
+    for key in keys:
+        aws.put(key, b'{"order_id": "o1", "customer_id": "c", "amount": 1.5, "currency": "EUR", '
+                     b'"created_at": "2025-01-01T00:00:00Z"}\n')
+    aws.pump()
+    before = summarize(aws.s3, bucket=aws.silver)
+    # The listing says the second one is over 5 GB: it must not go into the manifest.
+    objects = [obj(aws.bronze, keys[0]), obj(aws.bronze, keys[1], size=BATCH_COPY_LIMIT + 1)]
+    aws.stub.add_response("create_job", {"JobId": JOB}, {**expected_job_any(), "Priority": 10})
+    result = batch_copy(aws.s3, aws.control, objects=objects, bucket=aws.bronze, dest_prefix="bronze/replay/b1",
+                        manifest_url=f"s3://{OPS}/batch/manifests/m.csv", report_url=None, role_arn=ROLE)
+    assert result.job.job_id == JOB and result.job.report == f"s3://{OPS}/batch/reports/"
+    assert read_manifest_rows(aws.s3, result.manifest.url) == [(aws.bronze, keys[0])]
+    assert result.local.done == 1 and result.summary()["local_multipart"][0]["key"] == keys[1]
+    copy = "bronze/replay/b1/bronze/orders/dt=2025-01-01/huge.jsonl"
+    assert aws.s3.head_object(Bucket=aws.bronze, Key=copy)["ContentLength"] > 0
+    # The pipeline ingests the Batch Operations layout and rewrites the same silver object.
+    assert aws.pump() >= 2
+    after = summarize(aws.s3, bucket=aws.silver)
+    assert (after.silver_objects, after.silver_rows) == (before.silver_objects, before.silver_rows)
+    assert aws.ledger.versions(bucket=aws.bronze, key=copy)[0]["status"] == "DONE"
+
+
+def expected_job_any() -> dict:
+    return {name: ANY for name in ("AccountId", "ConfirmationRequired", "Operation", "Report", "ClientRequestToken",
+                                   "Manifest", "Description", "RoleArn")}
