@@ -40,6 +40,21 @@ TRANSFORM_ENV: tuple[EnvVar, ...] = (
         "largest JSON array/document (decompressed) read whole; JSONL streams at any size",
     ),
     EnvVar("ELT_ROW_GROUP_ROWS", "131072", "rows per Parquet row group"),
+    EnvVar(
+        "ELT_MAX_OBJECT_BYTES",
+        str(4 * 1024 * 1024 * 1024),
+        "largest bronze object (decompressed) transformed; past it the object is a failed item (a gzip bomb stops here)",
+    ),
+    EnvVar(
+        "ELT_QUARANTINE_MAX_LINES",
+        "100000",
+        "quarantine records kept per object; past the cap rejects are counted in one summary record",
+    ),
+    EnvVar(
+        "ELT_QUARANTINE_MAX_BYTES",
+        str(64 * 1024 * 1024),
+        "quarantine bytes kept per object (it is staged in /tmp); past the cap as for the line cap",
+    ),
     LOG_LEVEL,
 )
 

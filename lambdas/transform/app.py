@@ -14,7 +14,7 @@ import os
 import re
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import quote, unquote
 
 import pyarrow as pa
@@ -39,6 +39,7 @@ class Deps:
     silver_bucket: str
     max_json_bytes: int
     row_group_rows: int
+    limits: dict = field(default_factory=dict)  # transform_stream's bounds on hostile input (ELT_MAX_OBJECT_BYTES, ELT_QUARANTINE_MAX_*)
 
 
 _DEPS: Deps | None = None
@@ -53,6 +54,9 @@ def build_deps(environ=None, make_client=client) -> Deps:
         silver_bucket=env["ELT_SILVER_BUCKET"],
         max_json_bytes=int(env["ELT_MAX_JSON_BYTES"]),
         row_group_rows=int(env["ELT_ROW_GROUP_ROWS"]),
+        limits={"max_object_bytes": int(env["ELT_MAX_OBJECT_BYTES"]),
+                "quarantine_max_lines": int(env["ELT_QUARANTINE_MAX_LINES"]),
+                "quarantine_max_bytes": int(env["ELT_QUARANTINE_MAX_BYTES"])},
     )
 
 
@@ -141,6 +145,7 @@ def _transform(d: Deps, unit: work_unit.WorkUnit) -> dict:
                 body, schema=schema, source_key=parsed.logical_key, gzipped=parsed.gzipped,
                 parquet_out=parquet_path, quarantine_out=quarantine, ingested_at=ingested_at,
                 row_group_rows=d.row_group_rows, max_json_bytes=d.max_json_bytes, suffix_format=parsed.fmt,
+                **d.limits,
             )
         # S3 metadata is ASCII only: the key is URL-encoded there.
         metadata = {"source-key": quote(parsed.logical_key, safe="/"), "source-etag": unit.etag, "rows": str(result.rows)}

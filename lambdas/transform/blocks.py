@@ -9,6 +9,8 @@ Words used here:
   its first RAW_PREVIEW_CHARS bytes are kept for quarantine and the rest is skipped to the next
   newline, so memory stays bounded whatever the producer wrote.
 - bytes_in: decompressed bytes read, counted as chunks are handed out.
+- object cap: `max_object_bytes` (ELT_MAX_OBJECT_BYTES) of decompressed bytes per object; past it
+  the object is unreadable (a failed item), so a gzip bomb costs bounded time and disk.
 """
 
 from __future__ import annotations
@@ -23,14 +25,17 @@ from lambdas.transform.sinks import RAW_PREVIEW_CHARS
 
 BOM = b"\xef\xbb\xbf"
 DEFAULT_BLOCK_BYTES = 1 << 20
+DEFAULT_MAX_OBJECT_BYTES = 4 << 30
 
 
 class Chunks:
     """The decompressed chunks of a stream, counting the bytes handed out."""
 
-    def __init__(self, raw: BinaryIO, *, gzipped: bool, size: int):
+    def __init__(self, raw: BinaryIO, *, gzipped: bool, size: int, max_bytes: int = DEFAULT_MAX_OBJECT_BYTES):
         self.stream = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
+        self.gzipped = gzipped
         self.size = size
+        self.max_bytes = max_bytes
         self.bytes_in = 0
 
     def __iter__(self) -> Iterator[bytes]:
@@ -44,6 +49,11 @@ class Chunks:
         if not chunk:
             raise StopIteration
         self.bytes_in += len(chunk)
+        if self.bytes_in > self.max_bytes:
+            raise UnreadableObject(
+                f"object is larger than the {self.max_bytes} byte limit{' decompressed' if self.gzipped else ''} "
+                "(ELT_MAX_OBJECT_BYTES): split it into smaller objects, or raise the limit (and the "
+                "Lambda's timeout) if objects this big are expected")
         return chunk
 
 

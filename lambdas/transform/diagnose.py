@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from typing import NamedTuple
 
 import pyarrow as pa
 
+MAX_DEPTH = sys.getrecursionlimit()
 
 class Diagnosis(NamedTuple):
     reason: str
@@ -118,12 +120,14 @@ class Diagnoser:
             return Diagnosis(f"not valid UTF-8: {exc.reason} at byte {exc.start}", True)
         try:
             value = json.loads(text)
+        except RecursionError:
+            return Diagnosis(f"nested deeper than Python's JSON reader allows (about {MAX_DEPTH} levels)", False)
         except ValueError as exc:
             msg, col = getattr(exc, "msg", str(exc)), getattr(exc, "colno", None)
             return Diagnosis(f"malformed JSON: {msg}" + (f" at column {col}" if col else ""), True)
         if not isinstance(value, dict):
             return Diagnosis(f"line is a JSON {json_kind(value)}, expected an object", False)
-        problem = check(value, self.rule, "")
+        problem = check(value, self.rule, "")  # as deep as the schema, never deeper
         return Diagnosis(problem, False) if problem else None
 
 

@@ -71,13 +71,17 @@ class Lines:
         """Lines i..j-1 (j > i) as one zero-copy buffer."""
         return self.view.slice(int(self.starts[i]), int(self.ends[j - 1] - self.starts[i]))
 
-    def maybe_blank(self) -> np.ndarray:
-        """Indexes of lines that may be blank or a bare `null`: short, or starting with ASCII
-        whitespace."""
-        if not self.buf:
-            return np.arange(len(self))
-        first = np.frombuffer(self.buf, dtype=np.uint8)[np.minimum(self.starts, len(self.buf) - 1)]
-        return np.flatnonzero((self.ends - self.starts < 16) | WHITESPACE[first])
+    def blank_and_null(self) -> tuple[np.ndarray, np.ndarray]:
+        """Indexes of the blank lines (only whitespace) and of the bare `null` lines, by counting
+        each line's non-whitespace bytes at once: a flood of blank lines costs no Python per line."""
+        if not len(self):
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        arr = np.frombuffer(self.buf, dtype=np.uint8)
+        content = np.zeros(len(arr) + 1, dtype=np.int64)
+        np.cumsum(~WHITESPACE[arr], out=content[1:])
+        counts = content[self.ends] - content[self.starts]
+        nulls = [i for i in np.flatnonzero(counts == 4).tolist() if self.raw(i).strip() == b"null"]
+        return np.flatnonzero(counts == 0), np.array(nulls, dtype=np.int64)
 
     def containing(self, needle: bytes, cursor: int, *, limit: int, within: int) -> list[int]:
         """Up to `limit` lines from `cursor` on whose bytes contain `needle`, looking `within` bytes."""
@@ -110,9 +114,31 @@ class Lines:
         buf = b"\n".join([view[int(self.starts[i]):int(self.ends[j - 1])] for i, j in ranges])
         return Lines(buf, starts, starts + lengths, self.numbers[index])
 
-    def without(self, cuts: list[int]) -> Lines:
-        """These lines except the indexes `cuts`."""
-        return self.pick(without(cuts, len(self)))
+    def without(self, cuts) -> Lines:
+        """These lines except the indexes `cuts`: a view when the rest is one run, else one copy
+        made with numpy (a block of alternating blank and good lines has a run per line)."""
+        keep = np.ones(len(self), dtype=bool)
+        keep[np.asarray(cuts, dtype=np.int64)] = False
+        index = np.flatnonzero(keep)
+        if not len(index):
+            return Lines.empty()
+        if index[-1] - index[0] + 1 == len(index):
+            i, j = int(index[0]), int(index[-1]) + 1
+            return Lines(self.buf, self.starts[i:j], self.ends[i:j], self.numbers[i:j])
+        breaks = np.diff(index) != 1
+        run_first = index[np.concatenate(([True], breaks))]
+        run_last = index[np.concatenate((breaks, [True]))]
+        # Each run's bytes with the newline after it (a removed line follows), the last without.
+        begin, end = self.starts[run_first], self.ends[run_last] + 1
+        end[-1] -= 1
+        delta = np.zeros(len(self.buf) + 1, dtype=np.int8)
+        delta[begin] += 1
+        delta[end] -= 1
+        inside = np.cumsum(delta[:-1], dtype=np.int8).astype(bool)
+        buf = np.frombuffer(self.buf, dtype=np.uint8)[inside].tobytes()
+        lengths = self.ends[index] - self.starts[index]
+        starts = line_starts(lengths)
+        return Lines(buf, starts, starts + lengths, self.numbers[index])
 
     def two_value_candidates(self) -> list[int]:
         """Indexes of the lines with a two-value mark, each once (in the order of `two_value_marks`)."""

@@ -122,15 +122,12 @@ class Locator:
         lines) two-value lines, then locate the bad ones. `utf8` says whether the block is valid
         UTF-8, when that is known already."""
         lines = Lines.split(data, first_line, newlines)
-        removed, rejects_before = [], self.quarantine.rejected
-        for i in lines.maybe_blank():
-            content = lines.raw(i).strip()
-            if not content:
-                removed.append(i)
-                self.blank_lines += 1
-            elif content == b"null":  # never handed to Arrow: a read that starts with one crashes it
-                removed.append(i)
-                self._reject(lines, i, "line is a JSON null, expected an object")
+        rejects_before = self.quarantine.rejected
+        blank, nulls = lines.blank_and_null()
+        self.blank_lines += len(blank)
+        for i in nulls.tolist():  # never handed to Arrow: a read that starts with one crashes it
+            self._reject(lines, i, "line is a JSON null, expected an object")
+        removed = np.concatenate((blank, nulls)).tolist()
         if two_values:  # known to be there: rows would not match lines in any read
             removed += self._two_values(lines, skip=set(removed))
         seen = set(removed)

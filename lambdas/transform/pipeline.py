@@ -27,7 +27,10 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import itertools
 import json
+import re
+import sys
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -38,22 +41,37 @@ import pyarrow.parquet as pq
 
 from lambdas.shared.schemas import EventSchema
 from lambdas.transform import arrow_read
-from lambdas.transform.blocks import BOM, DEFAULT_BLOCK_BYTES, Chunks, LongLine, whole_line_blocks
+from lambdas.transform.blocks import (
+    BOM,
+    DEFAULT_BLOCK_BYTES,
+    DEFAULT_MAX_OBJECT_BYTES,
+    Chunks,
+    LongLine,
+    whole_line_blocks,
+)
 from lambdas.transform.diagnose import Diagnoser
 from lambdas.transform.line_index import Lines, is_utf8, scan_block
 from lambdas.transform.locate import Locator, Suspects
 from lambdas.transform.results import TransformResult, UnreadableObject
 from lambdas.transform.row_checks import RowChecks, read_schema
-from lambdas.transform.sinks import Quarantine, SilverWriter
+from lambdas.transform.sinks import (
+    DEFAULT_QUARANTINE_MAX_BYTES,
+    DEFAULT_QUARANTINE_MAX_LINES,
+    Quarantine,
+    SilverWriter,
+)
 
 DEFAULT_MAX_JSON_BYTES = 64 << 20
+_WS = re.compile(r"[ \t\n\r]*")  # JSON's whitespace
+_DECODER = json.JSONDecoder()
 
 
 class ObjectTransform:
     """The state of one object's transform: its sinks, what the screen has learned, staged rows."""
 
     def __init__(self, *, schema: EventSchema, source_key: str, parquet_out, quarantine_out: BinaryIO,
-                 ingested_at: dt.datetime, row_group_rows: int, max_json_bytes: int, block_bytes: int):
+                 ingested_at: dt.datetime, row_group_rows: int, max_json_bytes: int, block_bytes: int,
+                 quarantine_max_lines: int, quarantine_max_bytes: int):
         self.max_json_bytes = max_json_bytes
         self.block_bytes = block_bytes
         self.read_schema = read_schema(schema)
@@ -61,7 +79,8 @@ class ObjectTransform:
         self.checks = RowChecks(schema)
         self.silver = SilverWriter(schema=schema, source_key=source_key, parquet_out=parquet_out,
                                    ingested_at=ingested_at, row_group_rows=row_group_rows)
-        self.quarantine = Quarantine(quarantine_out)
+        self.quarantine = Quarantine(quarantine_out, max_records=quarantine_max_lines,
+                                     max_bytes=quarantine_max_bytes)
         self.suspects = Suspects(self.read_schema)
         self.locator = Locator(parse_options=self.parse_options, suspects=self.suspects,
                                diagnose=Diagnoser(schema.arrow), quarantine=self.quarantine, accept=self.stage)
@@ -137,53 +156,86 @@ class ObjectTransform:
                 return parts[k][2](i - (int(bounds[k - 1]) if k else 0))
 
         table, problems = self.checks.check(table)
-        if not problems:
+        drop = problems.rows()
+        if not len(drop):
             self.silver.emit(table, lines)
             return
-        drop = sorted(problems)
-        for idx in drop:
+        for k, idx in enumerate(drop.tolist()):
+            if self.quarantine.full:  # past the cap: count the rest at once, word nothing
+                self.quarantine.reject_many(lines[drop[k:]], problems.reason(idx))
+                break
             raw = raw_of(idx)
             if raw.strip() == b"null":  # Arrow reads a `null` line as a row of nulls
                 reason = "line is a JSON null, expected an object"
             else:
-                reason = "; ".join(problems[idx])
+                reason = problems.reason(idx)
             self.quarantine.reject(int(lines[idx]), raw, reason)
-        self.silver.emit(table, lines, drop)
+        self.silver.emit(table, lines, drop.tolist())
 
     # ---- whole documents ---------------------------------------------------------------------------
-    def document(self, data: bytes) -> None:
-        """A JSON array of objects, or one JSON object, read whole."""
+    def document(self, data: bytes) -> bool:
+        """A JSON array of objects, or one JSON object, read whole: False when `data` does not start
+        as one (the caller reads it as JSONL). An array is decoded an element at a time, and its
+        rows and rejects leave as each block of elements is done, so memory holds the document's
+        text and one block, not a Python object per element."""
         try:
-            value = json.loads(data.decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            raise UnreadableObject(f"JSON document is not valid UTF-8 at byte {exc.start}") from None
-        except ValueError as exc:
-            raise UnreadableObject(f"not JSON: {exc}") from None
-        if isinstance(value, dict):
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return False  # the line reader finds the lines with invalid bytes
+        pos = _WS.match(text).end()
+        if text[pos:pos + 1] == "{":
+            try:
+                value, end = _DECODER.raw_decode(text, pos)
+            except (ValueError, RecursionError):
+                return False
+            if text[end:].strip():
+                return False
             self.locator.single(1, json.dumps(value, ensure_ascii=False).encode("utf-8"))
-            return
-        if not isinstance(value, list):
-            raise UnreadableObject(f"JSON document is a {type(value).__name__}, expected objects")
+            return True
+        pos = _WS.match(text, pos + 1).end()
         group: list[tuple[int, bytes]] = []
-        size = 0
-        for index, element in enumerate(value, start=1):
+        size, index, rejected_before, flushed = 0, 0, self.quarantine.rejected, False
+
+        def not_an_array(message: str) -> bool:
+            if flushed or self.quarantine.rejected > rejected_before:
+                raise UnreadableObject(message)
+            return False  # nothing of it used yet: not a JSON array after all, read it as lines
+
+        while text[pos:pos + 1] != "]":
+            index += 1
+            try:
+                element, pos = _DECODER.raw_decode(text, pos)
+            except RecursionError:
+                raise UnreadableObject(f"JSON array element {index} is nested deeper than Python's JSON "
+                                       f"reader allows (about {sys.getrecursionlimit()} levels)") from None
+            except ValueError as exc:
+                return not_an_array(f"not JSON: {exc} (in JSON array element {index})")
             raw = json.dumps(element, ensure_ascii=False).encode("utf-8")
             if not isinstance(element, dict):
                 kind = {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
                     type(element), "number")
                 self.quarantine.reject(index, raw, f"array element is a JSON {kind}, expected an object")
-                continue
-            group.append((index, raw))
-            size += len(raw)
+            else:
+                group.append((index, raw))
+                size += len(raw)
             if size >= self.block_bytes:
                 self.locator.read(Lines.of(group))
                 self.settle()
-                group, size = [], 0
+                self.quarantine.write()
+                group, size, flushed = [], 0, True
+            pos = _WS.match(text, pos).end()
+            if text[pos:pos + 1] == ",":
+                pos = _WS.match(text, pos + 1).end()
+            elif text[pos:pos + 1] != "]":
+                return not_an_array(f"not JSON: expected ',' or ']' after JSON array element {index} (char {pos})")
+        if text[pos + 1:].strip():
+            return not_an_array(f"not JSON: data after the JSON array's closing bracket (char {pos + 1})")
         self.locator.read(Lines.of(group))
+        return True
 
     def close(self) -> TransformResult:
         self.settle()
-        self.quarantine.write()
+        self.quarantine.close()
         self.silver.close()
         result = self.result
         result.rows, result.rejected = self.silver.rows, self.quarantine.rejected
@@ -205,14 +257,19 @@ def transform_stream(
     max_json_bytes: int = DEFAULT_MAX_JSON_BYTES,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     suffix_format: str = "jsonl",
+    max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES,
+    quarantine_max_lines: int = DEFAULT_QUARANTINE_MAX_LINES,
+    quarantine_max_bytes: int = DEFAULT_QUARANTINE_MAX_BYTES,
 ) -> TransformResult:
     """Transform one bronze object's bytes. Writes Parquet to `parquet_out` (a path or file) and
-    quarantine JSON lines to `quarantine_out`; raises UnreadableObject for a failed item."""
+    quarantine JSON lines to `quarantine_out`; raises UnreadableObject for a failed item (past
+    `max_object_bytes` decompressed, too)."""
     ingested_at = ingested_at or dt.datetime.now(dt.UTC)
     t = ObjectTransform(schema=schema, source_key=source_key, parquet_out=parquet_out,
                         quarantine_out=quarantine_out, ingested_at=ingested_at, row_group_rows=row_group_rows,
-                        max_json_bytes=max_json_bytes, block_bytes=block_bytes)
-    chunks = Chunks(raw, gzipped=gzipped, size=block_bytes)
+                        max_json_bytes=max_json_bytes, block_bytes=block_bytes,
+                        quarantine_max_lines=quarantine_max_lines, quarantine_max_bytes=quarantine_max_bytes)
+    chunks = Chunks(raw, gzipped=gzipped, size=block_bytes, max_bytes=max_object_bytes)
     try:
         _run(t, chunks, suffix_format)
     except BaseException:
@@ -238,18 +295,15 @@ def _run(t: ObjectTransform, chunks: Iterator[bytes], suffix_format: str) -> Non
         head = buf.lstrip()
         if not head:
             continue
-        mode = _sniff(head)
-        if mode in ("array", "maybe-document"):
-            whole = _read_all(t, buf, chunks)
-            if mode == "maybe-document" and not _is_document(whole):
-                t.result.fmt = "jsonl"  # JSONL after all: the line path, all of it one block
-                _jsonl(t, whole, iter(()))
+        mode = sniff(head)
+        if mode != "jsonl":
+            whole, rest = _read_document(t, buf, chunks, mode)
+            if whole is not None and t.document(whole):
+                t.result.fmt = "json"
                 _note_mismatch(t, suffix_format)
                 return
-            t.result.fmt = "json"
-            _note_mismatch(t, suffix_format)
-            t.document(whole)
-            return
+            # Not one JSON document: sniffing never fails an object the line reader can read.
+            buf, chunks = (whole if whole is not None else b""), rest
         t.result.fmt = "jsonl"
         _note_mismatch(t, suffix_format)
         _jsonl(t, buf, chunks)
@@ -257,9 +311,12 @@ def _run(t: ObjectTransform, chunks: Iterator[bytes], suffix_format: str) -> Non
     t.result.notes.append("empty object")
 
 
-def _jsonl(t: ObjectTransform, head: bytes, chunks: Iterator[bytes]) -> None:
+def _jsonl(t: ObjectTransform, buf: bytes, chunks: Iterator[bytes]) -> None:
     line_no = 1
-    for item in whole_line_blocks(head, chunks, block_bytes=t.block_bytes, max_line_bytes=t.max_json_bytes):
+    if len(buf) > t.block_bytes:  # a would-be document: stream it like any JSONL
+        buf, chunks = b"", itertools.chain(_pieces(buf, t.block_bytes), chunks)
+    blocks = whole_line_blocks(buf, chunks, block_bytes=t.block_bytes, max_line_bytes=t.max_json_bytes)
+    for item in blocks:
         if isinstance(item, LongLine):
             t.long_line(line_no, item)
             line_no += 1
@@ -268,46 +325,65 @@ def _jsonl(t: ObjectTransform, head: bytes, chunks: Iterator[bytes]) -> None:
         t.quarantine.write()
 
 
-def _sniff(head: bytes) -> str:
+def _pieces(data: bytes, size: int) -> Iterator[bytes]:
+    """`data` in pieces of `size` (a document that turned out to be JSONL streams like any JSONL)."""
+    view = memoryview(data)
+    for start in range(0, len(data), size):
+        yield bytes(view[start:start + size])
+
+
+def sniff(head: bytes) -> str:
+    """What the first chunk of an object (leading whitespace removed) looks like: "jsonl",
+    "array" (a JSON array document) or "document" (one JSON object over several lines). Only a
+    guess: a document that turns out not to be one is read as JSONL."""
+    if head[:1] not in (b"[", b"{"):
+        return "jsonl"
+    first, newline, rest = head.partition(b"\n")
+    if not newline:  # first line longer than one chunk
+        return "array" if head[:1] == b"[" else "jsonl"
+    if _stands_alone(first):  # a whole JSON value on its own line: JSONL, or a one-line array
+        return "array" if head[:1] == b"[" and not rest.strip() else "jsonl"
     if head[:1] == b"[":
-        return "array"
-    if head[:1] == b"{":
-        first_line = head.split(b"\n", 1)[0]
-        if b"\n" in head:
-            try:
-                json.loads(first_line)
-                return "jsonl"
-            except ValueError:
-                return "maybe-document"  # a pretty-printed object spans lines
-        return "jsonl"  # first line longer than one chunk: stream it as JSONL
-    return "jsonl"
+        return "array"  # `[` then its elements on the next lines
+    second = next((line for line in rest.split(b"\n") if line.strip()), b"")
+    if second.lstrip()[:1] == b"{" and _stands_alone(second):
+        return "jsonl"  # a malformed first line, then a good one
+    return "document"  # a pretty-printed object spans lines
 
 
-def _is_document(data: bytes) -> bool:
+def _stands_alone(line: bytes) -> bool:
     try:
-        json.loads(data)
+        json.loads(line)
         return True
+    except RecursionError:
+        return True  # deeper than Python reads: a value of its own line; the line reader says more
     except ValueError:
         return False
+
+
+def _read_document(t: ObjectTransform, buf: bytes, chunks: Iterator[bytes],
+                   mode: str) -> tuple[bytes | None, Iterator[bytes]]:
+    """All of the object, up to `max_json_bytes`, and what is left of the stream. Past the limit,
+    an array is unreadable (the message says how to fix it); a would-be object document is
+    probably JSONL, so (None, everything read and the rest) goes to the line reader."""
+    parts = [buf]
+    size = len(buf)
+    for chunk in chunks:
+        size += len(chunk)
+        parts.append(chunk)
+        if size > t.max_json_bytes:
+            if mode == "array":
+                raise UnreadableObject(
+                    f"JSON document is larger than the {t.max_json_bytes} byte limit (ELT_MAX_JSON_BYTES); "
+                    "split it or write it as JSONL, which streams at any size"
+                )
+            return None, itertools.chain(parts, chunks)
+    return b"".join(parts), iter(())
 
 
 def _note_mismatch(t: ObjectTransform, suffix_format: str) -> None:
     if suffix_format != t.result.fmt:
         t.result.notes.append(f"content is {t.result.fmt} although the file name says {suffix_format}")
-
-
-def _read_all(t: ObjectTransform, buf: bytes, chunks: Iterator[bytes]) -> bytes:
-    parts = [buf]
-    size = len(buf)
-    for chunk in chunks:
-        size += len(chunk)
-        if size > t.max_json_bytes:
-            raise UnreadableObject(
-                f"JSON document is larger than the {t.max_json_bytes} byte limit (ELT_MAX_JSON_BYTES); "
-                "split it or write it as JSONL, which streams at any size"
-            )
-        parts.append(chunk)
-    return b"".join(parts)
 
 
 def transform_bytes(data: bytes, **kwargs) -> tuple[TransformResult, pa.Table, list[dict]]:

@@ -6,8 +6,9 @@ converted here, and required fields are checked here, once per batch of rows ("s
 pipeline.py), for every row at once.
 
 Words used here:
-- problems: {row index: [reason, ...]} for the rows that fail a check; such a row goes to
-  quarantine with its reasons joined by "; ".
+- problems (`RowProblems`): which rows fail a check, as masks; a row's reason (its problems joined
+  by "; ") is put into words only when asked for, so a flood of bad rows past the quarantine cap
+  costs vectorized work only.
 - refused: {timestamp field: mask of rows whose value was present but not a timestamp}, so such a
   row is not also called "missing" the field.
 - required path: `name`, `parent.child` or `list[].child` (from the type's schema).
@@ -33,6 +34,31 @@ def read_schema(schema: EventSchema) -> pa.Schema:
     return pa.schema([pa.field(f.name, pa.string()) if f.type == TS else f for f in schema.arrow])
 
 
+class RowProblems:
+    """The rows of a table that fail a check, and the reason of each, worded on request."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.timestamps: list[tuple[str, np.ndarray, pa.Array]] = []  # (field, refused mask, values)
+        self.missing: list[tuple[str, np.ndarray]] = []  # (required path, mask)
+
+    def rows(self) -> np.ndarray:
+        """Indexes of the rows with a problem, ascending."""
+        masks = [mask for _, mask, _ in self.timestamps] + [mask for _, mask in self.missing]
+        if not masks:
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(np.logical_or.reduce(masks))
+
+    def reason(self, idx: int) -> str:
+        problems = [f"value {values[idx].as_py()!r} of field '{name}' is not a valid {TS} "
+                    "(expected ISO-8601, e.g. 2025-01-31T12:00:00Z)"
+                    for name, mask, values in self.timestamps if mask[idx]]
+        missing = [p for p, m in self.missing if m[idx]]
+        if missing:
+            problems.append("missing required field(s) " + ", ".join(f"'{p}'" for p in missing))
+        return "; ".join(problems)
+
+
 class RowChecks:
     """The checks of one event type, compiled once."""
 
@@ -41,15 +67,14 @@ class RowChecks:
         self.ts_fields = [f.name for f in schema.arrow if f.type == TS]
         self.required = [_compile_required(p) for p in schema.required]
 
-    def check(self, table: pa.Table) -> tuple[pa.Table, dict[int, list[str]]]:
+    def check(self, table: pa.Table) -> tuple[pa.Table, RowProblems]:
         """The table with its timestamps converted, and the problems of its rows."""
-        problems: dict[int, list[str]] = {}
-        refused: dict[str, np.ndarray] = {}
-        table = self._timestamps(table, problems, refused)
-        self._missing(table, problems, refused)
+        problems = RowProblems(table.num_rows)
+        table = self._timestamps(table, problems)
+        self._missing(table, problems)
         return table, problems
 
-    def _timestamps(self, table: pa.Table, problems: dict[int, list[str]], refused: dict[str, np.ndarray]) -> pa.Table:
+    def _timestamps(self, table: pa.Table, problems: RowProblems) -> pa.Table:
         for name in self.ts_fields:
             i = table.schema.get_field_index(name)
             values = table.column(i)
@@ -58,19 +83,16 @@ class RowChecks:
             except pa.ArrowInvalid as exc:
                 values = values.combine_chunks()
                 mask, converted = unconvertible(values, str(exc))
-                for idx in np.flatnonzero(mask).tolist():
-                    problems.setdefault(idx, []).append(
-                        f"value {values[idx].as_py()!r} of field '{name}' is not a valid {TS} "
-                        "(expected ISO-8601, e.g. 2025-01-31T12:00:00Z)")
-                refused[name] = mask
+                if mask.any():
+                    problems.timestamps.append((name, mask, values))
             table = table.set_column(i, self.schema.arrow.field(name), converted)
         return table
 
-    def _missing(self, table: pa.Table, problems: dict[int, list[str]], refused: dict[str, np.ndarray]) -> None:
+    def _missing(self, table: pa.Table, problems: RowProblems) -> None:
         """Null counts are O(1), so a clean table costs a few cheap checks; masks are built only
         for a path that has a violation."""
         n = table.num_rows
-        per_path = []
+        refused = {name: mask for name, mask, _ in problems.timestamps}
         for path, (kind, name, child) in self.required:
             col = table.column(name)  # chunked: detection needs no copy; a mask only on a violation
             if kind == "top":
@@ -95,13 +117,7 @@ class RowChecks:
                 mask = np.zeros(n, dtype=bool)
                 mask[parents] = True
             if mask.any():
-                per_path.append((path, mask))
-        if not per_path:
-            return
-        for idx in np.flatnonzero(np.logical_or.reduce([mask for _, mask in per_path])):
-            missing = [p for p, m in per_path if m[idx]]
-            problems.setdefault(int(idx), []).append(
-                "missing required field(s) " + ", ".join(f"'{p}'" for p in missing))
+                problems.missing.append((path, mask))
 
 
 def _compile_required(path: str):

@@ -8,6 +8,11 @@ Words used here:
   as text, invalid UTF-8 escaped, at most RAW_PREVIEW_CHARS of it; "raw_truncated_from_bytes" then
   says how long it was). Records are written in line order within each block, whichever path
   found them.
+- quarantine cap: at most `max_records` records and `max_bytes` bytes per object (ELT_QUARANTINE_MAX_LINES,
+  ELT_QUARANTINE_MAX_BYTES), so a flood of bad lines cannot fill the Lambda's /tmp. Rejects past
+  the cap are counted, not kept (nor built: no per-line work once full), and one summary record at
+  the end says how many were dropped and which lines they were ({"line": first dropped line,
+  "reason": "quarantine cap reached: ...", "raw": "", "dropped_lines": n, "last_dropped_line": m}).
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from lambdas.shared.schemas import TS, EventSchema
 
 RAW_PREVIEW_CHARS = 1 << 20  # quarantine keeps at most this much of one rejected line
 FIRST_REJECTS = 5  # rejects whose reasons the result carries for the log
+DEFAULT_QUARANTINE_MAX_LINES = 100_000
+DEFAULT_QUARANTINE_MAX_BYTES = 64 << 20
 
 _RECORD = json.JSONEncoder(ensure_ascii=False)  # built once, not per record
 
@@ -79,28 +86,72 @@ class SilverWriter:
 
 
 class Quarantine:
-    """Rejected lines of one bronze object -> quarantine records."""
+    """Rejected lines of one bronze object -> quarantine records, up to the quarantine cap."""
 
-    def __init__(self, out: BinaryIO):
+    def __init__(self, out: BinaryIO, *, max_records: int = DEFAULT_QUARANTINE_MAX_LINES,
+                 max_bytes: int = DEFAULT_QUARANTINE_MAX_BYTES):
         self.out = out
+        self.max_records, self.max_bytes = max_records, max_bytes
         self.records: list[tuple[int, bytes]] = []  # not written yet: (line number, record)
+        self.kept = 0  # records kept (held or written)
+        self.kept_bytes = 0
+        self.full = max_records <= 0
         self.rejected = 0
         self.syntax_rejects = 0  # rejects that are not JSON at all
         self.first_rejects: list[tuple[int, str]] = []
+        self.dropped = 0  # rejects past the cap
+        self.first_dropped = self.last_dropped = 0
 
     def reject(self, line_no: int, raw: bytes, reason: str, *, syntax: bool = False) -> None:
-        text = raw[:RAW_PREVIEW_CHARS].decode("utf-8", errors="backslashreplace")
-        record = {"line": int(line_no), "reason": reason, "raw": text}
-        if len(raw) > RAW_PREVIEW_CHARS:
-            record["raw_truncated_from_bytes"] = len(raw)
-        self.records.append((int(line_no), _RECORD.encode(record).encode("utf-8") + b"\n"))
         self.rejected += 1
         self.syntax_rejects += syntax
         if len(self.first_rejects) < FIRST_REJECTS:
             self.first_rejects.append((int(line_no), reason))
+        if self.full:
+            self._drop(int(line_no), int(line_no), 1)
+            return
+        text = raw[:RAW_PREVIEW_CHARS].decode("utf-8", errors="backslashreplace")
+        record = {"line": int(line_no), "reason": reason, "raw": text}
+        if len(raw) > RAW_PREVIEW_CHARS:
+            record["raw_truncated_from_bytes"] = len(raw)
+        encoded = _RECORD.encode(record).encode("utf-8") + b"\n"
+        if self.kept_bytes + len(encoded) > self.max_bytes:
+            self.full = True
+            self._drop(int(line_no), int(line_no), 1)
+            return
+        self.records.append((int(line_no), encoded))
+        self.kept += 1
+        self.kept_bytes += len(encoded)
+        self.full = self.kept >= self.max_records
+
+    def reject_many(self, line_numbers: np.ndarray, reason: str) -> None:
+        """Rejects past the cap, counted at once (`reason`: the first one's, for the result)."""
+        if not len(line_numbers):
+            return
+        if len(self.first_rejects) < FIRST_REJECTS:
+            self.first_rejects.append((int(line_numbers[0]), reason))
+        self.rejected += len(line_numbers)
+        self._drop(int(line_numbers.min()), int(line_numbers.max()), len(line_numbers))
+
+    def _drop(self, low: int, high: int, count: int) -> None:
+        self.first_dropped = min(self.first_dropped, low) if self.dropped else low
+        self.last_dropped = max(self.last_dropped, high)
+        self.dropped += count
 
     def write(self) -> None:
         """Write the records held so far, in line order (called per block)."""
         self.records.sort(key=lambda r: r[0])
         self.out.write(b"".join(record for _, record in self.records))
         self.records = []
+
+    def close(self) -> None:
+        """Write what is held, then the summary of what the cap dropped, if anything."""
+        self.write()
+        if self.dropped:
+            reason = (f"quarantine cap reached: {self.dropped} more rejected line(s) between lines "
+                      f"{self.first_dropped} and {self.last_dropped} are not kept (the cap is {self.max_records} "
+                      f"records or {self.max_bytes} bytes per object: ELT_QUARANTINE_MAX_LINES, "
+                      "ELT_QUARANTINE_MAX_BYTES); their rows are not in silver either")
+            self.out.write(_RECORD.encode({"line": self.first_dropped, "reason": reason, "raw": "",
+                                           "dropped_lines": self.dropped,
+                                           "last_dropped_line": self.last_dropped}).encode("utf-8") + b"\n")

@@ -44,12 +44,15 @@ locals {
     ELT_LOG_LEVEL           = var.log_level
   }
   transform_environment = {
-    ELT_SILVER_BUCKET   = module.storage.silver_bucket
-    ELT_LEDGER_TABLE    = module.ledger.table_name
-    ELT_LEDGER_TTL_DAYS = tostring(var.ledger_ttl_days)
-    ELT_MAX_JSON_BYTES  = tostring(var.max_json_bytes)
-    ELT_ROW_GROUP_ROWS  = tostring(var.row_group_rows)
-    ELT_LOG_LEVEL       = var.log_level
+    ELT_SILVER_BUCKET        = module.storage.silver_bucket
+    ELT_LEDGER_TABLE         = module.ledger.table_name
+    ELT_LEDGER_TTL_DAYS      = tostring(var.ledger_ttl_days)
+    ELT_MAX_JSON_BYTES       = tostring(var.max_json_bytes)
+    ELT_ROW_GROUP_ROWS       = tostring(var.row_group_rows)
+    ELT_MAX_OBJECT_BYTES     = tostring(var.max_object_bytes)
+    ELT_QUARANTINE_MAX_LINES = tostring(var.quarantine_max_lines)
+    ELT_QUARANTINE_MAX_BYTES = tostring(var.quarantine_max_bytes)
+    ELT_LOG_LEVEL            = var.log_level
   }
 }
 

@@ -145,6 +145,24 @@ variable "max_json_bytes" {
   default     = 67108864
 }
 
+variable "max_object_bytes" {
+  description = "Largest bronze object (decompressed) transform reads; past it the object is a failed item."
+  type        = number
+  default     = 4294967296
+}
+
+variable "quarantine_max_lines" {
+  description = "Quarantine records kept per object; past it one summary record counts the rest."
+  type        = number
+  default     = 100000
+}
+
+variable "quarantine_max_bytes" {
+  description = "Quarantine bytes kept per object (staged in the Lambda's /tmp)."
+  type        = number
+  default     = 67108864
+}
+
 variable "row_group_rows" {
   description = "Rows per Parquet row group."
   type        = number

@@ -1,0 +1,140 @@
+"""The transform against a hostile producer (issue 16's table, at test size): each input becomes
+quarantined lines or a failed item with a clear reason, within bounds. Sizes and times are the
+bench's business (bench/transform.py --hostile); these tests pin the outcomes."""
+
+import gzip
+import io
+import json
+
+import pytest
+
+from lambdas.transform.core import UnreadableObject, transform_stream
+from lambdas.transform.diagnose import without_values
+from tests.unit.test_transform_core import SHIPMENTS, good_lines, run
+
+
+class CountingSink(io.RawIOBase):
+    """A quarantine file that remembers the most it was ever asked to hold in one write."""
+
+    def __init__(self):
+        self.size = self.largest_write = 0
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        self.size += len(data)
+        self.largest_write = max(self.largest_write, len(data))
+        return len(data)
+
+
+def test_a_flood_of_empty_objects_is_capped_in_quarantine_with_a_summary_of_what_was_dropped():
+    data = b"{}\n" * 50_000
+    result, table, rejects = run(data, quarantine_max_lines=1000, block_bytes=65536)
+    assert (result.rows, result.rejected, table.num_rows) == (0, 50_000, 0)
+    assert len(rejects) == 1001
+    assert rejects[0]["reason"].startswith("missing required field(s) 'shipment_id'")
+    summary = rejects[-1]
+    assert (summary["dropped_lines"], summary["line"], summary["last_dropped_line"]) == (49_000, 1001, 50_000)
+    assert "quarantine cap reached" in summary["reason"] and "ELT_QUARANTINE_MAX_LINES" in summary["reason"]
+
+
+def test_the_quarantine_byte_cap_holds_and_rejects_leave_as_they_are_found():
+    sink = CountingSink()
+    line = ('{"shipment_id": "' + "x" * 2000 + '"}\n').encode()
+    result = transform_stream(io.BytesIO(line * 5000), schema=SHIPMENTS, source_key="k", gzipped=False,
+                              parquet_out=io.BytesIO(), quarantine_out=sink, block_bytes=65536,
+                              quarantine_max_bytes=200_000)
+    assert result.rejected == 5000
+    assert sink.size < 200_000 + 2000  # the kept records, then one short summary
+    assert sink.largest_write < 150_000  # written per block (about 2 x 64 KiB of lines), not held to the end
+
+
+def test_a_json_array_of_empty_objects_streams_its_rejects_and_is_capped():
+    sink = CountingSink()
+    data = b"[" + b"{}," * 99_999 + b"{}]"
+    result = transform_stream(io.BytesIO(data), schema=SHIPMENTS, source_key="k", gzipped=False,
+                              parquet_out=io.BytesIO(), quarantine_out=sink, block_bytes=16384,
+                              quarantine_max_lines=50_000)
+    assert (result.fmt, result.rows, result.rejected) == ("json", 0, 100_000)
+    assert sink.largest_write < 1 << 20
+
+
+def test_blank_line_floods_are_counted_and_skipped():
+    data = b"\n" * 300_000 + (good_lines(1)[0] + "\n").encode() + b"  \r\n" * 100_000
+    result, table, _ = run(data, block_bytes=65536)
+    assert (result.rows, result.rejected, result.blank_lines) == (1, 0, 400_000)
+    assert table.column("_line").to_pylist() == [300_001]
+
+
+def test_alternating_blank_and_good_lines_keep_their_line_numbers():
+    lines = good_lines(300)
+    data = "".join(line + "\n\n" for line in lines).encode()
+    result, table, _ = run(data, block_bytes=16384)
+    assert (result.rows, result.blank_lines) == (300, 300)
+    assert table.column("_line").to_pylist() == list(range(1, 600, 2))
+
+
+@pytest.mark.parametrize("where", ["first", "later"])
+@pytest.mark.parametrize("field", ["shipment_id", "carrier", "tags"])
+def test_a_line_nested_10000_deep_is_quarantined_not_a_recursion_error(where, field):
+    deep = json.dumps({field: 0}).replace("0", "[" * 10_000 + "]" * 10_000)
+    lines = [deep, *good_lines(3)] if where == "first" else [*good_lines(3), deep]
+    result, _, rejects = run(("\n".join(lines) + "\n").encode())
+    assert (result.rows, result.rejected) == (3, 1)
+    assert rejects[0]["line"] == (1 if where == "first" else 4)
+    assert rejects[0]["reason"] in ("nested deeper than Python's JSON reader allows (about 1000 levels)",
+                                    f"field '{field}' is an array where the schema expects a string")
+
+
+def test_a_jsonl_object_whose_first_line_is_malformed_is_read_as_jsonl_even_past_the_document_limit():
+    lines = ['{"shipment_id": "x", "carrier": ', *good_lines(400)]
+    result, _, rejects = run(("\n".join(lines) + "\n").encode(), max_json_bytes=20_000, block_bytes=8192)
+    assert (result.fmt, result.rows, result.rejected) == ("jsonl", 400, 1)
+    assert rejects[0]["line"] == 1 and rejects[0]["reason"].startswith("malformed JSON")
+
+
+def test_a_pretty_printed_object_past_the_document_limit_is_read_as_lines_not_failed_by_the_sniffer():
+    data = json.dumps(json.loads(good_lines(1)[0]), indent=2).encode()
+    result, _, rejects = run(data, max_json_bytes=100, block_bytes=64)
+    assert (result.fmt, result.rows, result.rejected) == ("jsonl", 0, data.count(b"\n") + 1)  # nothing lost
+    assert [r["line"] for r in rejects] == list(range(1, result.rejected + 1))
+
+
+@pytest.mark.parametrize("first", ["[1, 2]", "[]", '["a"]'])
+def test_a_jsonl_object_whose_first_line_is_an_array_is_read_as_jsonl(first):
+    result, _, rejects = run(("\n".join([first, *good_lines(3)]) + "\n").encode())
+    assert (result.fmt, result.rows, result.rejected) == ("jsonl", 3, 1)
+    assert rejects[0] == {"line": 1, "reason": "line is a JSON array, expected an object", "raw": first}
+
+
+def test_an_array_that_is_not_one_document_falls_back_to_the_line_reader():
+    data = ('[{"a": 1}] trailing\n' + "\n".join(good_lines(2)) + "\n").encode()
+    result, _, rejects = run(data)
+    assert (result.fmt, result.rows, result.rejected) == ("jsonl", 2, 1)
+
+
+def test_a_gzip_bomb_stops_at_the_object_limit():
+    bomb = gzip.compress(b"\0" * (8 << 20), compresslevel=9)
+    assert len(bomb) < 20_000
+    with pytest.raises(UnreadableObject, match="larger than the 1048576 byte limit decompressed.*ELT_MAX_OBJECT_BYTES"):
+        run(bomb, gzipped=True, max_object_bytes=1 << 20)
+
+
+def test_the_object_limit_counts_uncompressed_objects_too():
+    data = ("\n".join(good_lines(100)) + "\n").encode()
+    with pytest.raises(UnreadableObject, match="ELT_MAX_OBJECT_BYTES"):
+        run(data, max_object_bytes=len(data) - 1, block_bytes=4096)
+    assert run(data, max_object_bytes=len(data))[0].rows == 100
+
+
+def test_a_reason_without_values_keeps_the_field_and_the_kind_of_problem():
+    assert without_values("value 'yesterday' of field 'created_at' is not a valid timestamp[us, tz=UTC] "
+                          "(expected ISO-8601, e.g. 2025-01-31T12:00:00Z)") == (
+        "value (withheld) of field 'created_at' is not a valid timestamp[us, tz=UTC] "
+        "(expected ISO-8601, e.g. 2025-01-31T12:00:00Z)")
+    assert without_values("value '12,50' is not a valid double") == "value (withheld) is not a valid double"
+    assert without_values("value 1.5 of field 'items[].quantity' is not a valid int64") == (
+        "value (withheld) of field 'items[].quantity' is not a valid int64")
+    kind = "field 'weight_kg' is a string where the schema expects a number"
+    assert without_values(kind) == kind
