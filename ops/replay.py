@@ -21,6 +21,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import ClientError
 
 from lambdas.shared import work_unit
 from lambdas.shared.keys import InvalidKey, parse_bronze_key, replay_key
@@ -87,6 +88,9 @@ def _pool(items: list, work: Callable[[list], list[tuple[str, str, str]]], *, co
                 if outcome == "ok":
                     result.done += 1
                     counted_bytes += sizes.get(key, 0)
+                    ok_keys.append(key)
+                elif outcome == "skipped":
+                    result.skipped.append({"key": key, "reason": detail})
                     ok_keys.append(key)
                 else:
                     result.failed.append({"key": key, "error": detail})
@@ -194,20 +198,31 @@ def replay_copy(s3, *, objects: list[ObjectInfo], bucket: str, dest_prefix: str,
             obj = group[0]
             dest = key_for(obj.key, dest_prefix)
             source = {"Bucket": bucket, "Key": obj.key}
+            # Copy exactly the listed version, and record it on the copy: the transform checks the
+            # copy against its original with it (a copy outlived by an overwrite is superseded).
+            extra = copy_extra_args(obj)
             limiter.acquire()
+
+            def attempt():
+                try:
+                    if obj.size >= multipart_threshold:
+                        return s3.copy(source, bucket, dest, ExtraArgs=extra, Config=transfer)
+                    return s3.copy_object(Bucket=bucket, Key=dest, CopySource=source, **extra)
+                except ClientError as exc:
+                    if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412:
+                        return ORIGINAL_CHANGED
+                    raise
+
             try:
-                if obj.size >= multipart_threshold:
-                    with_retries(lambda: s3.copy(source, bucket, dest, Config=transfer),
-                                 action="s3:GetObject on the source and s3:PutObject on the destination",
-                                 resource=f"s3://{bucket}/{obj.key}")
-                else:
-                    with_retries(lambda: s3.copy_object(Bucket=bucket, Key=dest, CopySource=source),
-                                 action="s3:GetObject on the source and s3:PutObject on the destination",
-                                 resource=f"s3://{bucket}/{obj.key}")
+                done = with_retries(attempt, action="s3:GetObject on the source and s3:PutObject on the destination",
+                                    resource=f"s3://{bucket}/{obj.key}")
             except AccessDenied:
                 raise
             except OpsError as exc:
                 return [(obj.key, "failed", str(exc))]
+            if done is ORIGINAL_CHANGED:
+                return [(obj.key, "skipped", "the object changed since it was listed; its newer version has "
+                                             "its own event, so there is nothing to replay")]
             return [(obj.key, "ok", dest)]
 
         _pool([[o] for o in todo], _stop_on_denied(copy), concurrency=concurrency, checkpoint=checkpoint,
@@ -217,6 +232,21 @@ def replay_copy(s3, *, objects: list[ObjectInfo], bucket: str, dest_prefix: str,
     finally:
         report_file.close()
         result.seconds = round(time.monotonic() - started, 3)
+
+
+ORIGINAL_CHANGED = object()
+REPLAY_SOURCE_ETAG = "replay-source-etag"  # read by lambdas.transform.app (same name there)
+_CONTENT_TYPES = {".jsonl": "application/x-ndjson", ".json": "application/json"}
+
+
+def copy_extra_args(obj: ObjectInfo) -> dict:
+    """CopyObject arguments for a replay copy of the listed version `obj`: only that version is
+    copied (CopySourceIfMatch), and the copy's metadata names it. Replacing the metadata drops the
+    original's user metadata, which the pipeline never reads."""
+    parsed = parse_bronze_key(obj.key)
+    content_type = "application/gzip" if parsed.gzipped else _CONTENT_TYPES[parsed.suffix]
+    return {"CopySourceIfMatch": f'"{work_unit.normalize_etag(obj.etag)}"', "MetadataDirective": "REPLACE",
+            "Metadata": {REPLAY_SOURCE_ETAG: work_unit.normalize_etag(obj.etag)}, "ContentType": content_type}
 
 
 def replay_sqs(sqs, *, objects: list[ObjectInfo], bucket: str, queue_url: str, concurrency: int = 8,

@@ -11,9 +11,11 @@ from collections.abc import Callable
 
 AFTER_CLAIM = "after-claim"  # ingest: the ledger claim is written, the work unit is not sent
 AFTER_SEND = "after-send"  # ingest: the work unit is sent, the ledger still says CLAIMED
+AFTER_READ = "after-read"  # transform: the source's body is open (IfMatch passed), nothing written
+BEFORE_SILVER_WRITE = "before-silver-write"  # transform: silver looked at, its conditional write not sent
 AFTER_SILVER_WRITE = "after-silver-write"  # transform: silver is written, the ledger is not DONE
 BEFORE_DELETE = "before-delete"  # event source mapping: the handler returned, messages not deleted
-STEPS = (AFTER_CLAIM, AFTER_SEND, AFTER_SILVER_WRITE, BEFORE_DELETE)
+STEPS = (AFTER_CLAIM, AFTER_SEND, AFTER_READ, BEFORE_SILVER_WRITE, AFTER_SILVER_WRITE, BEFORE_DELETE)
 
 HOOK: Callable[[str, dict], None] | None = None
 

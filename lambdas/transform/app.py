@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, unquote
 
 import pyarrow as pa
-from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from lambdas.shared import config, schemas, steps, work_unit
@@ -26,10 +25,13 @@ from lambdas.shared.aws import client
 from lambdas.shared.keys import parse_bronze_key
 from lambdas.shared.ledger import Ledger
 from lambdas.shared.log import get_logger, log, set_context
+from lambdas.transform import conditional_write
 from lambdas.transform.core import UnreadableObject, transform_stream
 
 LOG = get_logger("transform")
-TRANSFER = TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20, max_concurrency=4)
+WRITE_ATTEMPTS = 5  # conditional silver writes lost to other writers before the item is retried
+REPAIR_ROUNDS = 3  # times the source may move on during one item before it is retried
+REPLAY_SOURCE_ETAG = "replay-source-etag"  # a replay copy's metadata: the original's ETag it copies
 
 
 @dataclass
@@ -104,7 +106,8 @@ def process_record(d: Deps, record: dict) -> dict:
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         try:
-            d.ledger.mark_failed(bucket=unit.bucket, key=unit.key, etag=unit.etag, error=error)
+            d.ledger.mark_failed(bucket=unit.bucket, key=unit.key, etag=unit.etag, error=error,
+                                 sequencer=unit.sequencer)
         except Exception as ledger_exc:  # still fail the item; the log keeps the error
             log(LOG, logging.ERROR, "could not record the failure in the ledger", error=str(ledger_exc))
         raise
@@ -114,28 +117,65 @@ def process_record(d: Deps, record: dict) -> dict:
 
 
 def _transform(d: Deps, unit: work_unit.WorkUnit) -> dict:
+    """Make silver hold this unit's version if it is (still) the current one; see README
+    "Version ordering" for the rule every writer follows."""
     parsed = parse_bronze_key(unit.key)
-    schema = schemas.get(parsed.type)
     try:
         obj = d.s3.get_object(Bucket=unit.bucket, Key=unit.key, IfMatch=f'"{unit.etag}"')
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code")
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if code in ("PreconditionFailed", "412") or status == 412:
-            # Overwritten since this work unit was made: the newer version has its own event.
-            d.ledger.mark_done(bucket=unit.bucket, key=unit.key, etag=unit.etag, silver_key="", rows=0,
-                               rejected_rows=0, outcome="superseded")
-            log(LOG, logging.WARNING, "superseded: the object changed since; skipped", object=unit.object_id)
-            return {"outcome": "superseded"}
+            return _superseded_on_read(d, unit, parsed)
         if code == "NoSuchKey":
             # Only a missing key in a bucket that exists is a deleted source. S3 says NoSuchKey only
             # to a caller with s3:ListBucket on the bucket; without it the answer is 403 (below).
             d.ledger.mark_done(bucket=unit.bucket, key=unit.key, etag=unit.etag, silver_key="", rows=0,
-                               rejected_rows=0, outcome="source-deleted")
+                               rejected_rows=0, outcome="source-deleted", sequencer=unit.sequencer)
             log(LOG, logging.WARNING, "source deleted since queued; skipped", object=unit.object_id)
             return {"outcome": "source-deleted"}
         raise ItemFailed(s3_read_error(exc, bucket=unit.bucket, key=unit.key)) from None
-    _refuse_collision(d, parsed)
+    steps.step(steps.AFTER_READ, object=unit.object_id)
+    # The logical version this read stands for. A replay copy stands for the original's version
+    # it was copied from (recorded by `eltops replay copy`; a copy's own ETag equals it for a
+    # single-part object). Its own sequencer orders the copy's key, never the original's.
+    version_etag, sequencer = unit.etag, unit.sequencer
+    if parsed.replay_stamp:
+        metadata = obj.get("Metadata") or {}
+        version_etag = work_unit.normalize_etag(metadata.get(REPLAY_SOURCE_ETAG)) or unit.etag
+        sequencer = ""
+    summary = _write_version(d, parsed, obj, bucket=unit.bucket, version_etag=version_etag, sequencer=sequencer,
+                             object_id=unit.object_id)
+    if summary["outcome"] == "superseded":
+        d.ledger.mark_done(bucket=unit.bucket, key=unit.key, etag=unit.etag, silver_key="", rows=0, rejected_rows=0,
+                           outcome="superseded", reason=summary["reason"], sequencer=unit.sequencer)
+        log(LOG, logging.WARNING, "superseded: silver holds a newer version; skipped", object=unit.object_id,
+            reason=summary["reason"])
+        return summary
+    moved = _moved_on(d, bucket=unit.bucket, key=parsed.logical_key, version_etag=version_etag)
+    if moved is not None:
+        # Silver now holds a version the source has left; the newer version's own event may already
+        # have been consumed (it lost to this write), so transform the current version here.
+        repaired = _rewrite_current(d, parsed, bucket=unit.bucket, current=moved)
+        reason = (f"the source became {moved['etag']} while this version was transformed; "
+                  f"{repaired['silver_etag_of']} was transformed in its place")
+        d.ledger.mark_done(bucket=unit.bucket, key=unit.key, etag=unit.etag, silver_key="", rows=0, rejected_rows=0,
+                           outcome="superseded", reason=reason, sequencer=unit.sequencer)
+        log(LOG, logging.WARNING, "superseded after the write: the source moved on; silver rewritten from the "
+            "current version", object=unit.object_id, reason=reason)
+        return {**summary, "outcome": "superseded", "reason": reason}
+    owned = d.ledger.mark_done(bucket=unit.bucket, key=unit.key, etag=unit.etag, silver_key=parsed.silver_key,
+                               rows=summary["rows"], rejected_rows=summary["rejected_rows"], sequencer=unit.sequencer)
+    if not owned:
+        log(LOG, logging.INFO, "a newer event of this version owns its ledger item; outcome not recorded",
+            object=unit.object_id, sequencer=unit.sequencer)
+    return summary
+
+
+def _write_version(d: Deps, parsed, obj, *, bucket: str, version_etag: str, sequencer: str, object_id: str) -> dict:
+    """Transform the body read in `obj` and write it to silver with a conditional write that cannot
+    replace a newer version: {"outcome": "written", ...} or {"outcome": "superseded", "reason"}."""
+    schema = schemas.get(parsed.type)
     ingested_at = dt.datetime.now(dt.UTC)
     with tempfile.TemporaryDirectory(prefix="elt-") as tmp:
         parquet_path = os.path.join(tmp, "out.parquet")
@@ -147,28 +187,132 @@ def _transform(d: Deps, unit: work_unit.WorkUnit) -> dict:
                 row_group_rows=d.row_group_rows, max_json_bytes=d.max_json_bytes, suffix_format=parsed.fmt,
                 **d.limits,
             )
-        # S3 metadata is ASCII only: the key is URL-encoded there.
-        metadata = {"source-key": quote(parsed.logical_key, safe="/"), "source-etag": unit.etag, "rows": str(result.rows)}
-        d.s3.upload_file(parquet_path, d.silver_bucket, parsed.silver_key, Config=TRANSFER,
-                         ExtraArgs={"Metadata": metadata, "ContentType": "application/vnd.apache.parquet"})
+        metadata = None
+        for _ in range(WRITE_ATTEMPTS):
+            current = _head(d, bucket=d.silver_bucket, key=parsed.silver_key)
+            held = _held(current)
+            _refuse_collision(parsed, held)
+            if sequencer and held["sequencer"] and work_unit.compare_sequencers(held["sequencer"], sequencer) > 0:
+                return {"outcome": "superseded",
+                        "reason": f"silver holds {held['etag'] or 'a version'} from a newer event (sequencer "
+                                  f"{held['sequencer']} > {sequencer})"}
+            # A unit without a sequencer keeps the order silver already records for the same version.
+            order = sequencer or (held["sequencer"] if held["etag"] == version_etag else "")
+            # S3 metadata is ASCII only: the key is URL-encoded there.
+            metadata = {"source-key": quote(parsed.logical_key, safe="/"), "source-etag": version_etag,
+                        "source-sequencer": order, "rows": str(result.rows)}
+            steps.step(steps.BEFORE_SILVER_WRITE, object=object_id)
+            try:
+                conditional_write.put_file(d.s3, bucket=d.silver_bucket, key=parsed.silver_key, path=parquet_path,
+                                           extra={"Metadata": metadata, "ContentType": "application/vnd.apache.parquet"},
+                                           when=conditional_write.condition(current))
+            except conditional_write.PreconditionLost as exc:  # another writer came in between: look again
+                log(LOG, logging.INFO, "silver changed during the write; deciding again", object=object_id,
+                    detail=str(exc))
+                continue
+            break
+        else:
+            raise ItemFailed(f"silver object {parsed.silver_key} kept changing during {WRITE_ATTEMPTS} conditional "
+                             "writes; the item is retried")
         if result.rejected:
-            d.s3.upload_file(quarantine_path, d.silver_bucket, parsed.quarantine_key, Config=TRANSFER,
-                             ExtraArgs={"Metadata": metadata, "ContentType": "application/x-ndjson"})
+            conditional_write.put_file(d.s3, bucket=d.silver_bucket, key=parsed.quarantine_key, path=quarantine_path,
+                                       extra={"Metadata": metadata, "ContentType": "application/x-ndjson"})
         else:
             # A previous version's rejects no longer apply to this version.
             d.s3.delete_object(Bucket=d.silver_bucket, Key=parsed.quarantine_key)
-    steps.step(steps.AFTER_SILVER_WRITE, object=unit.object_id)
-    d.ledger.mark_done(bucket=unit.bucket, key=unit.key, etag=unit.etag, silver_key=parsed.silver_key,
-                       rows=result.rows, rejected_rows=result.rejected)
+    steps.step(steps.AFTER_SILVER_WRITE, object=object_id)
     for note in result.notes:
-        log(LOG, logging.WARNING, note, object=unit.object_id)
+        log(LOG, logging.WARNING, note, object=object_id)
     for line, reason in result.first_rejects:
         # A reason may quote the rejected value (personal data, perhaps): the log says where and
         # what kind of problem; the value itself stays in quarantine.
-        log(LOG, logging.WARNING, "line rejected", object=unit.object_id, line=line, **reject_summary(reason, schema))
+        log(LOG, logging.WARNING, "line rejected", object=object_id, line=line, **reject_summary(reason, schema))
     return {"outcome": "written", "rows": result.rows, "rejected_rows": result.rejected,
             "blank_lines": result.blank_lines, "format": result.fmt, "bytes_in": result.bytes_in,
-            "silver_key": parsed.silver_key}
+            "silver_key": parsed.silver_key, "source_etag": version_etag}
+
+
+def _head(d: Deps, *, bucket: str, key: str) -> conditional_write.Current | None:
+    try:
+        return conditional_write.head(d.s3, bucket=bucket, key=key)
+    except ClientError as exc:
+        raise ItemFailed(s3_read_error(exc, bucket=bucket, key=key)) from None
+
+
+def _held(current: conditional_write.Current | None) -> dict:
+    """What the silver object says it holds: logical source key, its ETag and its order."""
+    meta = current.metadata if current is not None else {}
+    return {"key": unquote(meta.get("source-key", "")), "etag": meta.get("source-etag", ""),
+            "sequencer": meta.get("source-sequencer", "")}
+
+
+def _refuse_collision(parsed, held: dict) -> None:
+    """`a.json` and `a.jsonl` in one partition map to one silver object: writing the second would
+    silently replace the first's rows. Fail the item instead (it reaches the DLQ with this reason).
+    Decided by the conditional write: two racing first writes cannot both create the object."""
+    if held["key"] and held["key"] != parsed.logical_key:
+        raise ItemFailed(f"silver key collision: {parsed.silver_key} already holds {held['key']}; {parsed.logical_key} "
+                         "would replace its rows. Rename one of the two bronze objects (they differ only by suffix)")
+
+
+def _moved_on(d: Deps, *, bucket: str, key: str, version_etag: str) -> dict | None:
+    """After a write: None while the logical source is still `version_etag` (or gone), else the
+    version it holds now ({"etag", "size"}). The one extra request per object (HeadObject)."""
+    current = _head(d, bucket=bucket, key=key)
+    if current is None:
+        return None  # deleted since: silver keeps the last version it had, as for any deletion
+    etag = work_unit.normalize_etag(current.etag)
+    return None if etag == version_etag else {"etag": etag}
+
+
+def _rewrite_current(d: Deps, parsed, *, bucket: str, current: dict) -> dict:
+    """Transform the logical key's current version (no event order: its read makes it current)
+    until the source holds still after the write. Records it DONE in the ledger."""
+    key = parsed.logical_key
+    logical = parse_bronze_key(key)
+    for _ in range(REPAIR_ROUNDS):
+        etag = current["etag"]
+        try:
+            obj = d.s3.get_object(Bucket=bucket, Key=key, IfMatch=f'"{etag}"')
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status == 412:  # moved on again before the read
+                current = _moved_on(d, bucket=bucket, key=key, version_etag=etag)
+                if current is None:
+                    return {"silver_etag_of": etag}
+                continue
+            if exc.response.get("Error", {}).get("Code") == "NoSuchKey":
+                return {"silver_etag_of": "nothing (the source was deleted)"}
+            raise ItemFailed(s3_read_error(exc, bucket=bucket, key=key)) from None
+        summary = _write_version(d, logical, obj, bucket=bucket, version_etag=etag, sequencer="",
+                                 object_id=f"s3://{bucket}/{key}")
+        moved = _moved_on(d, bucket=bucket, key=key, version_etag=etag)
+        if moved is None:
+            d.ledger.mark_done(bucket=bucket, key=key, etag=etag, silver_key=logical.silver_key, rows=summary["rows"],
+                               rejected_rows=summary["rejected_rows"])
+            log(LOG, logging.INFO, "transformed the current version in place of a superseded one",
+                object=f"s3://{bucket}/{key}", etag=etag, rows=summary["rows"])
+            return {"silver_etag_of": etag}
+        current = moved
+    raise ItemFailed(f"s3://{bucket}/{key} changed {REPAIR_ROUNDS} times while it was being transformed; "
+                     "the item is retried")
+
+
+def _superseded_on_read(d: Deps, unit: work_unit.WorkUnit, parsed) -> dict:
+    """The unit's version is no longer the object (412 on the read). Normally its newer version has
+    its own event. But if silver holds this very version, a write of it outlived the source (the
+    writer died before its check after the write): transform the current version now."""
+    reason = "the object changed since this unit was made (412 on the IfMatch read)"
+    held = _held(_head(d, bucket=d.silver_bucket, key=parsed.silver_key))
+    if held["key"] == parsed.logical_key and held["etag"] == unit.etag:
+        current = _moved_on(d, bucket=unit.bucket, key=parsed.logical_key, version_etag=unit.etag)
+        if current is not None:
+            repaired = _rewrite_current(d, parsed, bucket=unit.bucket, current=current)
+            reason += f"; silver still held this version, so {repaired['silver_etag_of']} was transformed in its place"
+    d.ledger.mark_done(bucket=unit.bucket, key=unit.key, etag=unit.etag, silver_key="", rows=0, rejected_rows=0,
+                       outcome="superseded", reason=reason, sequencer=unit.sequencer)
+    log(LOG, logging.WARNING, "superseded: the object changed since; skipped", object=unit.object_id, reason=reason)
+    return {"outcome": "superseded", "reason": reason}
 
 
 def s3_read_error(exc: ClientError, *, bucket: str, key: str) -> str:
@@ -229,21 +373,6 @@ def schema_paths(schema: schemas.EventSchema) -> set[str]:
     for field in schema.arrow:
         walk(field.type, field.name)
     return paths
-
-
-def _refuse_collision(d: Deps, parsed) -> None:
-    """`a.json` and `a.jsonl` in one partition map to one silver object: writing the second would
-    silently replace the first's rows. Fail the item instead (it reaches the DLQ with this reason)."""
-    try:
-        head = d.s3.head_object(Bucket=d.silver_bucket, Key=parsed.silver_key)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-            return
-        raise ItemFailed(s3_read_error(exc, bucket=d.silver_bucket, key=parsed.silver_key)) from None
-    owner = unquote(head.get("Metadata", {}).get("source-key", ""))
-    if owner and owner != parsed.logical_key:
-        raise ItemFailed(f"silver key collision: {parsed.silver_key} already holds {owner}; {parsed.logical_key} "
-                         "would replace its rows. Rename one of the two bronze objects (they differ only by suffix)")
 
 
 __all__ = ["handler", "UnreadableObject", "ItemFailed"]

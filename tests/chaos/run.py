@@ -108,7 +108,8 @@ def run(*, seed: int = 1, objects: int = 12, poison: int = 2, rate: float = 0.04
     first = rng.randint(2, 6)
     for nth in range(first, first + 5):
         faults.fail(SERVER_ERROR, service="sqs", operation="SendMessageBatch", nth=nth)
-    for step, count in (("after-claim", 2), ("after-send", 1), ("after-silver-write", 2), ("before-delete", 1)):
+    for step, count in (("after-claim", 2), ("after-send", 1), ("after-read", 1), ("before-silver-write", 1),
+                        ("after-silver-write", 2), ("before-delete", 1)):
         for nth in sorted(rng.sample(range(1, 8), count)):
             faults.kill_at(step, nth=nth)
 
