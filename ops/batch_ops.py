@@ -377,7 +377,8 @@ def batch_copy(s3, s3control, *, objects: Iterable[ObjectInfo], bucket: str, des
     """Write the manifest, submit the job, then copy the objects over 5 GB locally (multipart)."""
     from ops.replay import replay_copy
 
-    _arn_parts(role_arn)  # a bad ARN is refused before anything is written
+    if role_arn or not dry_run:
+        _arn_parts(role_arn)  # a bad ARN is refused before anything is written
     report_url = report_url or default_report_url(manifest_url)
     _split_s3_url(report_url, "--batch-report")
     manifest = write_manifest(s3, objects, manifest_url=manifest_url, dest_prefix=dest_prefix, dry_run=dry_run,

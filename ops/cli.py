@@ -182,7 +182,7 @@ def main() -> None:
 def register() -> None:
     from ops.commands import core  # noqa: F401  (commands attach themselves to `cli`)
 
-    for name in ("listing", "dlq", "provision", "observe"):
+    for name in ("listing", "dlq", "provision", "observe", "batch"):
         try:
             __import__(f"ops.commands.{name}")
         except ModuleNotFoundError as exc:

@@ -131,6 +131,20 @@ def list_objects(s3, *, bucket: str, prefix: str, window: Window, by: str = "mod
                                live_tail=live_tail, concurrency=concurrency, on_progress=on_progress)
 
 
+def stream_objects(s3, *, bucket: str, prefix: str, window: Window, by: str = "modified",
+                   from_inventory: str | None = None, live_tail: bool | None = None, concurrency: int = 8):
+    """Like `list_objects` without holding an inventory's objects in memory: returns (objects,
+    source), `source` being the InventorySource (its `summary()` is complete once the objects are
+    consumed) or None for a live listing."""
+    if not from_inventory:
+        return list_window(s3, bucket=bucket, prefix=prefix, window=window, by=by, concurrency=concurrency).objects, None
+    from ops.inventory import open_inventory
+
+    source = open_inventory(s3, manifest_url=from_inventory, bucket=bucket, prefix=prefix, window=window, by=by,
+                            live_tail=live_tail, concurrency=concurrency)
+    return source.objects(), source
+
+
 def _partition_day(prefix: str) -> dt.date | None:
     last = prefix.rstrip("/").rsplit("/", 1)[-1]
     if not last.startswith("dt="):

@@ -22,6 +22,12 @@ def window_options(f: Callable) -> Callable:
                      help="modified: LastModified in the window; partition: the dt= days the window overlaps."),
         click.option("--list-concurrency", type=click.IntRange(1, 64), default=8, show_default=True,
                      help="Partitions listed in parallel (--by partition)."),
+        click.option("--from-inventory", metavar="S3_URL",
+                     help="Read an S3 Inventory report instead of listing: its manifest.json, or the inventory "
+                          "configuration's folder for its newest report (s3://…/<bucket>/<config-id>/)."),
+        click.option("--live-tail/--no-live-tail", default=None,
+                     help="With --from-inventory: list objects newer than the report live [default: yes with "
+                          "--by partition (only those days), no with --by modified (it lists the whole prefix)]."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -44,13 +50,29 @@ def run_options(f: Callable) -> Callable:
     return f
 
 
-def _listing(ctx, bucket, prefix, start, end, since, by, list_concurrency, window=None):
-    from ops.listing import list_window
+def _listing(ctx, bucket, prefix, start, end, since, by, list_concurrency, window=None, from_inventory=None,
+             live_tail=None):
+    from ops.listing import list_objects
     from ops.timewindow import make_window
 
     window = window or make_window(start=start, end=end, since=since)
     s3 = settings(ctx).aws().client("s3")
-    return list_window(s3, bucket=bucket, prefix=prefix, window=window, by=by, concurrency=list_concurrency)
+    listing = list_objects(s3, bucket=bucket, prefix=prefix, window=window, by=by, concurrency=list_concurrency,
+                           from_inventory=from_inventory, live_tail=live_tail)
+    _say_inventory(ctx, getattr(listing, "inventory", None))
+    return listing
+
+
+def _say_inventory(ctx, inventory: dict | None) -> None:
+    """Where the listing came from, how old the report is, and its warnings (stderr)."""
+    if not inventory:
+        return
+    tail = inventory["live_tail"]
+    info(ctx, f"inventory {inventory['manifest']} ({inventory['file_format']}), taken {inventory['report_time']}, "
+              f"{inventory['report_age_hours']} h old" + (f"; {tail['objects']} newer object(s) listed live"
+                                                          if tail["listed"] else ""))
+    for warning in inventory["warnings"]:
+        info(ctx, f"warning: {warning}")
 
 
 @cli.command("ls")
@@ -61,17 +83,20 @@ def _listing(ctx, bucket, prefix, start, end, since, by, list_concurrency, windo
 @click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
               help="Keys printed in text mode (0: all); --json always lists all.")
 @click.pass_context
-def ls_command(ctx, bucket, prefix, start, end, since, by, list_concurrency, manifest_out, limit):
+def ls_command(ctx, bucket, prefix, start, end, since, by, list_concurrency, from_inventory, live_tail, manifest_out,
+               limit):
     """List the objects of a time window (half-open: start <= t < end).
 
     \b
     Example:
       eltops ls --bucket $ELT_BRONZE_BUCKET --prefix bronze/orders/ --since 6h
       eltops ls --start 2025-01-01 --end 2025-01-03 --by partition --manifest-out m.csv
+      eltops ls --from-inventory s3://inventory-bucket/bronze/elt-dev-bronze/daily/ --since 30d
     """
     from ops.listing import write_manifest
 
-    listing = _listing(ctx, bucket, prefix, start, end, since, by, list_concurrency)
+    listing = _listing(ctx, bucket, prefix, start, end, since, by, list_concurrency, from_inventory=from_inventory,
+                       live_tail=live_tail)
     if manifest_out:
         write_manifest(listing, manifest_out)
         info(ctx, f"manifest: {manifest_out} ({len(listing.objects)} rows, format S3BatchOperations_CSV_20180820)")
@@ -145,7 +170,8 @@ def _run_replay(ctx, command: str, identity: dict, options: dict, run) -> None:
     cp = _checkpoint(command, identity, options["checkpoint"], options["dry_run"])
     window = _resolved_window(cp, options["start"], options["end"], options["since"])
     listing = _listing(ctx, options["bucket"], options["prefix"], None, None, None, options["by"],
-                       options["list_concurrency"], window=window)
+                       options["list_concurrency"], window=window, from_inventory=options["from_inventory"],
+                       live_tail=options["live_tail"])
     if cp and cp.resumed:
         info(ctx, f"resuming from {cp.path}: {len(cp.done)} object(s) already done")
     on_progress, bar = _progress(ctx, len(listing.objects), command.split()[-1])
@@ -171,23 +197,133 @@ def _replay_text(r) -> str:
     return "\n".join(lines)
 
 
+def batch_options(f: Callable) -> Callable:
+    options = [
+        click.option("--engine", type=click.Choice(["local", "batch-operations"]), default="local", show_default=True,
+                     help="local: this machine sends the CopyObject calls; batch-operations: an S3 Batch "
+                          "Operations job does (millions of objects; see docs/eltops.md for its cost)."),
+        click.option("--manifest", "manifest_url", metavar="S3_URL",
+                     help="batch-operations: where the job's CSV manifest is written (s3://…/batch/manifests/x.csv)."),
+        click.option("--batch-report", metavar="S3_URL",
+                     help="batch-operations: completion report prefix [default: reports/ beside manifests/]."),
+        click.option("--role-arn", envvar="ELT_BATCH_ROLE_ARN",
+                     help="batch-operations: the role the job assumes (Terraform output batch_operations_role_arn) "
+                          "[env ELT_BATCH_ROLE_ARN]."),
+        click.option("--priority", type=click.IntRange(0, 2147483647), default=10, show_default=True,
+                     help="batch-operations: job priority (higher runs first)."),
+        click.option("--account-id", envvar="ELT_ACCOUNT_ID",
+                     help="batch-operations: the job's account [default: the role's] [env ELT_ACCOUNT_ID]."),
+        click.option("--yes", "-y", is_flag=True,
+                     help="batch-operations: start the job at once (otherwise it waits for confirmation in S3)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _source_identity(from_inventory: str | None) -> dict:
+    """A checkpoint of a live listing stays valid: the inventory source only joins the identity when used."""
+    return {"from_inventory": from_inventory} if from_inventory else {}
+
+
+def _batch_copy(ctx, o: dict) -> None:
+    """replay copy --engine batch-operations: stream the selection into a manifest, submit the job."""
+    from ops.batch_ops import batch_copy
+    from ops.listing import stream_objects
+    from ops.replay import replay_stamp
+
+    if not o["manifest_url"]:
+        raise UsageError("--engine batch-operations needs --manifest s3://<bucket>/batch/manifests/<name>.csv "
+                         "(where the job's manifest is written)")
+    if not o["role_arn"] and not o["dry_run"]:
+        raise UsageError("--engine batch-operations needs --role-arn (Terraform output batch_operations_role_arn, "
+                         "or ELT_BATCH_ROLE_ARN)")
+    identity = {"command": "replay copy", "engine": "batch-operations", "bucket": o["bucket"], "prefix": o["prefix"],
+                "start": o["start"], "end": o["end"], "since": o["since"], "by": o["by"],
+                "dest_prefix": o["dest_prefix"], "manifest": o["manifest_url"], **_source_identity(o["from_inventory"])}
+    cp = _checkpoint("replay copy", identity, o["checkpoint"], o["dry_run"])
+    submitted = cp.values.get("job") if cp else None
+    if submitted:
+        info(ctx, f"this replay was submitted already as job {submitted['job_id']} (checkpoint {cp.path}); "
+                  f"eltops batch-job status {submitted['job_id']}")
+        render(ctx, {"engine": "batch-operations", "job": submitted, "resubmitted": False},
+               f"job {submitted['job_id']} (already submitted)")
+        return
+    window = _resolved_window(cp, o["start"], o["end"], o["since"])
+    dest = o["dest_prefix"] or (cp.value("dest_prefix", lambda: f"bronze/replay/{replay_stamp()}") if cp
+                                else f"bronze/replay/{replay_stamp()}")
+    aws = settings(ctx).aws()
+    objects, source = stream_objects(aws.client("s3"), bucket=o["bucket"], prefix=o["prefix"], window=window,
+                                     by=o["by"], from_inventory=o["from_inventory"], live_tail=o["live_tail"],
+                                     concurrency=o["list_concurrency"])
+    if source is not None:
+        _say_inventory(ctx, source.summary())
+    result = batch_copy(aws.client("s3"), aws.client("s3control"), objects=objects, bucket=o["bucket"],
+                        dest_prefix=dest, manifest_url=o["manifest_url"], report_url=o["batch_report"],
+                        role_arn=o["role_arn"], priority=o["priority"], confirm=not o["yes"],
+                        account_id=o["account_id"], dry_run=o["dry_run"], local_report_path=o["report_path"],
+                        description=f"eltops replay copy {o['prefix']} {window.describe()} -> {dest}")
+    summary = result.summary()
+    if source is not None:
+        summary["inventory"] = source.summary()
+    if cp and result.job:
+        cp.value("job", summary["job"])
+        cp.save()
+    render(ctx, summary, _batch_text)
+    if result.local is not None and result.local.failed:
+        raise PartialFailure(f"{len(result.local.failed)} object(s) over 5 GB failed their local copy; see above"
+                             + (f" and {o['report_path']}" if o["report_path"] else ""))
+
+
+def _batch_text(r: dict) -> str:
+    verb = "would submit" if r["dry_run"] else "submitted"
+    lines = [f"{verb} an S3 Batch Operations copy of {r['objects']} object(s), {r['bytes']} bytes -> {r['dest_prefix']}",
+             f"manifest: {r['manifest']}" + ("" if r["dry_run"] else " (written)")]
+    if r["first_keys"]:
+        lines.append("first: " + ", ".join(r["first_keys"]))
+    if r["local_multipart"]:
+        lines.append(f"{len(r['local_multipart'])} object(s) over 5 GB (Batch Operations' copy limit) "
+                     f"{'would be' if r['dry_run'] else 'were'} copied here by multipart copy, e.g. "
+                     f"{r['local_multipart'][0]['key']}")
+    if r["skipped"]:
+        lines.append(f"skipped {len(r['skipped'])} key(s) that are not bronze keys, e.g. {r['skipped'][0]}")
+    cost = r["cost"]
+    lines.append(f"cost at list prices: ${cost['batch_operations_usd']} for the job + ${cost['copy_requests_usd']} "
+                 f"for the COPY requests ({cost['prices']})")
+    job = r["job"]
+    if job:
+        lines.append(f"job {job['job_id']}" + (" waits for confirmation: aws s3control update-job-status --account-id "
+                                                f"{job['account_id']} --job-id {job['job_id']} --requested-job-status "
+                                                "Ready" if job["confirmation_required"] else " starts now"))
+        lines.append(f"then: eltops batch-job wait {job['job_id']} --report batch-report.jsonl")
+    return "\n".join(lines)
+
+
 @replay.command("copy")
 @common_options
 @window_options
 @click.option("--dest-prefix", help="Where copies go (default bronze/replay/<UTC stamp>); must be under bronze/.")
 @run_options
+@batch_options
 @click.pass_context
-def replay_copy_command(ctx, bucket, prefix, start, end, since, by, list_concurrency, dest_prefix, concurrency,
-                        max_rps, checkpoint, report_path, dry_run):
+def replay_copy_command(ctx, bucket, prefix, start, end, since, by, list_concurrency, from_inventory, live_tail,
+                        dest_prefix, concurrency, max_rps, checkpoint, report_path, dry_run, engine, manifest_url,
+                        batch_report, role_arn, priority, account_id, yes):
     """Replay a window by server-side copy, so the normal S3 -> ingest path runs again.
 
     Copies go to <dest-prefix>/<part after bronze/>; silver keys ignore the replay prefix, so silver
     objects are overwritten, not duplicated. A lifecycle rule expires bronze/replay/.
 
+    --engine batch-operations hands the copies to an S3 Batch Operations job instead (copies land
+    at <dest-prefix>/<whole source key>; objects over 5 GB are copied here); then
+    `eltops batch-job wait JOB`.
+
     \b
     Example:
       eltops replay copy --bucket $ELT_BRONZE_BUCKET --prefix bronze/orders/ \\
         --start 2025-01-01 --end 2025-01-02 --by partition --dry-run
+      eltops replay copy --from-inventory s3://inv/bronze/elt-dev-bronze/daily/ --start 2024-01-01 \\
+        --end 2025-01-01 --engine batch-operations --manifest s3://ops/batch/manifests/2024.csv --role-arn R
     """
     from ops.replay import replay_copy, replay_stamp
 
@@ -195,8 +331,11 @@ def replay_copy_command(ctx, bucket, prefix, start, end, since, by, list_concurr
         raise UsageError(f"--dest-prefix {dest_prefix!r} is outside bronze/: ingest would skip the copies; "
                          "use e.g. bronze/replay/<stamp>")
     options = dict(locals())
+    if engine == "batch-operations":
+        _batch_copy(ctx, options)
+        return
     identity = {"command": "replay copy", "bucket": bucket, "prefix": prefix, "start": start, "end": end,
-                "since": since, "by": by, "dest_prefix": dest_prefix}
+                "since": since, "by": by, "dest_prefix": dest_prefix, **_source_identity(from_inventory)}
 
     def run(listing, cp, on_progress):
         # A generated destination is fixed by the first run, so a resumed run copies to the same place.
@@ -215,8 +354,8 @@ def replay_copy_command(ctx, bucket, prefix, start, end, since, by, list_concurr
 @click.option("--queue-url", envvar="ELT_QUEUE_URL", required=True, type=QUEUE_URL, help="Events queue [env ELT_QUEUE_URL].")
 @run_options
 @click.pass_context
-def replay_sqs_command(ctx, bucket, prefix, start, end, since, by, list_concurrency, queue_url, concurrency,
-                       max_rps, checkpoint, report_path, dry_run):
+def replay_sqs_command(ctx, bucket, prefix, start, end, since, by, list_concurrency, from_inventory, live_tail,
+                       queue_url, concurrency, max_rps, checkpoint, report_path, dry_run):
     """Replay a window straight into SQS: one work unit per object, no copy, no body read.
 
     For accounts where copying in bronze is not allowed. Bodies equal what ingest sends for the
@@ -230,7 +369,7 @@ def replay_sqs_command(ctx, bucket, prefix, start, end, since, by, list_concurre
 
     options = dict(locals())
     identity = {"command": "replay sqs", "bucket": bucket, "prefix": prefix, "start": start, "end": end,
-                "since": since, "by": by, "queue_url": queue_url}
+                "since": since, "by": by, "queue_url": queue_url, **_source_identity(from_inventory)}
 
     def run(listing, cp, on_progress):
         # Each request carries 10 messages: half the copy concurrency keeps the same load.

@@ -212,3 +212,93 @@ def test_batch_copy_submits_the_job_and_copies_objects_over_5_gb_locally_to_the_
 def expected_job_any() -> dict:
     return {name: ANY for name in ("AccountId", "ConfirmationRequired", "Operation", "Report", "ClientRequestToken",
                                    "Manifest", "Description", "RoleArn")}
+
+
+# --- the CLI -------------------------------------------------------------------------------------------
+@pytest.fixture
+def cli_aws(aws, monkeypatch):
+    """The CLI's s3control client is the stubbed one; everything else is moto."""
+    from ops.aws import Aws
+
+    real = Aws.client
+    monkeypatch.setattr(Aws, "client", lambda self, service: aws.control if service == "s3control"
+                        else real(self, service))
+    return aws
+
+
+def test_replay_copy_with_batch_operations_from_an_inventory_submits_once(cli_aws, tmp_path):
+    from click.testing import CliRunner
+
+    from ops.cli import cli
+    from ops.local.inventory import live_entries, write_report
+
+    aws = cli_aws
+    for i in range(3):
+        aws.put(f"bronze/orders/dt=2025-01-0{i + 1}/p.jsonl", b"{}\n")
+    aws.s3.create_bucket(Bucket="elt-local-inventory")
+    url = write_report(aws.s3, source_bucket=aws.bronze, entries=live_entries(aws.s3, aws.bronze),
+                       report_bucket="elt-local-inventory", taken=dt.datetime.now(dt.UTC), file_format="Parquet")
+    args = ["replay", "copy", "--bucket", aws.bronze, "--from-inventory", url, "--by", "partition",
+            "--start", "2025-01-01", "--end", "2025-01-03", "--engine", "batch-operations", "--dest-prefix",
+            "bronze/replay/b1", "--manifest", f"s3://{OPS}/batch/manifests/m.csv", "--role-arn", ROLE, "--yes",
+            "--checkpoint", str(tmp_path / "cp.json"), "--json"]
+    aws.stub.add_response("create_job", {"JobId": JOB}, {**expected_job_any(), "ConfirmationRequired": False,
+                                                         "Priority": 10})
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    plan = json.loads(first.stdout)
+    assert plan["job"]["job_id"] == JOB and plan["objects"] == 2 and plan["inventory"]["stats"]["rows"] == 3
+    assert "inventory s3://elt-local-inventory/" in first.stderr and "h old" in first.stderr
+    assert read_manifest_rows(aws.s3, plan["manifest"]) == [
+        (aws.bronze, "bronze/orders/dt=2025-01-01/p.jsonl"), (aws.bronze, "bronze/orders/dt=2025-01-02/p.jsonl")]
+    again = CliRunner().invoke(cli, args)  # the stub has no second response: a second create_job would fail
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["resubmitted"] is False and f"submitted already as job {JOB}" in again.stderr
+
+
+def test_the_batch_engine_needs_a_manifest_and_a_role(cli_aws):
+    from click.testing import CliRunner
+
+    from ops.cli import cli
+
+    base = ["replay", "copy", "--bucket", cli_aws.bronze, "--since", "1h", "--engine", "batch-operations"]
+    no_manifest = CliRunner().invoke(cli, base)
+    assert no_manifest.exit_code == 2 and "needs --manifest s3://" in no_manifest.stderr
+    no_role = CliRunner().invoke(cli, [*base, "--manifest", f"s3://{OPS}/batch/manifests/m.csv"])
+    assert no_role.exit_code == 2 and "needs --role-arn" in no_role.stderr
+
+
+def test_the_dry_run_plan_names_large_objects_and_the_cost(cli_aws):
+    from click.testing import CliRunner
+
+    from ops.cli import cli
+
+    cli_aws.put("bronze/orders/dt=2025-01-01/p.jsonl", b"{}\n")
+    result = CliRunner().invoke(cli, ["replay", "copy", "--bucket", cli_aws.bronze, "--start", "2025-01-01", "--end",
+                                      "2025-01-02", "--by", "partition", "--engine", "batch-operations", "--manifest",
+                                      f"s3://{OPS}/batch/manifests/m.csv", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "would submit an S3 Batch Operations copy of 1 object(s), 3 bytes" in result.stdout
+    assert "cost at list prices: $0.25 for the job" in result.stdout
+    assert "Contents" not in cli_aws.s3.list_objects_v2(Bucket=OPS)
+
+
+def test_batch_job_wait_exits_3_and_writes_the_report_when_copies_failed(cli_aws, tmp_path):
+    from click.testing import CliRunner
+
+    from ops.cli import cli
+
+    put_completion_report(cli_aws, [
+        f"{cli_aws.bronze},bronze/orders/dt%3D2025-01-01/a.jsonl,,succeeded,200,,Successful",
+        f"{cli_aws.bronze},bronze/orders/dt%3D2025-01-01/b.jsonl,,failed,503,SlowDown,Please reduce your request rate"])
+    params = {"AccountId": "123456789012", "JobId": JOB}
+    cli_aws.stub.add_response("describe_job", describe("Active", total=2, ok=1), params)
+    cli_aws.stub.add_response("describe_job", describe("Complete", total=2, ok=1, failed=1), params)
+    result = CliRunner().invoke(cli, ["batch-job", "wait", JOB, "--account-id", "123456789012", "--interval", "1",
+                                      "--report", str(tmp_path / "r.jsonl")])
+    assert result.exit_code == 3, result.output
+    assert "failed bronze/orders/dt=2025-01-01/b.jsonl: 503 SlowDown Please reduce your request rate" in result.stdout
+    assert "Active: 1/2 tasks, 0 failed" in result.stderr
+    assert [json.loads(x)["result"] for x in (tmp_path / "r.jsonl").read_text().splitlines()] == ["ok", "failed"]
+    bad = CliRunner().invoke(cli, ["batch-job", "status", "../x", "--account-id", "123456789012"])
+    assert bad.exit_code == 2 and "is not an S3 Batch Operations job id" in bad.stderr

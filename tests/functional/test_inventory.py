@@ -212,3 +212,25 @@ def test_the_shared_listing_source_reads_the_report_when_given_one(reports):
                                from_inventory=url)
     assert [o.key for o in live.objects] == ["bronze/orders/dt=2025-01-01/live-only.jsonl"]
     assert len(from_report.objects) == 7 and from_report.summary()["inventory"]["manifest"] == url
+
+
+def test_ls_and_replay_sqs_read_the_report_and_say_how_old_it_is(reports):
+    from click.testing import CliRunner
+
+    from ops.cli import cli
+
+    url = report(reports, taken=T0)
+    window = ["--start", "2025-01-01", "--end", "2025-01-03", "--bucket", reports.bronze, "--from-inventory", url]
+    ls = CliRunner().invoke(cli, ["ls", *window, "--prefix", "bronze/orders/", "--json"])
+    assert ls.exit_code == 0, ls.output
+    listed = json.loads(ls.stdout)
+    assert listed["objects"] == 7 and listed["inventory"]["manifest"] == url
+    assert HOSTILE in [k["key"] for k in listed["keys"]]
+    assert f"inventory {url} (CSV), taken 2025-01-01T06:00:00+00:00" in ls.stderr and "warning: the report is" in ls.stderr
+    sent = CliRunner().invoke(cli, ["replay", "sqs", *window, "--queue-url", reports.queue_url, "--json"])
+    assert sent.exit_code == 0, sent.output
+    assert json.loads(sent.stdout)["done"] == 8  # the seven orders and the shipment; the replay copy is left out
+    bodies = [json.loads(m["Body"]) for m in reports.receive_all()]
+    assert {b["key"]: b["etag"] for b in bodies}["bronze/orders/dt=2025-01-01/p1.jsonl"] == "e11"
+    other = CliRunner().invoke(cli, ["ls", *window[:4], "--bucket", "not-this-one", "--from-inventory", url])
+    assert other.exit_code == 2 and "lists bucket" in other.stderr
