@@ -164,3 +164,123 @@ def _replay_gaps(ctx, report, gaps, *, how, bucket, queue_url, dest_prefix, conc
     _finish(ctx, result, _replay_text)  # with --json: the replay report, as `eltops replay sqs --json` prints
     if dry_run:
         raise NeedsAttention(f"{len(todo)} gap(s) would be replayed (dry run); nothing was sent")
+
+
+# --- health --------------------------------------------------------------------------------------
+@cli.command("health")
+@common_options
+@click.option("--since", default="24h", show_default=True, help="Window for FAILED items and quarantine rates.")
+@click.option("--queue-url", envvar="ELT_QUEUE_URL", required=True, type=QUEUE_URL, help="Events queue [env ELT_QUEUE_URL].")
+@click.option("--dlq-url", "dlq_urls", multiple=True, type=QUEUE_URL,
+              help="Another DLQ to check (repeatable); the events queue's own DLQ is found from its redrive policy.")
+@click.option("--table", envvar="ELT_LEDGER_TABLE", required=True, help="Ledger table [env ELT_LEDGER_TABLE].")
+@click.option("--silver-bucket", envvar="ELT_SILVER_BUCKET", required=True, help="Silver bucket [env ELT_SILVER_BUCKET].")
+@click.option("--max-queue-age", default="15m", show_default=True, help="Oldest waiting work unit allowed.")
+@click.option("--max-dlq-depth", type=click.IntRange(min=0), default=0, show_default=True, help="Messages allowed in a DLQ.")
+@click.option("--max-stuck-claims", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Claims past their lease allowed.")
+@click.option("--max-failed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="FAILED items allowed in the window.")
+@click.option("--max-silver-age", default="6h", show_default=True, help="Age allowed for a type's newest silver object.")
+@click.option("--max-quarantine-rate", type=click.FloatRange(0, 1), default=0.05, show_default=True,
+              help="Share of a type's lines allowed in quarantine.")
+@click.pass_context
+def health_command(ctx, since, queue_url, dlq_urls, table, silver_bucket, max_queue_age, max_dlq_depth,
+                   max_stuck_claims, max_failed, max_silver_age, max_quarantine_rate):
+    """Is the pipeline healthy? Queues, DLQs, stuck claims, failures, silver freshness, quarantine rate.
+
+    Needs no CloudWatch (works on the embedded AWS). Exit 0 when healthy, 4 when something needs
+    attention: the text names each failing check, the next command and the runbook.
+
+    \b
+    Example:
+      eltops health
+      eltops health --since 6h --max-silver-age 2h --json
+    """
+    from ops.health import Thresholds, check_health
+
+    limits = Thresholds(max_queue_age=_duration(max_queue_age, "--max-queue-age"), max_dlq_depth=max_dlq_depth,
+                        max_stuck_claims=max_stuck_claims, max_failed=max_failed,
+                        max_silver_age=_duration(max_silver_age, "--max-silver-age"),
+                        max_quarantine_rate=max_quarantine_rate)
+    aws = settings(ctx).aws()
+    report = check_health(sqs=aws.client("sqs"), ddb=aws.client("dynamodb"), s3=aws.client("s3"), queue_url=queue_url,
+                          table=table, silver_bucket=silver_bucket, since=_window(None, None, since).start,
+                          extra_dlq_urls=dlq_urls, limits=limits)
+    render(ctx, report, _health_text)
+    if not report.healthy:
+        raise NeedsAttention(f"{len(report.failing)} check(s) need attention: "
+                             + ", ".join(f"{c.name} {c.subject}" for c in report.failing)
+                             + f"; see {report.failing[0].runbook}")
+
+
+def _health_text(r) -> str:
+    lines = [("HEALTHY" if r.healthy else f"NEEDS ATTENTION ({len(r.failing)} of {len(r.checks)} checks)")
+             + f" at {r.checked_at}, window since {r.since}"]
+    for c in r.checks:
+        lines.append(f"  {'ok  ' if c.ok else 'FAIL'}  {c.name:<16} {c.subject:<24} {c.summary}")
+        if not c.ok:
+            lines += [f"          {d}" for d in c.details[:5]]
+            lines.append(f"          next: {c.next_step or 'see the runbook'}  (runbook: {c.runbook})")
+    return "\n".join(lines)
+
+
+# --- ledger ls -----------------------------------------------------------------------------------
+def _ledger_group():
+    from ops.commands.dlq import ledger
+
+    return ledger
+
+
+@_ledger_group().command("ls")
+@common_options
+@click.option("--table", envvar="ELT_LEDGER_TABLE", required=True, help="Ledger table [env ELT_LEDGER_TABLE].")
+@click.option("--status", "statuses", multiple=True, type=click.Choice(["CLAIMED", "QUEUED", "DONE", "FAILED"]),
+              help="Only these statuses (repeatable).")
+@click.option("--bucket", help="Only objects of this bucket.")
+@click.option("--prefix", help="Only keys under this prefix.")
+@click.option("--start", help="Only items claimed (or, without a claim, finished) at or after this time.")
+@click.option("--end", help="Only items claimed before this time.")
+@click.option("--since", help="Shorthand for --start <now - D>, e.g. --since 6h.")
+@click.option("--expired", is_flag=True, help="Only items past their expiration (TTL deletes up to 48 h late).")
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
+              help="Stop after this many items (0: all). --jsonl and --json list up to the limit too.")
+@click.option("--jsonl", is_flag=True, help="One JSON object per item on stdout, as they are read.")
+@click.option("--segments", type=click.IntRange(1, 64), default=4, show_default=True, help="Parallel Scan segments.")
+@click.pass_context
+def ledger_ls(ctx, table, statuses, bucket, prefix, start, end, since, expired, limit, jsonl, segments):
+    """The ledger as a list: items matching the filters `ledger purge` takes (order: DynamoDB's).
+
+    \b
+    Example:
+      eltops ledger ls --status FAILED --since 1d
+      eltops ledger ls --prefix bronze/orders/dt=2025-01-02/ --limit 0 --jsonl > items.jsonl
+    """
+    from ops.ledger import PurgeFilter, list_items
+
+    window = _window(start, end, since) if (start or end or since) else None
+    filters = PurgeFilter(bucket=bucket, prefix=prefix, window=window, statuses=tuple(statuses), expired=expired)
+    items: list[dict] = []
+
+    def on_item(item: dict) -> None:
+        if jsonl:
+            click.echo(json.dumps(item, ensure_ascii=False, default=str))
+        else:
+            items.append(item)
+
+    listing = list_items(settings(ctx).aws().client("dynamodb"), table=table, filters=filters, segments=segments,
+                         on_item=on_item, limit=limit or None)
+    if jsonl:
+        info(ctx, f"{listing.matched} item(s) of {listing.scanned} scanned; by status {listing.by_status}")
+        return
+    render(ctx, {**listing.__dict__, "items": items}, lambda r: "\n".join(
+        [_item_line(i) for i in items] + [f"{r['matched']} item(s) of {r['scanned']} scanned"
+                                          + (" (--limit reached)" if limit and r["matched"] >= limit else "")
+                                          + f"; by status {r['by_status']}"]))
+
+
+def _item_line(i: dict) -> str:
+    when = i.get("finished_at") or i.get("queued_at") or i.get("claimed_at") or "-"
+    counts = f"rows={i['rows']} rejected={i.get('rejected_rows', 0)}" if "rows" in i else ""
+    error = f"  {str(i['last_error'])[:100]}" if i.get("last_error") else ""
+    return f"{i.get('status', '?'):<8} {when:<20} {i.get('pk')}#{i.get('etag')}  {counts}{error}".rstrip()

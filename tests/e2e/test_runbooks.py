@@ -122,29 +122,51 @@ def env(tmp_path_factory):
 
 
 # --- one test per runbook: set-up, run every command, check the effect --------------------------------------
-def test_find_and_fill_gaps(env):
+def ledger_client(env):
+    return boto3.client("dynamodb", endpoint_url=env.vars["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def plant_lapsed_claim(env, ddb, key: str) -> None:
+    """The object's ingest died holding its claim: a CLAIMED item past its lease, no silver."""
     import time
 
+    table = env.vars["ELT_LEDGER_TABLE"]
+    item = ddb.query(TableName=table, KeyConditionExpression="pk = :pk",
+                     ExpressionAttributeValues={":pk": {"S": f"s3://{env.bronze}/{key}"}})["Items"][0]
+    item.update(status={"S": "CLAIMED"}, lease_until={"N": str(int(time.time() * 1000) - 1000)},
+                claimed_at={"S": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    ddb.put_item(TableName=table, Item=item)
+
+
+def test_pipeline_health(env):  # first: it expects the clean pipeline the other runbooks start from
+    prefix = "bronze/shipments/dt=2025-04-05/"
+    for name in "ab":
+        env.put(f"{prefix}{name}.jsonl", env.events("shipments", seed=ord(name)))
+    env.wait_idle()
+    env.s3.delete_object(Bucket=env.silver, Key="silver/shipments/dt=2025-04-05/b.parquet")
+    plant_lapsed_claim(env, ledger_client(env), f"{prefix}b.jsonl")
+    results = env.run_runbook("pipeline-health.md")
+    assert "FAIL  stuck-claims" in results[0].stdout and "find-and-fill-gaps.md" in results[0].stdout
+    checks = {(c["name"], c["subject"]): c for c in json.loads((env.workdir / "health.json").read_text())["checks"]}
+    assert [k for k, c in checks.items() if not c["ok"]] == [("stuck-claims", "ledger")]
+    assert checks[("stuck-claims", "ledger")]["value"] == 1
+    assert "CLAIMED" in results[2].stdout and f"{prefix}b.jsonl" in results[2].stdout
+    assert results[-1].stdout.startswith("HEALTHY")
+
+
+def test_find_and_fill_gaps(env):
     prefix = "bronze/orders/dt=2025-04-01/"
     for name in "abcd":
         env.put(f"{prefix}{name}.jsonl", env.events("orders", seed=ord(name)))
     env.wait_idle()
-    ddb = boto3.client("dynamodb", endpoint_url=env.vars["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                       aws_access_key_id="testing", aws_secret_access_key="testing")
-    table = env.vars["ELT_LEDGER_TABLE"]
-
-    def item(name: str) -> dict:
-        pk = f"s3://{env.bronze}/{prefix}{name}.jsonl"
-        return ddb.query(TableName=table, KeyConditionExpression="pk = :pk",
-                         ExpressionAttributeValues={":pk": {"S": pk}})["Items"][0]
-
+    ddb, table = ledger_client(env), env.vars["ELT_LEDGER_TABLE"]
     for name in "abc":  # silver lost for three objects ...
         env.s3.delete_object(Bucket=env.silver, Key=f"silver/orders/dt=2025-04-01/{name}.parquet")
-    b = item("b")  # ... b's event never arrived (no ledger item), c's ingest died holding the claim
+    b = ddb.query(TableName=table, KeyConditionExpression="pk = :pk",  # ... b's event never arrived (no item),
+                  ExpressionAttributeValues={":pk": {"S": f"s3://{env.bronze}/{prefix}b.jsonl"}})["Items"][0]
     ddb.delete_item(TableName=table, Key={"pk": b["pk"], "etag": b["etag"]})
-    c = item("c")
-    c.update(status={"S": "CLAIMED"}, lease_until={"N": str(int(time.time() * 1000) - 1000)})
-    ddb.put_item(TableName=table, Item=c)
+    plant_lapsed_claim(env, ddb, f"{prefix}c.jsonl")  # ... and c's ingest died holding the claim
     env.run_runbook("find-and-fill-gaps.md")
     gaps = [json.loads(x) for x in (env.workdir / "gaps.jsonl").read_text().splitlines()]
     assert sorted((g["key"].rsplit("/", 1)[1], g["category"]) for g in gaps) == [

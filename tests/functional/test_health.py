@@ -1,0 +1,123 @@
+"""eltops health and ledger ls on moto: each check passes on a healthy pipeline and fails on its fault."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+
+from click.testing import CliRunner
+
+from ops.cli import cli
+from ops.gen_events import generate
+from ops.health import Thresholds, check_health
+
+
+def generated(type_: str, n: int, seed: int) -> bytes:
+    return ("\n".join(t for _, t in generate(type_=type_, count=n, seed=seed, bad_ratio=0)) + "\n").encode()
+
+
+def eltops(pipeline, *args):
+    env = {"ELT_SILVER_BUCKET": pipeline.silver, "ELT_LEDGER_TABLE": pipeline.names.ledger_table,
+           "ELT_QUEUE_URL": pipeline.queue_url}
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def healthy_pipeline(pipeline) -> None:
+    for i in range(3):
+        pipeline.put(f"bronze/orders/dt=2025-03-0{i + 1}/part-0.jsonl", generated("orders", 40, seed=i))
+    pipeline.pump()
+
+
+def failing(report) -> list[tuple[str, str]]:
+    return [(c.name, c.subject) for c in report.checks if not c.ok]
+
+
+def health(pipeline, **kwargs):
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+    return check_health(sqs=pipeline.sqs, ddb=pipeline.ddb, s3=pipeline.s3, queue_url=pipeline.queue_url,
+                        table=pipeline.names.ledger_table, silver_bucket=pipeline.silver, since=since, **kwargs)
+
+
+def past_ledger(pipeline, seconds_ago: float):
+    past = time.time() - seconds_ago
+    return type(pipeline.ledger)(pipeline.ddb, pipeline.ledger.table, clock=lambda: past)
+
+
+def test_a_healthy_pipeline_exits_0_and_shows_every_check(pipeline):
+    healthy_pipeline(pipeline)
+    result = eltops(pipeline, "health", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["healthy"] is True
+    names = {(c["name"], c["subject"]) for c in report["checks"]}
+    assert names == {("events-queue", "events queue"), ("dlq", "elt-local-events-dlq"), ("stuck-claims", "ledger"),
+                     ("failed", "ledger"), ("quarantine-rate", "orders"), ("silver-freshness", "orders")}
+
+
+def test_each_fault_fails_its_own_check_and_names_its_runbook(pipeline):
+    healthy_pipeline(pipeline)
+    old = past_ledger(pipeline, 3600)
+    old.claim(bucket=pipeline.bronze, key="bronze/orders/dt=2025-03-05/crashed.jsonl", etag="e1", size=1,
+              type_="orders", dt="2025-03-05", lease_seconds=60)
+    old.claim(bucket=pipeline.bronze, key="bronze/orders/dt=2025-03-05/lost.jsonl", etag="e2", size=1,
+              type_="orders", dt="2025-03-05", lease_seconds=60)
+    old.mark_queued(bucket=pipeline.bronze, key="bronze/orders/dt=2025-03-05/lost.jsonl", etag="e2", message_id="m")
+    pipeline.ledger.mark_failed(bucket=pipeline.bronze, key="bronze/orders/dt=2025-03-05/bad.jsonl", etag="e3",
+                                error="UnreadableObject: cannot decompress\nmore")
+    pipeline.sqs.send_message(QueueUrl=pipeline.dlq_url, MessageBody="{}")
+    pipeline.put("bronze/shipments/dt=2025-03-05/dirty.jsonl", generated("shipments", 20, seed=3).replace(
+        b'"shipment_id"', b'"shipment_idx"'))  # every line misses a required field
+    pipeline.pump()
+    report = health(pipeline)
+    assert report.healthy is False
+    assert sorted(failing(report)) == [("dlq", "elt-local-events-dlq"), ("events-queue", "events queue"),
+                                       ("failed", "ledger"), ("quarantine-rate", "shipments"),
+                                       ("stuck-claims", "ledger")]
+    by_name = {c.name: c for c in report.failing}
+    assert by_name["failed"].details == ["    1 x UnreadableObject: cannot decompress"]
+    assert by_name["dlq"].runbook == "runbooks/dlq-triage-and-redrive.md"
+    assert by_name["stuck-claims"].runbook == "runbooks/find-and-fill-gaps.md"
+    assert by_name["quarantine-rate"].runbook == "runbooks/transform-poison-data.md"
+    # the DLQ was only peeked at: the message is still there, visible
+    assert pipeline.sqs.receive_message(QueueUrl=pipeline.dlq_url)["Messages"]
+    # thresholds move each verdict
+    loose = Thresholds(max_queue_age=7200, max_dlq_depth=1, max_stuck_claims=1, max_failed=1, max_quarantine_rate=1)
+    assert health(pipeline, limits=loose).healthy is True
+
+
+def test_silver_freshness_fails_when_the_newest_object_is_too_old(pipeline):
+    healthy_pipeline(pipeline)
+    later = time.time() + 7 * 3600
+    report = health(pipeline, now=later)
+    assert ("silver-freshness", "orders") in failing(report)
+    assert health(pipeline, now=later, limits=Thresholds(max_silver_age=8 * 3600, max_queue_age=10**6)).healthy
+
+
+def test_the_command_exits_4_and_says_what_to_do(pipeline):
+    healthy_pipeline(pipeline)
+    past_ledger(pipeline, 3600).claim(bucket=pipeline.bronze, key="bronze/orders/dt=2025-03-05/x.jsonl", etag="e",
+                                      size=1, type_="orders", dt="2025-03-05", lease_seconds=60)
+    result = eltops(pipeline, "health")
+    assert result.exit_code == 4
+    assert "FAIL  stuck-claims" in result.stdout and "eltops reconcile" in result.stdout
+    assert "runbooks/find-and-fill-gaps.md" in result.stdout and "stuck-claims" in result.stderr
+    assert eltops(pipeline, "health", "--max-stuck-claims", "1").exit_code == 0
+    assert eltops(pipeline, "health", "--max-queue-age", "soon").exit_code == 2
+
+
+def test_ledger_ls_lists_with_the_purge_filters(pipeline):
+    healthy_pipeline(pipeline)
+    pipeline.ledger.mark_failed(bucket=pipeline.bronze, key="bronze/orders/dt=2025-03-05/bad.jsonl", etag="e3",
+                                error="UnreadableObject: not JSON")
+    result = eltops(pipeline, "ledger", "ls", "--status", "FAILED", "--json")
+    body = json.loads(result.stdout)
+    assert [i["pk"] for i in body["items"]] == [f"s3://{pipeline.bronze}/bronze/orders/dt=2025-03-05/bad.jsonl"]
+    assert body["items"][0]["last_error"] == "UnreadableObject: not JSON" and body["matched"] == 1
+    lines = eltops(pipeline, "ledger", "ls", "--prefix", "bronze/orders/dt=2025-03-0", "--jsonl", "--limit", "0")
+    assert len(lines.stdout.splitlines()) == 3 and "3 item(s)" in lines.stderr  # the FAILED one has no key
+    text = eltops(pipeline, "ledger", "ls", "--status", "DONE", "--limit", "2")
+    assert text.stdout.count("DONE ") == 2 and "--limit reached" in text.stdout
+    assert eltops(pipeline, "ledger", "ls", "--since", "1h", "--status", "DONE", "--json").exit_code == 0
+    assert json.loads(eltops(pipeline, "ledger", "ls", "--start", "2020-01-01", "--end", "2020-01-02",
+                             "--json").stdout)["items"] == []
