@@ -187,13 +187,13 @@ def test_batch_copy_submits_the_job_and_copies_objects_over_5_gb_locally_to_the_
     from ops.silver import summarize
 
     keys = ["bronze/orders/dt=2025-01-01/a.jsonl", "bronze/orders/dt=2025-01-01/huge.jsonl"]
-    for key in keys:
-        aws.put(key, b'{"order_id": "o1", "customer_id": "c", "amount": 1.5, "currency": "EUR", '
-                     b'"created_at": "2025-01-01T00:00:00Z"}\n')
+    etags = [aws.put(key, b'{"order_id": "o1", "customer_id": "c", "amount": 1.5, "currency": "EUR", '
+                          b'"created_at": "2025-01-01T00:00:00Z"}\n') for key in keys]
     aws.pump()
     before = summarize(aws.s3, bucket=aws.silver)
     # The listing says the second one is over 5 GB: it must not go into the manifest.
-    objects = [obj(aws.bronze, keys[0]), obj(aws.bronze, keys[1], size=BATCH_COPY_LIMIT + 1)]
+    objects = [obj(aws.bronze, keys[0]),
+               ObjectInfo(bucket=aws.bronze, key=keys[1], size=BATCH_COPY_LIMIT + 1, etag=etags[1], last_modified=T)]
     aws.stub.add_response("create_job", {"JobId": JOB}, {**expected_job_any(), "Priority": 10})
     result = batch_copy(aws.s3, aws.control, objects=objects, bucket=aws.bronze, dest_prefix="bronze/replay/b1",
                         manifest_url=f"s3://{OPS}/batch/manifests/m.csv", report_url=None, role_arn=ROLE)
@@ -201,7 +201,7 @@ def test_batch_copy_submits_the_job_and_copies_objects_over_5_gb_locally_to_the_
     assert read_manifest_rows(aws.s3, result.manifest.url) == [(aws.bronze, keys[0])]
     assert result.local.done == 1 and result.summary()["local_multipart"][0]["key"] == keys[1]
     copy = "bronze/replay/b1/bronze/orders/dt=2025-01-01/huge.jsonl"
-    assert aws.s3.head_object(Bucket=aws.bronze, Key=copy)["ContentLength"] > 0
+    assert aws.s3.head_object(Bucket=aws.bronze, Key=copy)["Metadata"] == {"replay-source-etag": etags[1]}
     # The pipeline ingests the Batch Operations layout and rewrites the same silver object.
     assert aws.pump() >= 2
     after = summarize(aws.s3, bucket=aws.silver)
