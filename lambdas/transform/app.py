@@ -14,7 +14,7 @@ import os
 import re
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
 import pyarrow as pa
@@ -41,7 +41,7 @@ class Deps:
     silver_bucket: str
     max_json_bytes: int
     row_group_rows: int
-    limits: dict = field(default_factory=dict)  # transform_stream's bounds on hostile input (ELT_MAX_OBJECT_BYTES, ELT_QUARANTINE_MAX_*)
+    limits: dict | None = None  # transform_stream's bounds on hostile input (ELT_MAX_OBJECT_BYTES, ELT_QUARANTINE_MAX_*)
 
 
 _DEPS: Deps | None = None
@@ -185,7 +185,7 @@ def _write_version(d: Deps, parsed, obj, *, bucket: str, version_etag: str, sequ
                 body, schema=schema, source_key=parsed.logical_key, gzipped=parsed.gzipped,
                 parquet_out=parquet_path, quarantine_out=quarantine, ingested_at=ingested_at,
                 row_group_rows=d.row_group_rows, max_json_bytes=d.max_json_bytes, suffix_format=parsed.fmt,
-                **d.limits,
+                **(d.limits or {}),
             )
         metadata = None
         for _ in range(WRITE_ATTEMPTS):

@@ -13,7 +13,13 @@ Words used here:
   row is not also called "missing" the field.
 - required path: `name`, `parent.child` or `list[].child` (from the type's schema).
 Timestamp rules are those of Arrow's JSON reader: ISO-8601; an offset is converted to UTC, a naive
-value is taken as UTC.
+value is taken as UTC. Fractional seconds past microseconds (nanoseconds) are truncated to
+microseconds, the unit of silver's timestamps, rather than rejected: the instant is kept to the
+precision silver stores.
+
+Numbers follow RFC 8259: JSON has no NaN or Infinity, so a float field holding `NaN`, `Infinity`
+or `-Infinity` (which Arrow's reader accepts), or a number too big for a double (Arrow reads
+`1` and 400 zeros as infinity), rejects its row, the field named - at any depth (`a.b`, `l[].x`).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import pyarrow.compute as pc
 
 from lambdas.shared.schemas import TS, EventSchema
 
+_SUB_MICROSECONDS = re.compile(r"([T ]\d\d:\d\d:\d\d\.\d{6})\d+")  # digits past microseconds, truncated
 CAST_RE = re.compile(r"^Failed to parse string: '(.*)' as a scalar of type timestamp", re.S)
 
 
@@ -41,10 +48,12 @@ class RowProblems:
         self.n = n
         self.timestamps: list[tuple[str, np.ndarray, pa.Array]] = []  # (field, refused mask, values)
         self.missing: list[tuple[str, np.ndarray]] = []  # (required path, mask)
+        self.nonfinite: list[tuple[str, np.ndarray]] = []  # (float field path, mask)
 
     def rows(self) -> np.ndarray:
         """Indexes of the rows with a problem, ascending."""
-        masks = [mask for _, mask, _ in self.timestamps] + [mask for _, mask in self.missing]
+        masks = ([mask for _, mask, _ in self.timestamps] + [mask for _, mask in self.missing]
+                 + [mask for _, mask in self.nonfinite])
         if not masks:
             return np.zeros(0, dtype=np.int64)
         return np.flatnonzero(np.logical_or.reduce(masks))
@@ -53,6 +62,8 @@ class RowProblems:
         problems = [f"value {values[idx].as_py()!r} of field '{name}' is not a valid {TS} "
                     "(expected ISO-8601, e.g. 2025-01-31T12:00:00Z)"
                     for name, mask, values in self.timestamps if mask[idx]]
+        problems += [f"field '{path}' is NaN, Infinity or a number too big for a double, which JSON does not "
+                     "allow (RFC 8259)" for path, mask in self.nonfinite if mask[idx]]
         missing = [p for p, m in self.missing if m[idx]]
         if missing:
             problems.append("missing required field(s) " + ", ".join(f"'{p}'" for p in missing))
@@ -66,13 +77,40 @@ class RowChecks:
         self.schema = schema
         self.ts_fields = [f.name for f in schema.arrow if f.type == TS]
         self.required = [_compile_required(p) for p in schema.required]
+        self.float_leaves = list(_float_leaves(pa.struct(list(schema.arrow)), "", ()))
 
     def check(self, table: pa.Table) -> tuple[pa.Table, RowProblems]:
         """The table with its timestamps converted, and the problems of its rows."""
         problems = RowProblems(table.num_rows)
         table = self._timestamps(table, problems)
         self._missing(table, problems)
+        self._nonfinite(table, problems)
         return table, problems
+
+    def _nonfinite(self, table: pa.Table, problems: RowProblems) -> None:
+        for path, steps in self.float_leaves:
+            mask = None
+            offset = 0
+            for chunk in table.column(steps[0]).chunks:
+                values, rows = chunk, None  # rows: the table row of each value (None: the same)
+                for step in steps[1:]:
+                    if step is None:  # into a list
+                        parents = pc.list_parent_indices(values)
+                        values = pc.list_flatten(values)
+                        rows = parents if rows is None else pc.take(rows, parents)
+                    else:
+                        values = pc.struct_field(values, [step])
+                bad = pc.fill_null(pc.invert(pc.is_finite(values)), False)
+                if pc.any(bad).as_py():
+                    found = np.flatnonzero(bad.to_numpy(zero_copy_only=False))
+                    if rows is not None:
+                        found = rows.to_numpy(zero_copy_only=False)[found]
+                    if mask is None:
+                        mask = np.zeros(table.num_rows, dtype=bool)
+                    mask[offset + found] = True
+                offset += len(chunk)
+            if mask is not None:
+                problems.nonfinite.append((path, mask))
 
     def _timestamps(self, table: pa.Table, problems: RowProblems) -> pa.Table:
         for name in self.ts_fields:
@@ -120,6 +158,19 @@ class RowChecks:
                 problems.missing.append((path, mask))
 
 
+def _float_leaves(type_: pa.DataType, path: str, steps: tuple):
+    """(path, steps) of each float field: steps are the top-level name, then a child's name or None
+    for "into a list"."""
+    if pa.types.is_struct(type_):
+        for i in range(type_.num_fields):
+            child = type_.field(i)
+            yield from _float_leaves(child.type, f"{path}.{child.name}" if path else child.name, (*steps, child.name))
+    elif pa.types.is_list(type_) or pa.types.is_large_list(type_):
+        yield from _float_leaves(type_.value_type, path + "[]", (*steps, None))
+    elif pa.types.is_floating(type_):
+        yield path, steps
+
+
 def _compile_required(path: str):
     if "[]." in path:
         list_name, child = path.split("[].", 1)
@@ -132,14 +183,22 @@ def _compile_required(path: str):
 
 def to_timestamps(values: pa.Array) -> pa.Array:
     """ISO-8601 strings -> timestamp[us, UTC] as Arrow's JSON reader converts them; raises
-    ArrowInvalid for a value that is not a timestamp. Arrow's cast refuses naive strings for a
-    zoned type, so those are cast as naive timestamps first."""
+    ArrowInvalid for a value that is not a timestamp. Digits past microseconds are truncated.
+    Arrow's cast refuses naive strings for a zoned type, so those are cast as naive timestamps
+    first."""
     try:
         return pc.cast(values, TS)
     except pa.ArrowInvalid as exc:
-        named = CAST_RE.search(str(exc))
-        if named and not _is_naive_timestamp(named.group(1)):
-            raise  # not a timestamp at all: no need to try the naive ones
+        error = exc
+    if pc.any(pc.match_substring_regex(values, _SUB_MICROSECONDS.pattern)).as_py():
+        values = pc.replace_substring_regex(values, _SUB_MICROSECONDS.pattern, r"\1")
+        try:
+            return pc.cast(values, TS)
+        except pa.ArrowInvalid as exc:
+            error = exc
+    named = CAST_RE.search(str(error))
+    if named and not _is_naive_timestamp(named.group(1)):
+        raise error  # not a timestamp at all: no need to try the naive ones
     tail = pc.utf8_slice_codeunits(values, 10)  # after YYYY-MM-DD: a zone is 'Z' or a +/- offset
     zoned = pc.fill_null(pc.or_(pc.ends_with(tail, "Z"), pc.match_substring_regex(tail, "[+-]")), False)
     none = pa.scalar(None, pa.string())

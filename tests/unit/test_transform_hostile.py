@@ -6,10 +6,14 @@ import gzip
 import io
 import json
 
+import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pytest
 
+from lambdas.shared import schemas
 from lambdas.transform.core import UnreadableObject, transform_stream
 from lambdas.transform.diagnose import without_values
+from ops.gen_events import generate
 from tests.unit.test_transform_core import SHIPMENTS, good_lines, run
 
 
@@ -138,3 +142,52 @@ def test_a_reason_without_values_keeps_the_field_and_the_kind_of_problem():
         "value (withheld) of field 'items[].quantity' is not a valid int64")
     kind = "field 'weight_kg' is a string where the schema expects a number"
     assert without_values(kind) == kind
+
+
+@pytest.mark.parametrize(("field", "literal"), [
+    ("weight_kg", "NaN"), ("weight_kg", "Infinity"), ("weight_kg", "-Infinity"), ("weight_kg", "1" + "0" * 400),
+    ("dimensions_cm", '{"length": NaN, "width": 1, "height": 2}'),
+])
+def test_nan_infinity_and_numbers_too_big_for_a_double_are_rejected_as_rfc_8259_says(field, literal):
+    lines = good_lines(4)
+    event = json.loads(lines[2])
+    event[field] = "PLACEHOLDER"
+    lines[2] = json.dumps(event).replace('"PLACEHOLDER"', literal)
+    result, table, rejects = run(("\n".join(lines) + "\n").encode())
+    path = "dimensions_cm.length" if field == "dimensions_cm" else field
+    assert (result.rows, [(r["line"], r["reason"]) for r in rejects]) == (3, [
+        (3, f"field '{path}' is NaN, Infinity or a number too big for a double, which JSON does not allow (RFC 8259)")])
+
+
+def test_nan_in_a_list_of_objects_names_the_field_and_rejects_only_its_row():
+    orders = schemas.get("orders")
+    lines = [text for ok, text in generate(type_="orders", count=5, seed=2) if ok]
+    event = json.loads(lines[1])
+    event["lines"][-1]["unit_price"] = "PLACEHOLDER"
+    lines[1] = json.dumps(event).replace('"PLACEHOLDER"', "Infinity")
+    result, _, rejects = run(("\n".join(lines) + "\n").encode(), schema=orders)
+    assert result.rows == 4 and [(r["line"], r["reason"].split(" is ")[0]) for r in rejects] == [
+        (2, "field 'lines[].unit_price'")]
+
+
+def test_nanosecond_timestamps_are_truncated_to_microseconds():
+    lines = good_lines(3)
+    event = json.loads(lines[1])
+    event["created_at"] = "2025-01-01T00:00:00.123456789Z"
+    event["delivered_at"] = "2025-01-02 03:04:05.987654321"
+    lines[1] = json.dumps(event)
+    bad = json.loads(lines[2])
+    bad["created_at"] = "2025-01-01T00:00:00.123456789 tomorrow"
+    lines[2] = json.dumps(bad)
+    result, table, rejects = run(("\n".join(lines) + "\n").encode())
+    assert (result.rows, [r["line"] for r in rejects]) == (2, [3])
+    row = table.filter(pa.compute.equal(table.column("_line"), 2)).to_pylist()[0]
+    assert row["created_at"].isoformat() == "2025-01-01T00:00:00.123456+00:00"
+    assert row["delivered_at"].isoformat() == "2025-01-02T03:04:05.987654+00:00"
+
+
+def test_nan_in_a_json_array_element_is_rejected_too():
+    events = [json.loads(x) for x in good_lines(3)]
+    text = json.dumps(events).replace('"weight_kg": ' + json.dumps(events[1]["weight_kg"]), '"weight_kg": NaN', 1)
+    result, _, rejects = run(text.encode(), suffix_format="json")
+    assert (result.fmt, result.rows, [r["line"] for r in rejects]) == ("json", 2, [2])
