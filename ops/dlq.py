@@ -14,9 +14,11 @@ StartMessageMoveTask (no filters, at most 500 messages/s, one task per queue at 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -322,7 +324,16 @@ def cancel_native(sqs, *, source_url: str) -> RedriveReport:
     return report
 
 
-def _outgoing(message: DlqMessage, *, fifo: bool, now: dt.datetime) -> dict:
+def redrive_deduplication_id(message: DlqMessage, run_id: str) -> str:
+    """The MessageDeduplicationId of a redriven FIFO message: derived from the original's id and
+    this redrive. Reusing the original's id would be accepted by SQS but not delivered within its
+    five-minute deduplication window (and the DLQ copy would then be deleted: a loss); a retried
+    send within this redrive keeps the same id, so SQS still drops that duplicate."""
+    original = message.attributes.get("MessageDeduplicationId") or message.message_id
+    return hashlib.sha256(f"{original}|redrive|{run_id}".encode()).hexdigest()
+
+
+def _outgoing(message: DlqMessage, *, fifo: bool, now: dt.datetime, run_id: str = "") -> dict:
     """The entry to send: same body and attributes; a v1 work unit is marked origin=redrive."""
     body, attributes = message.body, dict(message.message_attributes)
     if message.unit is not None:
@@ -337,7 +348,7 @@ def _outgoing(message: DlqMessage, *, fifo: bool, now: dt.datetime) -> dict:
             for name, value in attributes.items()}
     if fifo:
         entry["MessageGroupId"] = message.attributes.get("MessageGroupId") or "redrive"
-        entry["MessageDeduplicationId"] = message.attributes.get("MessageDeduplicationId") or message.message_id
+        entry["MessageDeduplicationId"] = redrive_deduplication_id(message, run_id)
     return entry
 
 
@@ -350,6 +361,7 @@ def redrive_manual(sqs, *, source_url: str, target_url: str, max_messages: int |
     started = time.monotonic()
     report = RedriveReport(mode="manual", source=source_url, target=target_url, dry_run=dry_run)
     fifo = target_url.endswith(".fifo")
+    run_id = uuid.uuid4().hex  # this redrive, for FIFO deduplication ids
     limiter = RateLimiter(max_rps)
     held = Held(sqs, source_url, visibility)  # skipped (filtered) and unsent messages, released at the end
     seen: set[str] = set()
@@ -385,7 +397,7 @@ def redrive_manual(sqs, *, source_url: str, target_url: str, max_messages: int |
                         held.add(message)
                 elif chosen:
                     _move(sqs, chosen, source_url=source_url, target_url=target_url, fifo=fifo, limiter=limiter,
-                          report=report, held=held, lock=lock)
+                          report=report, held=held, lock=lock, run_id=run_id)
                 held.refresh_if_due()
                 if on_progress:
                     on_progress(report)
@@ -414,9 +426,9 @@ def redrive_manual(sqs, *, source_url: str, target_url: str, max_messages: int |
 
 
 def _move(sqs, messages: list[DlqMessage], *, source_url: str, target_url: str, fifo: bool, limiter: RateLimiter,
-          report: RedriveReport, held: Held, lock: threading.Lock, attempts: int = 6) -> None:
+          report: RedriveReport, held: Held, lock: threading.Lock, attempts: int = 6, run_id: str = "") -> None:
     now = dt.datetime.now(dt.UTC)
-    entries = {str(i): _outgoing(m, fifo=fifo, now=now) for i, m in enumerate(messages)}
+    entries = {str(i): _outgoing(m, fifo=fifo, now=now, run_id=run_id) for i, m in enumerate(messages)}
     sent: list[DlqMessage] = []
     for i, (ok, detail) in send_batch(sqs, queue_url=target_url, entries=entries, limiter=limiter,
                                       attempts=attempts).items():

@@ -29,6 +29,8 @@ class ObjectStatus:
     silver_key: str | None
     silver_exists: bool | None
     silver_last_modified: str | None = None
+    silver_source_etag: str | None = None  # the bronze version silver holds (its metadata)
+    silver_sequencer: str | None = None  # that version's event order ("" when not known)
     note: str = ""
 
 
@@ -68,6 +70,8 @@ def object_status(*, s3, ddb, table: str, url: str, silver_bucket: str | None) -
             head = s3.head_object(Bucket=silver_bucket, Key=status.silver_key)
             status.silver_exists = True
             status.silver_last_modified = head["LastModified"].astimezone(dt.UTC).isoformat()
+            status.silver_source_etag = head.get("Metadata", {}).get("source-etag")
+            status.silver_sequencer = head.get("Metadata", {}).get("source-sequencer")
         except Exception as exc:  # noqa: BLE001
             if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                 status.silver_exists = False
@@ -75,6 +79,9 @@ def object_status(*, s3, ddb, table: str, url: str, silver_bucket: str | None) -
                 raise OpsError(f"cannot read s3://{silver_bucket}/{status.silver_key}: {exc}") from exc
     if not versions and not status.note:
         status.note = "no ledger item: never ingested, purged, or expired and deleted by TTL"
+    elif status.silver_exists and current and status.silver_source_etag not in (None, current):
+        status.note = (f"silver holds version {status.silver_source_etag}, not the current {current}: if no "
+                       "work unit for it is in flight, replay it (runbooks/reprocess-one-object.md)")
     return status
 
 

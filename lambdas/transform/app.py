@@ -370,8 +370,8 @@ def schema_paths(schema: schemas.EventSchema) -> set[str]:
         elif pa.types.is_list(type_) or pa.types.is_large_list(type_):
             walk(type_.value_type, path + "[]")
 
-    for field in schema.arrow:
-        walk(field.type, field.name)
+    for top in schema.arrow:
+        walk(top.type, top.name)
     return paths
 
 

@@ -180,12 +180,16 @@ def status_command(ctx, url, table, silver_bucket):
             lines.append(f"{mark} etag {v['etag']}: {v.get('status')}"
                          + (f" ({v['outcome']})" if v.get("outcome") not in (None, "written") else "")
                          + ("  [expired]" if v.get("expired") else ""))
-            for name in ("claimed_at", "queued_at", "message_id", "finished_at", "attempts", "rows", "rejected_rows",
-                         "silver_key", "last_error"):
+            for name in ("sequencer", "claimed_at", "queued_at", "message_id", "finished_at", "attempts", "rows",
+                         "rejected_rows", "silver_key", "superseded_reason", "previous_sequencer", "previous_outcome",
+                         "last_error"):
                 if v.get(name) not in (None, ""):
                     lines.append(f"    {name:<14} {v[name]}")
         if r.silver_key:
-            state = {True: f"exists (last modified {r.silver_last_modified})", False: "missing",
+            holds = (f"; holds etag {r.silver_source_etag}" + (f", sequencer {r.silver_sequencer}"
+                                                                 if r.silver_sequencer else "")
+                     if r.silver_source_etag else "")
+            state = {True: f"exists (last modified {r.silver_last_modified}{holds})", False: "missing",
                      None: "not checked (no --silver-bucket)"}[r.silver_exists]
             lines.append(f"silver {r.silver_key}: {state}")
         if r.note:

@@ -3,6 +3,8 @@ ledger purge."""
 
 from __future__ import annotations
 
+import json
+
 import boto3
 import pytest
 from botocore.stub import Stubber
@@ -264,3 +266,36 @@ def test_a_declined_confirmation_deletes_nothing(pipeline):
                    confirm=lambda r: False)
     assert (report.matched, report.deleted) == (5, 0)
     assert pipeline.ddb.scan(TableName=pipeline.names.ledger_table)["Count"] == 5
+
+
+def test_a_fifo_redrive_within_the_deduplication_window_is_delivered_not_swallowed(pipeline):
+    # A FIFO message fails its receives and moves to the FIFO DLQ keeping its deduplication id.
+    # Redriving it within SQS's five-minute window under that same id would be accepted and then
+    # dropped by SQS, and the DLQ copy deleted: the id must be new, derived from original + redrive.
+    # moto delivers a reused id once the first message is gone, so the id is checked directly too.
+    dlq_fifo = pipeline.sqs.create_queue(QueueName="events-dlq.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    arn = pipeline.sqs.get_queue_attributes(QueueUrl=dlq_fifo, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events_fifo = pipeline.sqs.create_queue(QueueName="events.fifo", Attributes={
+        "FifoQueue": "true", "VisibilityTimeout": "0",
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": 1})})["QueueUrl"]
+    unit = work_unit.build(bucket=pipeline.bronze, key="bronze/orders/dt=2025-01-01/f.jsonl", etag="e", size=1,
+                           origin="s3-event")
+    pipeline.sqs.send_message(QueueUrl=events_fifo, MessageBody=unit.body(), MessageGroupId="g",
+                              MessageDeduplicationId="original-dedup-id")
+    for _ in range(3):  # received once and not deleted; the next receive moves it to the DLQ
+        pipeline.sqs.receive_message(QueueUrl=events_fifo, MaxNumberOfMessages=10)
+    assert depth(pipeline, dlq_fifo) == 1
+    report = dlq.redrive_manual(pipeline.sqs, source_url=dlq_fifo, target_url=events_fifo, workers=1)
+    assert report.moved == 1 and depth(pipeline, dlq_fifo) == 0
+    got = pipeline.sqs.receive_message(QueueUrl=events_fifo, MaxNumberOfMessages=10,
+                                       AttributeNames=["All"]).get("Messages", [])
+    assert [work_unit.parse(m["Body"]).key for m in got] == [unit.key]
+    assert got[0]["Attributes"]["MessageDeduplicationId"] != "original-dedup-id"
+
+
+def test_a_fifo_redrive_deduplication_id_is_stable_within_a_redrive_and_new_for_the_next():
+    message = dlq.DlqMessage(message_id="m", receipt_handle="r", body="{}", attributes={"MessageDeduplicationId": "x"},
+                             message_attributes={}, unit=None, parse_error=None)
+    first = dlq.redrive_deduplication_id(message, "run-1")
+    assert first == dlq.redrive_deduplication_id(message, "run-1") != dlq.redrive_deduplication_id(message, "run-2")
+    assert first != "x" and len(first) <= 128

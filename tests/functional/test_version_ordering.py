@@ -288,3 +288,34 @@ def test_a_transform_makes_at_most_one_request_more_per_object_than_before(pipel
     a = pipeline.put(KEY, rows(2, "a"))
     transform(pipeline, unit_record(pipeline, KEY, a, sequencer="10"))
     assert calls == ["GetObject", "HeadObject", "PutObject", "DeleteObject", "HeadObject", "UpdateItem"]
+
+
+def test_eltops_status_shows_each_versions_order_and_why_it_was_superseded(pipeline, hooks):
+    from click.testing import CliRunner
+
+    from ops.cli import cli
+
+    a = pipeline.put(KEY, rows(2, "a"))
+    pipeline.ingest_app.handler(pipeline.s3_event(KEY, a, sequencer="10"))
+    b = {}
+
+    def upload_and_process_b():
+        steps.HOOK = None
+        b["etag"] = pipeline.put(KEY, rows(3, "b"))
+        pipeline.ingest_app.handler(pipeline.s3_event(KEY, b["etag"], sequencer="20"))
+        pipeline.pump()
+
+    steps.HOOK = at(steps.AFTER_READ, upload_and_process_b)
+    pipeline.pump()
+    args = ["status", f"s3://{pipeline.bronze}/{KEY}", "--table", pipeline.names.ledger_table,
+            "--silver-bucket", pipeline.silver]
+    text = CliRunner().invoke(cli, args)
+    assert text.exit_code == 0, text.output
+    assert "    sequencer      10" in text.stdout and "    sequencer      20" in text.stdout
+    assert f"etag {a}: DONE (superseded)" in text.stdout
+    assert "superseded_reason silver holds" in text.stdout.replace("  ", " ")
+    assert f"holds etag {b['etag']}, sequencer 20" in text.stdout
+    status = json.loads(CliRunner().invoke(cli, [*args, "--json"]).stdout)
+    assert status["silver_source_etag"] == b["etag"] and status["silver_sequencer"] == "20"
+    by_etag = {v["etag"]: v for v in status["versions"]}
+    assert "sequencer 20 > 10" in by_etag[a]["superseded_reason"] and by_etag[b["etag"]]["outcome"] == "written"
