@@ -50,7 +50,7 @@ chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos.run $(CHAOS_ARGS)
 
 # Mutation testing (mutmut 3), one module at a time against its focused tests, on one core at the
-# lowest priority; not part of make test. MUTATION_ARGS: module paths, --fresh, --min-score N.
+# lowest priority; not part of make test. MUTATION_ARGS: module paths, --reuse, --min-score N.
 # Prints a table (module, mutants, killed, equivalent, survived, score) and each surviving mutant.
 MUTATION_ARGS ?=
 mutation: $(STAMP)

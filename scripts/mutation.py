@@ -7,8 +7,9 @@
 Each module gets its own mutmut work directory under `.mutation/<module>/` (mutmut reads its
 configuration from the working directory's setup.cfg and copies the tree to `mutants/` there): the
 `[mutmut]` section of the project's setup.cfg, narrowed to that one module and its focused tests.
-mutmut keeps its results there, so a second run re-tests only the functions that changed; `--fresh`
-starts over. The report is a table (module, mutants, killed, equivalent, score) and every surviving
+Each run starts afresh: mutmut keeps a mutant's verdict until the function it mutates changes, so
+after new tests its cached survivors would stay survivors. `--reuse` keeps the verdicts (to re-read
+a report, or to resume a run that was stopped). The report is a table (module, mutants, killed, equivalent, score) and every surviving
 mutant as a diff. The score is killed / (mutants - equivalent): the equivalent mutants (no test can
 tell them from the original) are listed, with the reason, in docs/testing.md.
 
@@ -144,10 +145,10 @@ def _work_config(module: str, tests: list[str]) -> str:
     return out.getvalue()
 
 
-def run_module(module: str, tests: list[str], *, fresh: bool, mutmut: list[str]) -> Result:
+def run_module(module: str, tests: list[str], *, reuse: bool, mutmut: list[str]) -> Result:
     result = Result(module=module, tests=tests)
     work = WORK / module.replace("/", "__")
-    if fresh and work.exists():
+    if not reuse and work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     for entry in ROOT.iterdir():
@@ -195,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("modules", nargs="*", help="module paths (default: all of them)")
     parser.add_argument("--list", action="store_true", help="print the modules and their tests, run nothing")
-    parser.add_argument("--fresh", action="store_true", help="forget earlier results and re-test every mutant")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep earlier verdicts (resume a stopped run; stale once the tests change)")
     parser.add_argument("--min-score", type=float, default=90.0,
                         help="exit 1 when a module scores below this (default: %(default)s)")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
@@ -222,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         if not tests:
             results.append(Result(module=module, tests=[], error="no test imports it"))
             continue
-        result = run_module(module, tests, fresh=args.fresh, mutmut=mutmut)
+        result = run_module(module, tests, reuse=args.reuse, mutmut=mutmut)
         result.equivalent = {n for n in equivalent if n in result.statuses}
         results.append(result)
         print(table([result]).splitlines()[-1], file=sys.stderr, flush=True)

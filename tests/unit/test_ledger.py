@@ -23,6 +23,11 @@ OBJ = dict(bucket="b", key="bronze/orders/dt=2025-01-02/a.jsonl", etag="e1", siz
            dt="2025-01-02")
 
 
+# One session for every test's client: each mock_aws() resets boto3's default session, and a first
+# client from a new session costs ~0.1-0.4 s (loading the service model), a later one ~2 ms.
+SESSION = boto3.session.Session()
+
+
 class Clock:
     def __init__(self, t=1_700_000_000.0):
         self.t = t
@@ -34,7 +39,7 @@ class Clock:
 @pytest.fixture
 def ddb():
     with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
+        client = SESSION.client("dynamodb", region_name="us-east-1")
         client.create_table(
             TableName="ledger", BillingMode="PAY_PER_REQUEST",
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "etag", "KeyType": "RANGE"}],
@@ -352,3 +357,100 @@ def test_a_pk_names_the_bucket_and_the_whole_key():
 def test_a_pk_that_is_not_s3_bucket_key_is_refused(pk):
     with pytest.raises(ValueError, match="is not s3://bucket/key"):
         parse_pk(pk)
+
+
+# --- retaking an item for a newer event of the same ETag, and updates owned by one event -------------
+def finished(ledger, sequencer="0055AA"):
+    ledger.claim(**OBJ, lease_seconds=60, sequencer=sequencer)
+    ledger.mark_done(**K, silver_key="silver/x", rows=3, rejected_rows=0, sequencer=sequencer)
+    return ledger.get(**K)
+
+
+def test_a_newer_event_retakes_a_finished_item_as_a_fresh_claim(ddb):
+    clock = Clock()
+    ledger = Ledger(ddb, "ledger", ttl_days=2, clock=clock)
+    existing = finished(ledger)
+    clock.t += 10
+    claim = ledger.retake(**OBJ, lease_seconds=60, sequencer="0055BB", existing=existing)
+    assert (claim.won, claim.reason, claim.existing) == (True, "retaken", existing)
+    item = ledger.get(**K)
+    assert (item["status"], item["sequencer"], item["previous_sequencer"], item["previous_outcome"]) == (
+        CLAIMED, "0055BB", "0055AA", "written")
+    assert (item["lease_until"], item["expiration"], item["attempts"]) == (
+        int(clock.t * 1000) + 60_000, int(clock.t) + 2 * 86400, 0)
+
+
+def test_of_two_events_racing_to_retake_one_item_only_the_first_wins(ddb):
+    ledger = Ledger(ddb, "ledger", clock=Clock())
+    existing = finished(ledger)
+    assert ledger.retake(**OBJ, lease_seconds=60, sequencer="0055BB", existing=existing).won
+    late = ledger.retake(**OBJ, lease_seconds=60, sequencer="0055CC", existing=existing)
+    assert (late.won, late.reason) == (False, "changed")
+    assert ledger.get(**K)["sequencer"] == "0055BB"
+
+
+def test_an_item_from_before_sequencers_is_retaken_only_while_it_still_has_none(ddb):
+    ledger = Ledger(ddb, "ledger", clock=Clock())
+    ledger.claim(**OBJ, lease_seconds=60)
+    ledger.mark_queued(**K, message_id="m1")
+    existing = ledger.get(**K)
+    assert "sequencer" not in existing
+    claim = ledger.retake(**OBJ, lease_seconds=60, sequencer="0055BB", existing=existing)
+    assert claim.won
+    item = ledger.get(**K)
+    assert (item["previous_sequencer"], item["previous_outcome"]) == ("", QUEUED)
+    assert not ledger.retake(**OBJ, lease_seconds=60, sequencer="0055CC", existing=existing).won
+
+
+def test_a_retake_fails_when_the_status_moved_on_since_it_was_read(ddb):
+    ledger = Ledger(ddb, "ledger", clock=Clock())
+    ledger.claim(**OBJ, lease_seconds=60, sequencer="0055AA")
+    ledger.mark_queued(**K, message_id="m1")
+    existing = ledger.get(**K)
+    ledger.mark_done(**K, silver_key="s", rows=1, rejected_rows=0, sequencer="0055AA")
+    assert ledger.retake(**OBJ, lease_seconds=60, sequencer="0055BB", existing=existing).reason == "changed"
+    assert ledger.get(**K)["status"] == DONE
+
+
+@pytest.mark.parametrize("code", OTHER_ERRORS)
+def test_a_retake_that_dynamodb_refuses_for_another_reason_raises(ddb, code):
+    ledger = Ledger(ddb, "ledger", clock=Clock())
+    existing = finished(ledger)
+    answer_next_call_with(ddb, "PutItem", code)
+    with pytest.raises(ClientError) as info:
+        ledger.retake(**OBJ, lease_seconds=60, sequencer="0055BB", existing=existing)
+    assert info.value.response["Error"]["Code"] == code
+    assert ledger.get(**K) == existing
+
+
+def test_an_older_events_outcome_is_kept_off_an_item_a_newer_event_retook(ddb):
+    ledger = Ledger(ddb, "ledger", clock=Clock())
+    existing = finished(ledger)
+    ledger.retake(**OBJ, lease_seconds=60, sequencer="0055BB", existing=existing)
+    retaken = ledger.get(**K)
+    assert ledger.mark_done(**K, silver_key="old", rows=9, rejected_rows=0, sequencer="0055AA") is False
+    assert ledger.mark_failed(**K, error="old", sequencer="0055AA") is False
+    assert ledger.get(**K) == retaken
+    assert ledger.mark_done(**K, silver_key="new", rows=1, rejected_rows=0, sequencer="0055BB") is True
+    assert ledger.get(**K)["silver_key"] == "new"
+
+
+def test_updates_without_a_sequencer_apply_to_any_item(ddb):
+    ledger = Ledger(ddb, "ledger", clock=Clock())
+    ledger.claim(**OBJ, lease_seconds=60, sequencer="0055AA")
+    assert ledger.mark_failed(**K, error="replayed") is True
+    assert ledger.mark_done(**K, silver_key="s", rows=1, rejected_rows=0) is True
+    assert ledger.get(**K)["sequencer"] == "0055AA"
+
+
+def test_a_superseded_outcome_keeps_its_reason_and_a_written_one_clears_it(ddb):
+    ledger = Ledger(ddb, "ledger", clock=Clock())
+    ledger.claim(**OBJ, lease_seconds=60)
+    ledger.mark_failed(**K, error="boom")
+    ledger.mark_done(**K, silver_key="s", rows=0, rejected_rows=0, outcome="superseded", reason="r" * 5000)
+    item = ledger.get(**K)
+    assert (item["outcome"], item["superseded_reason"]) == ("superseded", "r" * MAX_ERROR_CHARS)
+    assert "last_error" not in item
+    ledger.mark_done(**K, silver_key="s", rows=1, rejected_rows=0)
+    item = ledger.get(**K)
+    assert "superseded_reason" not in item and item["outcome"] == "written"
