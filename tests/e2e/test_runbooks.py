@@ -235,6 +235,27 @@ def test_laptop_backfill(env):
     assert len(checkpoint["done"]) == 3
 
 
+def test_backfill_millions_of_objects(env):
+    days = ("2025-05-01", "2025-05-02", "2025-05-20")
+    for day in days:
+        env.put(f"bronze/orders/dt={day}/part-0.jsonl", env.events("orders", seed=7))
+    env.put("bronze/orders/dt=2025-06-01/after.jsonl", env.events("orders", seed=8))  # outside the window
+    env.wait_idle()
+    before = env.silver_objects("silver/orders/dt=2025-05-")
+    results = env.run_runbook("backfill-millions-of-objects.md")
+    manifest = results[0].stdout.strip()
+    assert manifest.startswith(f"s3://{env.bronze}/inventory/{env.bronze}/bronze-daily/") and manifest.endswith(
+        "/manifest.json")
+    assert "3 objects" in results[1].stdout and f"inventory {manifest} (CSV)" in results[1].stderr
+    assert "would submit an S3 Batch Operations copy of 3 object(s)" in results[2].stdout
+    assert "bronze/replay/backfill-2025-05/bronze/orders/dt=2025-05-01/part-0.jsonl" in results[2].stdout
+    report = [json.loads(x) for x in (env.workdir / "backfill-2025-05.jsonl").read_text().splitlines()]
+    assert sorted(r["key"] for r in report if r["result"] == "ok") == [
+        f"bronze/orders/dt={day}/part-0.jsonl" for day in days]
+    after = env.silver_objects("silver/orders/dt=2025-05-")
+    assert set(after) == set(before) and all(after[k] != before[k] for k in before)  # rewritten in place
+
+
 def test_transform_poison_data(env):
     key = "bronze/orders/dt=2025-02-20/mixed.jsonl"
     env.put(key, env.events("orders", n=200, seed=20, bad=0.1))
