@@ -404,7 +404,7 @@ class InventorySource:
     def summary(self) -> dict:
         age = self.manifest.age(self.now)
         return {"source": "inventory", "manifest": self.manifest.url, "file_format": self.manifest.file_format,
-                "report_time": self.manifest.report_time.isoformat(), "report_age_hours": round(age.total_seconds() / 3600, 1),
+                "report_time": self.manifest.report_time.isoformat(), "report_age_hours": round(max(0.0, age.total_seconds()) / 3600, 1),
                 "live_tail": {"listed": self.tail_listed, "objects": len(self.tail),
                               "window": ([self.tail_window.start.isoformat(), self.tail_window.end.isoformat()]
                                          if self.tail_window else None)},

@@ -33,6 +33,12 @@ def _window(start, end, since):
 @click.option("--by", type=click.Choice(["partition", "modified"]), default="partition", show_default=True,
               help="partition: every object of the dt= days the window overlaps (cost grows with the window); "
                    "modified: objects whose LastModified is in the window (lists the whole prefix).")
+@click.option("--from-inventory", metavar="S3_URL",
+              help="Read the bronze objects from an S3 Inventory report (its manifest.json, or the configuration's "
+                   "folder for its newest report) instead of listing them.")
+@click.option("--live-tail/--no-live-tail", default=None,
+              help="With --from-inventory: list objects newer than the report live [default: yes with --by "
+                   "partition, no with --by modified].")
 @click.option("--silver-bucket", envvar="ELT_SILVER_BUCKET", required=True, help="Silver bucket [env ELT_SILVER_BUCKET].")
 @click.option("--table", envvar="ELT_LEDGER_TABLE", required=True, help="Ledger table [env ELT_LEDGER_TABLE].")
 @click.option("--queued-max-age", default="1h", show_default=True,
@@ -52,7 +58,8 @@ def _window(start, end, since):
 @click.option("--dry-run", is_flag=True, help="With --replay: say what would be replayed; change nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Replay without asking for confirmation.")
 @click.pass_context
-def reconcile_command(ctx, bucket, prefix, start, end, since, by, silver_bucket, table, queued_max_age, jsonl,
+def reconcile_command(ctx, bucket, prefix, start, end, since, by, from_inventory, live_tail, silver_bucket, table,
+                      queued_max_age, jsonl,
                       out_path, how, queue_url, dest_prefix, concurrency, max_rps, checkpoint, report_path, dry_run,
                       yes):
     """Find the objects of a window whose state is wrong (bronze vs ledger vs silver); replay them.
@@ -89,10 +96,15 @@ def reconcile_command(ctx, bucket, prefix, start, end, since, by, silver_bucket,
     try:
         report = lib.reconcile(aws.client("s3"), aws.client("dynamodb"), bucket=bucket, prefix=prefix, window=window,
                                silver_bucket=silver_bucket, table=table, by=by, on_gap=on_gap,
-                               queued_max_age=_duration(queued_max_age, "--queued-max-age"))
+                               queued_max_age=_duration(queued_max_age, "--queued-max-age"),
+                               from_inventory=from_inventory, live_tail=live_tail)
     finally:
         if out:
             out.close()
+    if report.inventory:
+        from ops.commands.listing import _say_inventory
+
+        _say_inventory(ctx, report.inventory)
     if jsonl:
         info(ctx, _reconcile_text(report))
     elif settings(ctx).json:

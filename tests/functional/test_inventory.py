@@ -234,3 +234,32 @@ def test_ls_and_replay_sqs_read_the_report_and_say_how_old_it_is(reports):
     assert {b["key"]: b["etag"] for b in bodies}["bronze/orders/dt=2025-01-01/p1.jsonl"] == "e11"
     other = CliRunner().invoke(cli, ["ls", *window[:4], "--bucket", "not-this-one", "--from-inventory", url])
     assert other.exit_code == 2 and "lists bucket" in other.stderr
+
+
+@pytest.mark.parametrize("by", ["partition", "modified"])
+def test_reconcile_from_a_report_finds_the_same_gaps_without_listing_bronze(reports, by):
+    from click.testing import CliRunner
+
+    from ops.cli import cli
+    from ops.reconcile import CATEGORIES
+    from tests.functional.test_reconcile import WINDOW, seed_every_gap
+
+    expected = seed_every_gap(reports)
+    url = write_report(reports.s3, source_bucket=reports.bronze, entries=live_entries(reports.s3, reports.bronze),
+                       report_bucket=REPORTS, taken=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1),
+                       file_format="Parquet")
+    now = dt.datetime.now(dt.UTC)
+    window = WINDOW if by == "partition" else Window(now - dt.timedelta(hours=1), now + dt.timedelta(minutes=1))
+    result = CliRunner().invoke(cli, [
+        "reconcile", "--bucket", reports.bronze, "--silver-bucket", reports.silver, "--table", reports.names.ledger_table,
+        "--prefix", "bronze/", "--start", window.start.isoformat(), "--end", window.end.isoformat(), "--by", by,
+        "--from-inventory", url, "--no-live-tail", "--json"])
+    assert result.exit_code == 4, result.output
+    found = json.loads(result.stdout)
+    assert {g["key"]: g["category"] for g in found["gaps"]} == expected and set(expected.values()) == set(CATEGORIES)
+    assert found["objects"] == 9 and found["not_bronze_keys"] == 1
+    assert found["inventory"]["manifest"] == url and f"inventory {url} (Parquet)" in result.stderr
+    # Bronze came from the report (manifest, its checksum, one data file); only silver was listed:
+    # by partition 3 calls to find its partitions and 1 for the partition, by modified the partition.
+    listed = found["api_calls"]["s3:ListObjectsV2"]
+    assert found["api_calls"]["s3:GetObject"] == 3 and listed == (4 if by == "partition" else 1)
