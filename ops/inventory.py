@@ -103,7 +103,7 @@ def resolve_manifest_url(s3, url: str) -> str:
     bucket, key = parse_s3_url(url)
     if key.endswith("manifest.json"):
         return url
-    folder = key.rstrip("/") + "/"
+    folder = key.rstrip("/") + "/" if key.strip("/") else ""
     if REPORT_STAMP.search(folder):
         return f"s3://{bucket}/{folder}manifest.json"
     stamps = []
@@ -331,10 +331,10 @@ class InventoryStats:
 
 
 def iter_inventory(s3, manifest: Manifest, *, prefix: str, window: Window, by: str = "modified",
-                   stats: InventoryStats | None = None, exclude: frozenset[str] | set[str] = frozenset()
-                   ) -> Iterator[ObjectInfo]:
+                   stats: InventoryStats | None = None, exclude: frozenset[str] | set[str] = frozenset(),
+                   live_days: frozenset[dt.date] | set[dt.date] = frozenset()) -> Iterator[ObjectInfo]:
     """The report's current objects under `prefix` in the window (streamed, in report order).
-    Keys in `exclude` (listed live) are left out."""
+    Keys in `exclude` and (by partition) every key of `live_days` were listed live: left out."""
     if by not in ("modified", "partition"):
         raise UsageError(f"--by {by!r} is not modified or partition")
     stats = stats if stats is not None else InventoryStats()
@@ -359,6 +359,7 @@ def iter_inventory(s3, manifest: Manifest, *, prefix: str, window: Window, by: s
         if not keep_replay and row.key.startswith(REPLAY_PREFIX):
             stats.replay_copies += 1
             continue
+        day = None
         if by == "modified":
             inside = row.last_modified is not None and row.last_modified in window
         else:
@@ -367,7 +368,7 @@ def iter_inventory(s3, manifest: Manifest, *, prefix: str, window: Window, by: s
         if not inside:
             stats.outside_window += 1
             continue
-        if row.key in exclude:
+        if row.key in exclude or day in live_days:  # the live listing is newer (deletions included)
             stats.replaced_by_live += 1
             continue
         if row.bucket != manifest.source_bucket:
@@ -394,12 +395,13 @@ class InventorySource:
     warnings: list[str] = field(default_factory=list)
     stats: InventoryStats = field(default_factory=InventoryStats)
     partitions: list[str] = field(default_factory=list)
+    live_days: set[dt.date] = field(default_factory=set)  # by partition: the days listed live, whole
 
     def objects(self) -> Iterator[ObjectInfo]:
-        """The tail (listed live) first, then the report's rows without the keys the tail holds."""
+        """The tail (listed live) first, then the report's rows without what the tail covers."""
         yield from self.tail
         yield from iter_inventory(self.s3, self.manifest, prefix=self.prefix, window=self.window, by=self.by,
-                                  stats=self.stats, exclude={o.key for o in self.tail})
+                                  stats=self.stats, exclude={o.key for o in self.tail}, live_days=self.live_days)
 
     def summary(self) -> dict:
         age = self.manifest.age(self.now)
@@ -453,6 +455,7 @@ def open_inventory(s3, *, manifest_url: str, bucket: str | None, prefix: str, wi
                            concurrency=concurrency)
         source.tail = live.objects
         source.partitions = live.partitions
+        source.live_days = set(days.days())
         if window.start.date() < tail_start.date():
             source.warnings.append(f"days before {tail_start:%Y-%m-%d} come from the report only: an object written "
                                    "into one of them after the report is not included")
