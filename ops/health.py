@@ -20,12 +20,12 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections import Counter, defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from lambdas.shared.keys import SILVER_ROOT
-from lambdas.shared.ledger import CLAIMED, DONE, FAILED, QUEUED, plain
+from lambdas.shared.ledger import CLAIMED, DONE, FAILED, QUEUED
 from ops.aws import with_retries
+from ops.ledger import scan_items
 from ops.listing import _pages
 
 RUNBOOK = "runbooks/pipeline-health.md"
@@ -136,25 +136,10 @@ def scan_ledger(ddb, *, table: str, since: float, segments: int = 4) -> list[dic
     """Unfinished items, and items finished since `since` (only the attributes the checks use)."""
     fields = ("pk", "etag", "status", "finished_at", "type", "key", "lease_until", "claimed_at", "queued_at", "rows",
               "rejected_rows", "last_error", "outcome", "expiration", "unknown_fields")
-    names = {f"#{i}": name for i, name in enumerate(fields)}  # placeholders: several are reserved words
     values = {":c": {"S": CLAIMED}, ":q": {"S": QUEUED}, ":since": {"S": _iso(since)}}
-    kwargs = dict(TableName=table, TotalSegments=segments, ExpressionAttributeNames=names,
-                  ExpressionAttributeValues=values,
-                  # unfinished (claimed or queued), or finished in the window
-                  FilterExpression="#2 IN (:c, :q) OR #3 >= :since", ProjectionExpression=", ".join(names))
-
-    def scan(segment: int) -> list[dict]:
-        items, start = [], None
-        while True:
-            call = dict(kwargs, Segment=segment, **({"ExclusiveStartKey": start} if start else {}))
-            page = with_retries(lambda c=call: ddb.scan(**c), action="dynamodb:Scan", resource=table)
-            items += [plain(i) for i in page.get("Items", [])]
-            start = page.get("LastEvaluatedKey")
-            if not start:
-                return items
-
-    with ThreadPoolExecutor(max_workers=segments) as pool:
-        return [item for part in pool.map(scan, range(segments)) for item in part]
+    # unfinished (claimed or queued), or finished in the window
+    return scan_items(ddb, table=table, fields=fields, condition="#2 IN (:c, :q) OR #3 >= :since", values=values,
+                      segments=segments)
 
 
 def ledger_checks(items: list[dict], *, now: float, limits: Thresholds, queue_depth: int) -> list[Check]:

@@ -186,6 +186,28 @@ def scan_matching(ddb, *, table: str, filters: PurgeFilter, segments: int = 4,
     return [i for items, _ in results for i in items], sum(s for _, s in results)
 
 
+def scan_items(ddb, *, table: str, fields: tuple[str, ...], condition: str, values: dict,
+               segments: int = 4) -> list[dict]:
+    """A parallel Scan (one worker per segment) of the items matching `condition`, only `fields`
+    read. In `condition`, field i is written `#i` (several ledger names are reserved words)."""
+    names = {f"#{i}": name for i, name in enumerate(fields)}
+    base = dict(TableName=table, TotalSegments=segments, FilterExpression=condition, ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values, ProjectionExpression=", ".join(names))
+
+    def scan(segment: int) -> list[dict]:
+        items, start = [], None
+        while True:
+            call = dict(base, Segment=segment, **({"ExclusiveStartKey": start} if start else {}))
+            page = with_retries(lambda c=call: ddb.scan(**c), action="dynamodb:Scan", resource=table)
+            items += [plain(i) for i in page.get("Items", [])]
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return items
+
+    with ThreadPoolExecutor(max_workers=segments) as pool:
+        return [item for part in pool.map(scan, range(segments)) for item in part]
+
+
 # --- ls ------------------------------------------------------------------------------------------
 @dataclass
 class LedgerListing:

@@ -27,6 +27,7 @@ from lambdas.shared.aws import client
 from lambdas.shared.keys import BRONZE_ROOT, InvalidKey, has_supported_suffix, parse_bronze_key
 from lambdas.shared.ledger import CLAIMED, Ledger
 from lambdas.shared.log import get_logger, log, set_context
+from lambdas.shared.metrics import Metrics
 
 LOG = get_logger("ingest")
 SEND_ATTEMPTS = 4
@@ -94,6 +95,7 @@ def handler(event, context=None):
         failed_sources |= _send(d, claimed[start:start + 10], counts)
 
     log(LOG, logging.INFO, "ingest finished", **counts)
+    _metrics(counts, claimed, failed_sources)
     if failed_sources:
         if all(source is not None for source in failed_sources):
             return {"batchItemFailures": [{"itemIdentifier": s} for s in sorted(failed_sources)]}
@@ -105,6 +107,22 @@ def handler(event, context=None):
     if any(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records or []):
         return {"batchItemFailures": []}
     return counts
+
+
+def _metrics(counts: dict, claimed: list, failed_sources: set) -> None:
+    """EMF metrics of this invocation (lambdas/shared/metrics.py): objects queued and bytes by
+    type; skips by reason and send failures (type unknown there)."""
+    metrics = Metrics("ingest")
+    for item, unit in claimed:
+        if item.source_id not in failed_sources:
+            metrics.add("Objects", type_=unit.type)
+            metrics.add("BytesIn", unit.size, type_=unit.type)
+    if counts["failed"]:
+        metrics.add("Failed", counts["failed"])
+    for reason, name in (("not-bronze", "skipped"), ("duplicate", "duplicates"), ("in-flight", "in_flight")):
+        for _ in range(counts[name]):
+            metrics.skipped(reason)
+    metrics.flush()
 
 
 IN_FLIGHT = object()  # another invocation holds the claim: retry this event later

@@ -12,6 +12,7 @@ item alone (its updates are conditional on the sequencer it carries).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -215,11 +216,13 @@ class Ledger:
 
     def mark_done(
         self, *, bucket: str, key: str, etag: str, silver_key: str, rows: int, rejected_rows: int,
-        outcome: str = "written", reason: str = "", sequencer: str = "",
+        outcome: str = "written", reason: str = "", sequencer: str = "", unknown_fields: dict | None = None,
+        fields_examined: int = 0,
     ) -> bool:
         """DONE with its outcome (written, superseded + reason, source-deleted). With `sequencer`
         (the unit's), only while the item still belongs to that event: False when a newer event of
-        the same ETag has taken it over (see `retake`)."""
+        the same ETag has taken it over (see `retake`). `unknown_fields` (schema drift: field name
+        -> lines that had it, of `fields_examined`) is stored as a JSON string."""
         now = self.clock()
         values = {
             "status": DONE,
@@ -232,7 +235,12 @@ class Ledger:
         }
         if reason:
             values["superseded_reason"] = reason[:MAX_ERROR_CHARS]
+        if unknown_fields:
+            values["unknown_fields"] = json.dumps(unknown_fields, sort_keys=True, ensure_ascii=False)[:MAX_ERROR_CHARS]
+            values["fields_examined"] = int(fields_examined)
         remove = ("last_error", "superseded_reason") if outcome == "written" else ("last_error",) if reason else ()
+        if outcome == "written" and not unknown_fields:  # an earlier version's drift is not this one's
+            remove += ("unknown_fields", "fields_examined")
         return self._update(bucket, key, etag, values, add_attempt=True, remove=remove, **_owned(sequencer))
 
     def mark_failed(self, *, bucket: str, key: str, etag: str, error: str, sequencer: str = "") -> bool:

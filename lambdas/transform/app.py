@@ -25,6 +25,7 @@ from lambdas.shared.aws import client
 from lambdas.shared.keys import parse_bronze_key
 from lambdas.shared.ledger import Ledger
 from lambdas.shared.log import get_logger, log, set_context
+from lambdas.shared.metrics import Metrics
 from lambdas.transform import conditional_write
 from lambdas.transform.core import UnreadableObject, transform_stream
 
@@ -82,17 +83,48 @@ def handler(event, context=None):
     set_context(aws_request_id=getattr(context, "aws_request_id", None), function="transform")
     d = deps()
     failures: list[str] = []
-    for record in event.get("Records") or []:
-        message_id = record.get("messageId")
-        try:
-            process_record(d, record)
-        except Exception as exc:  # one item's failure never fails the batch
-            log(LOG, logging.ERROR, "item failed", message_id=message_id, error=f"{type(exc).__name__}: {exc}")
-            if not message_id:
-                # An empty identifier would fail the whole batch anyway; say so plainly.
-                raise RuntimeError("a failed record has no messageId; failing the whole batch") from exc
-            failures.append(message_id)
+    metrics = Metrics("transform")
+    try:
+        for record in event.get("Records") or []:
+            message_id = record.get("messageId")
+            started = time.monotonic()
+            try:
+                summary = process_record(d, record)
+                count(metrics, summary, type_=_unit_type(record), seconds=time.monotonic() - started)
+            except Exception as exc:  # one item's failure never fails the batch
+                metrics.add("Failed", type_=_unit_type(record))
+                log(LOG, logging.ERROR, "item failed", message_id=message_id, error=f"{type(exc).__name__}: {exc}")
+                if not message_id:
+                    # An empty identifier would fail the whole batch anyway; say so plainly.
+                    raise RuntimeError("a failed record has no messageId; failing the whole batch") from exc
+                failures.append(message_id)
+    finally:
+        metrics.flush()
     return {"batchItemFailures": [{"itemIdentifier": m} for m in failures]}
+
+
+def _unit_type(record: dict) -> str | None:
+    try:
+        return work_unit.parse(record.get("body", "")).type
+    except work_unit.InvalidWorkUnit:
+        return None
+
+
+def count(metrics: Metrics, summary: dict, *, type_: str | None, seconds: float) -> None:
+    """One record's outcome as metrics (see lambdas/shared/metrics.py)."""
+    outcome = summary.get("outcome")
+    if outcome == "written":
+        metrics.add("Objects", type_=type_)
+        metrics.add("RowsWritten", summary.get("rows", 0), type_=type_)
+        metrics.add("RowsQuarantined", summary.get("rejected_rows", 0), type_=type_)
+        metrics.add("BytesIn", summary.get("bytes_in", 0), type_=type_)
+        metrics.value("DurationPerObject", seconds * 1000, type_=type_)
+        if summary.get("unknown_fields"):
+            metrics.add("ObjectsWithUnknownFields", type_=type_)
+    if outcome == "superseded":
+        metrics.add("Superseded", type_=type_)
+    elif outcome != "written":
+        metrics.skipped(outcome or "unknown", type_=type_)
 
 
 def process_record(d: Deps, record: dict) -> dict:
@@ -165,7 +197,8 @@ def _transform(d: Deps, unit: work_unit.WorkUnit) -> dict:
             "current version", object=unit.object_id, reason=reason)
         return {**summary, "outcome": "superseded", "reason": reason}
     owned = d.ledger.mark_done(bucket=unit.bucket, key=unit.key, etag=unit.etag, silver_key=parsed.silver_key,
-                               rows=summary["rows"], rejected_rows=summary["rejected_rows"], sequencer=unit.sequencer)
+                               rows=summary["rows"], rejected_rows=summary["rejected_rows"], sequencer=unit.sequencer,
+                               unknown_fields=summary["unknown_fields"], fields_examined=summary["fields_examined"])
     if not owned:
         log(LOG, logging.INFO, "a newer event of this version owns its ledger item; outcome not recorded",
             object=unit.object_id, sequencer=unit.sequencer)
@@ -229,7 +262,8 @@ def _write_version(d: Deps, parsed, obj, *, bucket: str, version_etag: str, sequ
         log(LOG, logging.WARNING, "line rejected", object=object_id, line=line, **reject_summary(reason, schema))
     return {"outcome": "written", "rows": result.rows, "rejected_rows": result.rejected,
             "blank_lines": result.blank_lines, "format": result.fmt, "bytes_in": result.bytes_in,
-            "silver_key": parsed.silver_key, "source_etag": version_etag}
+            "silver_key": parsed.silver_key, "source_etag": version_etag,
+            "unknown_fields": result.unknown_fields, "fields_examined": result.fields_examined}
 
 
 def _head(d: Deps, *, bucket: str, key: str) -> conditional_write.Current | None:

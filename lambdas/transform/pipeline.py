@@ -50,6 +50,7 @@ from lambdas.transform.blocks import (
     whole_line_blocks,
 )
 from lambdas.transform.diagnose import Diagnoser
+from lambdas.transform.drift import Drift
 from lambdas.transform.line_index import Lines, is_utf8, scan_block
 from lambdas.transform.locate import Locator, Suspects
 from lambdas.transform.results import TransformResult, UnreadableObject
@@ -87,11 +88,13 @@ class ObjectTransform:
         self.staged: list[tuple[pa.Table, np.ndarray, object]] = []
         self.dirty = False  # the last block had bad lines: screen the next one first
         self.result = TransformResult()
+        self.drift = Drift(schema)
 
     # ---- JSONL blocks ------------------------------------------------------------------------------
     def block(self, data: bytes, first_line: int) -> int:
         """A block starting at line number `first_line`; returns the number of newlines in it."""
         newlines, careful = scan_block(data)
+        self.drift.block(data)
         before = self.quarantine.rejected
         self._read_block(data, first_line, newlines, careful)
         self.suspects.block_done()
@@ -190,6 +193,7 @@ class ObjectTransform:
                 return False
             if text[end:].strip():
                 return False
+            self.drift.element(value)
             self.locator.single(1, json.dumps(value, ensure_ascii=False).encode("utf-8"))
             return True
         pos = _WS.match(text, pos + 1).end()
@@ -216,6 +220,7 @@ class ObjectTransform:
                     type(element), "number")
                 self.quarantine.reject(index, raw, f"array element is a JSON {kind}, expected an object")
             else:
+                self.drift.element(element)
                 group.append((index, raw))
                 size += len(raw)
             if size >= self.block_bytes:
@@ -241,6 +246,9 @@ class ObjectTransform:
         result.rows, result.rejected = self.silver.rows, self.quarantine.rejected
         result.blank_lines, result.probes = self.locator.blank_lines, self.locator.probes
         result.first_rejects = self.quarantine.first_rejects
+        result.unknown_fields, result.fields_examined = dict(self.drift.counts), self.drift.examined
+        if self.drift.more_names:
+            result.unknown_fields["(more names)"] = self.drift.more_names
         return result
 
 

@@ -19,3 +19,5 @@ class TransformResult:
     notes: list[str] = field(default_factory=list)  # things worth a log line (BOM removed, format mismatch)
     first_rejects: list[tuple[int, str]] = field(default_factory=list)  # (line, reason) of the first few
     probes: int = 0  # probe runs (locate.py): type errors the screen missed
+    unknown_fields: dict[str, int] = field(default_factory=dict)  # drift.py: undeclared top-level fields
+    fields_examined: int = 0  # lines (or elements) drift.py looked at

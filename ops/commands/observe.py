@@ -296,3 +296,47 @@ def _item_line(i: dict) -> str:
     counts = f"rows={i['rows']} rejected={i.get('rejected_rows', 0)}" if "rows" in i else ""
     error = f"  {str(i['last_error'])[:100]}" if i.get("last_error") else ""
     return f"{i.get('status', '?'):<8} {when:<20} {i.get('pk')}#{i.get('etag')}  {counts}{error}".rstrip()
+
+
+# --- schema drift --------------------------------------------------------------------------------
+@cli.group("schema")
+def schema_group():
+    """The event schemas against what arrives."""
+
+
+@schema_group.command("drift")
+@common_options
+@click.option("--table", envvar="ELT_LEDGER_TABLE", required=True, help="Ledger table [env ELT_LEDGER_TABLE].")
+@click.option("--since", default="7d", show_default=True, help="Objects transformed since (ISO-8601 or relative).")
+@click.option("--type", "type_", help="Only this event type.")
+@click.pass_context
+def schema_drift_command(ctx, table, since, type_):
+    """Top-level fields seen in bronze that the type's schema lacks: since when, in how many objects.
+
+    Counted by the transform on the lines it examines (every line of an object's start, a sample
+    after) and kept in each object's ledger item. To add a field: declare it in
+    lambdas/shared/schemas.py, deploy, then replay the window (eltops replay sqs --since …).
+
+    \b
+    Example:
+      eltops schema drift --since 7d
+      eltops schema drift --type orders --json
+    """
+    from ops.schema_drift import schema_drift
+    from ops.timewindow import parse_time
+
+    report = schema_drift(settings(ctx).aws().client("dynamodb"), table=table, type_=type_,
+                          since=parse_time(since, option="--since"))
+
+    def text(r) -> str:
+        if not r.fields:
+            return f"no undeclared fields in objects transformed since {r.since}"
+        lines = [f"{'type':<14} {'field':<24} {'objects':>7} {'lines':>15}  first seen            last seen"]
+        for f in r.fields:
+            lines.append(f"{f.type:<14} {f.field:<24} {f.objects:>7} {f'{f.lines}/{f.lines_examined}':>15}  "
+                         f"{f.first_seen:<20}  {f.last_seen}")
+        lines.append(f"{r.objects_with_drift} object(s) with undeclared fields since {r.since}; lines: had it / "
+                     "examined. Add a field: docs/observability.md#schema-drift")
+        return "\n".join(lines)
+
+    render(ctx, report, text)

@@ -152,7 +152,8 @@ def test_pipeline_health(env):  # first: it expects the clean pipeline the other
     assert [k for k, c in checks.items() if not c["ok"]] == [("stuck-claims", "ledger")]
     assert checks[("stuck-claims", "ledger")]["value"] == 1
     assert "CLAIMED" in results[2].stdout and f"{prefix}b.jsonl" in results[2].stdout
-    assert results[-1].stdout.startswith("HEALTHY")
+    assert results[4].stdout.startswith("HEALTHY")
+    assert "no undeclared fields" in results[5].stdout
 
 
 def test_find_and_fill_gaps(env):
