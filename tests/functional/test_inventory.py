@@ -264,3 +264,18 @@ def test_reconcile_from_a_report_finds_the_same_gaps_without_listing_bronze(repo
     # by partition 3 calls to find its partitions and 1 for the partition, by modified the partition.
     listed = found["api_calls"]["s3:ListObjectsV2"]
     assert found["api_calls"]["s3:GetObject"] == 3 and listed == (4 if by == "partition" else 1)
+
+
+def test_a_throttled_download_is_retried_whole_and_access_denied_names_the_permission(reports):
+    from ops.errors import AccessDenied
+    from tests.functional.test_listing_replay import Calls
+
+    url = report(reports)
+    # manifest.json, manifest.checksum, then the data file: throttled twice, then read whole.
+    calls = Calls(reports.s3, fail={"GetObject": [None, None, "SlowDown", "InternalError"]})
+    got = list_from_inventory(reports.s3, manifest_url=url, bucket=reports.bronze, prefix="bronze/orders/",
+                              window=ALL, now=T0 + dt.timedelta(days=3))
+    assert len(got.objects) == 7 and calls.counts["GetObject"] == 5
+    Calls(reports.s3, fail={"GetObject": ["AccessDenied"]})
+    with pytest.raises(AccessDenied, match=f"s3:GetObject on {url}"):
+        read_manifest(reports.s3, url)
