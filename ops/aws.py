@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-import time
+import threading
 from dataclasses import dataclass
 
 import boto3
@@ -11,6 +11,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError, ProfileNotFound
 
 from ops.errors import AccessDenied, NotConfigured, OpsError
+from ops.executor import pause
 
 # botocore does not retry: `with_retries` does (tenacity, jittered backoff), so that retries are
 # visible, counted once, and tested with injected throttling.
@@ -98,13 +99,15 @@ def translate(exc: BaseException, *, action: str, resource: str) -> OpsError:
     return OpsError(f"{action} on {resource} failed: {exc}")
 
 
-def with_retries(fn, *, action: str, resource: str, attempts: int = RETRY_ATTEMPTS, max_wait: float = 10.0):
+def with_retries(fn, *, action: str, resource: str, attempts: int = RETRY_ATTEMPTS, max_wait: float = 10.0,
+                 stop: threading.Event | None = None):
     """Call fn() retrying throttling and 5xx with jittered exponential backoff; other AWS errors
-    become an OpsError naming `action` (the IAM permission) and `resource`."""
+    become an OpsError naming `action` (the IAM permission) and `resource`. With `stop` (a pool's
+    stop event) a back-off raises Cancelled as soon as it is set."""
     from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
     retrying = Retrying(retry=retry_if_exception(is_retryable), wait=wait_random_exponential(multiplier=0.05, max=max_wait),
-                        stop=stop_after_attempt(attempts), reraise=True)
+                        stop=stop_after_attempt(attempts), reraise=True, sleep=lambda s: pause(stop, s))
     try:
         return retrying(fn)
     except (ClientError, NoCredentialsError) as exc:
@@ -119,8 +122,10 @@ def send_batch(sqs, *, queue_url: str, entries: dict[str, dict], limiter, attemp
                sleep=None) -> dict[str, tuple[bool, str]]:
     """One SendMessageBatch of up to 10 entries (Id -> entry without its Id). Only the failed
     entries are sent again, with jittered backoff; a sender fault is final, AccessDenied is
-    raised. Returns Id -> (sent, message id or the last error)."""
-    sleep = sleep or time.sleep
+    raised. Returns Id -> (sent, message id or the last error). The limiter's stop event (a
+    pool's) ends the back-off with Cancelled."""
+    stop = getattr(limiter, "stop", None)
+    sleep = sleep or (lambda seconds: pause(stop, seconds))
     pending = dict(entries)
     results: dict[str, tuple[bool, str]] = {}
     last_error: dict[str, str] = {}
@@ -133,7 +138,7 @@ def send_batch(sqs, *, queue_url: str, entries: dict[str, dict], limiter, attemp
         batch = [{"Id": i, **entry} for i, entry in pending.items()]
         try:
             response = with_retries(lambda b=batch: sqs.send_message_batch(QueueUrl=queue_url, Entries=b),
-                                    action="sqs:SendMessage", resource=queue_url)
+                                    action="sqs:SendMessage", resource=queue_url, stop=stop)
         except AccessDenied:
             raise
         except OpsError as exc:

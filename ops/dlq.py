@@ -26,6 +26,7 @@ from lambdas.shared import work_unit
 from lambdas.shared.ledger import plain
 from ops.aws import send_batch, with_retries
 from ops.errors import OpsError, UsageError
+from ops.executor import BoundedExecutor, Cancelled
 from ops.ratelimit import RateLimiter
 
 SCAN_VISIBILITY = 60  # seconds a scanned message stays hidden while inspect/redrive runs
@@ -362,66 +363,55 @@ def redrive_manual(sqs, *, source_url: str, target_url: str, max_messages: int |
     report = RedriveReport(mode="manual", source=source_url, target=target_url, dry_run=dry_run)
     fifo = target_url.endswith(".fifo")
     run_id = uuid.uuid4().hex  # this redrive, for FIFO deduplication ids
-    limiter = RateLimiter(max_rps)
     held = Held(sqs, source_url, visibility)  # skipped (filtered) and unsent messages, released at the end
     seen: set[str] = set()
     lock = threading.Lock()
-    stop = threading.Event()
-    errors: list[BaseException] = []
+    executor = BoundedExecutor(workers, name="redrive")
+    limiter = RateLimiter(max_rps, stop=executor.stop)
 
     def full() -> bool:
         return max_messages is not None and report.matched >= max_messages
 
-    def loop() -> None:
+    def loop(_worker: int) -> None:
         empty_polls = 0
-        try:
-            # One empty long poll ends a worker: long polling asks every SQS server.
-            while not stop.is_set() and empty_polls < 1 and not full():
-                batch = receive(sqs, source_url, visibility=visibility, wait_seconds=1)
-                chosen = []
-                with lock:
-                    batch = [m for m in batch if m.message_id not in seen]
-                    empty_polls = 0 if batch else empty_polls + 1
-                    for message in batch:
-                        seen.add(message.message_id)
-                        wanted = (filter_type is None or message.type == filter_type) and (
-                            filter_dt is None or message.dt == filter_dt)
-                        if wanted and not full():
-                            report.matched += 1
-                            chosen.append(message)
-                        else:
-                            report.skipped_by_filter += wanted is False
-                            held.add(message)
-                if dry_run:
-                    for message in chosen:
+        # One empty long poll ends a worker: long polling asks every SQS server.
+        while not executor.stopping() and empty_polls < 1 and not full():
+            batch = receive(sqs, source_url, visibility=visibility, wait_seconds=1)
+            chosen = []
+            with lock:
+                batch = [m for m in batch if m.message_id not in seen]
+                empty_polls = 0 if batch else empty_polls + 1
+                for message in batch:
+                    seen.add(message.message_id)
+                    wanted = (filter_type is None or message.type == filter_type) and (
+                        filter_dt is None or message.dt == filter_dt)
+                    if wanted and not full():
+                        report.matched += 1
+                        chosen.append(message)
+                    else:
+                        report.skipped_by_filter += wanted is False
                         held.add(message)
-                elif chosen:
+            if dry_run:
+                for message in chosen:
+                    held.add(message)
+            elif chosen:
+                try:
                     _move(sqs, chosen, source_url=source_url, target_url=target_url, fifo=fifo, limiter=limiter,
                           report=report, held=held, lock=lock, run_id=run_id)
-                held.refresh_if_due()
-                if on_progress:
-                    on_progress(report)
-        except BaseException as exc:  # stop the others; re-raised below
-            errors.append(exc)
-            stop.set()
+                except Cancelled:
+                    for message in chosen:  # not sent (or not known to be): they stay in the DLQ
+                        held.add(message)
+                    raise
+            held.refresh_if_due()
+            if on_progress:
+                on_progress(report)
 
-    threads = [threading.Thread(target=loop, name=f"redrive-{i}", daemon=True) for i in range(max(1, workers))]
     try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(0.2)
-    except KeyboardInterrupt:
-        stop.set()
-        for thread in threads:
-            thread.join()
-        raise
+        executor.run(loop, range(max(1, workers)))
     finally:
+        executor.shutdown()
         held.release()
         report.seconds = round(time.monotonic() - started, 3)
-    if errors:
-        raise errors[0]
     return report
 
 
@@ -452,3 +442,43 @@ def _move(sqs, messages: list[DlqMessage], *, source_url: str, target_url: str, 
                 report.failed.append({"message_id": chunk[int(bad["Id"])].message_id,
                                       "error": f"sent, but not deleted from the DLQ: {bad.get('Code')}"})
 
+
+
+# --- one redrive, as the CLI asks for it --------------------------------------------------------
+@dataclass(frozen=True)
+class RedrivePlan:
+    """What a redrive is about to do, handed to `confirm` before anything moves."""
+
+    mode: str
+    reason: str
+    source: str
+    target: str | None
+
+
+def redrive(sqs, *, mode: str, source_url: str, target_url: str | None, confirm: Callable[[RedrivePlan], bool],
+            max_messages: int | None = None, max_rps: float | None = None, filter_type: str | None = None,
+            filter_dt: str | None = None, wait: bool = False, dry_run: bool = False, workers: int = 4,
+            visibility: int = SCAN_VISIBILITY, on_info: Callable[[str], None] | None = None,
+            on_task_progress: Callable[[dict], None] | None = None) -> RedriveReport:
+    """Redrive in the requested mode (auto, native, manual): pick the mode, ask `confirm(plan)`
+    (not for a dry run), then move. In auto mode an endpoint without the move-task APIs (the
+    embedded AWS) falls back to manual mode."""
+    chosen, why = choose_mode(mode, filters=bool(filter_type or filter_dt), max_messages=max_messages,
+                              max_rps=max_rps)
+    if chosen == "manual" and not target_url:
+        raise UsageError("manual redrive needs --to-url (or ELT_QUEUE_URL): the queue to send messages to")
+    say = on_info or (lambda _message: None)
+    say(f"mode: {chosen} ({why})")
+    if not dry_run and not confirm(RedrivePlan(mode=chosen, reason=why, source=source_url, target=target_url)):
+        raise OpsError("not confirmed; nothing moved")
+    if chosen == "native":
+        try:
+            return redrive_native(sqs, source_url=source_url, target_url=target_url, max_rps=max_rps, wait=wait,
+                                  dry_run=dry_run, on_progress=on_task_progress)
+        except NativeUnavailable as exc:
+            if mode == "native" or not target_url:
+                raise
+            say(f"native move task unavailable ({str(exc)[:160]}); using manual mode")
+    return redrive_manual(sqs, source_url=source_url, target_url=target_url, max_messages=max_messages,
+                          max_rps=max_rps, filter_type=filter_type, filter_dt=filter_dt, dry_run=dry_run,
+                          workers=workers, visibility=visibility)

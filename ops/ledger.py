@@ -9,13 +9,13 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from lambdas.shared.keys import InvalidKey, parse_bronze_key
 from lambdas.shared.ledger import STATUSES, Ledger, parse_pk, plain
 from ops.aws import error_code, with_retries
 from ops.errors import OpsError, UsageError
+from ops.executor import BoundedExecutor, bounded_map, pause
 from ops.timewindow import Window
 
 
@@ -181,8 +181,7 @@ def scan_matching(ddb, *, table: str, filters: PurgeFilter, segments: int = 4,
             scanned += count
         return items, scanned
 
-    with ThreadPoolExecutor(max_workers=segments) as pool:
-        results = list(pool.map(scan, range(segments)))
+    results = bounded_map(scan, range(segments), concurrency=segments, name="scan")
     return [i for items, _ in results for i in items], sum(s for _, s in results)
 
 
@@ -204,8 +203,7 @@ def scan_items(ddb, *, table: str, fields: tuple[str, ...], condition: str, valu
             if not start:
                 return items
 
-    with ThreadPoolExecutor(max_workers=segments) as pool:
-        return [item for part in pool.map(scan, range(segments)) for item in part]
+    return [item for part in bounded_map(scan, range(segments), concurrency=segments, name="scan") for item in part]
 
 
 # --- ls ------------------------------------------------------------------------------------------
@@ -243,8 +241,8 @@ def list_items(ddb, *, table: str, filters: PurgeFilter, segments: int = 4, now:
                         done.set()
                         return
 
-    with ThreadPoolExecutor(max_workers=segments) as pool:
-        list(pool.map(scan, range(segments)))
+    with BoundedExecutor(segments, name="scan") as executor:
+        executor.run(scan, range(segments))
     return listing
 
 
@@ -289,9 +287,11 @@ def batch_get(ddb, *, table: str, keys: list[tuple[str, str]], attempts: int = 8
 
 
 def delete_items(ddb, *, table: str, items: list[dict], concurrency: int = 4, attempts: int = 8,
-                 on_progress: Callable[[int], None] | None = None, sleep=time.sleep) -> tuple[int, list[dict]]:
+                 on_progress: Callable[[int], None] | None = None, sleep=None) -> tuple[int, list[dict]]:
     """BatchWriteItem deletes of 25; UnprocessedItems are retried with jittered backoff."""
     batches = [items[i:i + 25] for i in range(0, len(items), 25)]
+    executor = BoundedExecutor(concurrency, name="delete")
+    sleep = sleep or (lambda seconds: pause(executor.stop, seconds))
 
     def delete(batch: list[dict]) -> tuple[int, list[dict]]:
         requests = [{"DeleteRequest": {"Key": {"pk": {"S": i["pk"]}, "etag": {"S": i["etag"]}}}} for i in batch]
@@ -299,7 +299,7 @@ def delete_items(ddb, *, table: str, items: list[dict], concurrency: int = 4, at
             if attempt:
                 sleep(random.uniform(0, min(5.0, 0.05 * 2**attempt)))
             response = with_retries(lambda r=requests: ddb.batch_write_item(RequestItems={table: r}),
-                                    action="dynamodb:BatchWriteItem", resource=table)
+                                    action="dynamodb:BatchWriteItem", resource=table, stop=executor.stop)
             requests = response.get("UnprocessedItems", {}).get(table, [])
             if not requests:
                 return len(batch), []
@@ -308,12 +308,16 @@ def delete_items(ddb, *, table: str, items: list[dict], concurrency: int = 4, at
         return len(batch) - len(failed), failed
 
     deleted, failures = 0, []
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        for count, failed in pool.map(delete, batches):
-            deleted += count
-            failures += failed
-            if on_progress:
-                on_progress(deleted)
+
+    def record(_batch, outcome: tuple[int, list[dict]]) -> None:
+        nonlocal deleted
+        deleted += outcome[0]
+        failures.extend(outcome[1])
+        if on_progress:
+            on_progress(deleted)
+
+    with executor:
+        executor.run(delete, batches, on_result=record)
     return deleted, failures
 
 

@@ -15,12 +15,12 @@ from __future__ import annotations
 import csv
 import datetime as dt
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from ops.aws import with_retries
 from ops.errors import UsageError
+from ops.executor import BoundedExecutor
 from ops.timewindow import Window, as_utc
 
 REPLAY_PREFIX = "bronze/replay/"
@@ -106,11 +106,13 @@ def list_window(s3, *, bucket: str, prefix: str, window: Window, by: str = "modi
         def list_partition(partition: str) -> list[ObjectInfo]:
             return [_info(bucket, o) for page in _pages(s3, bucket, Prefix=partition) for o in page.get("Contents", [])]
 
-        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-            for found in pool.map(list_partition, partitions):
-                objects.extend(found)
-                if on_progress:
-                    on_progress(len(objects))
+        def record(_partition, found: list[ObjectInfo]) -> None:
+            objects.extend(found)
+            if on_progress:
+                on_progress(len(objects))
+
+        with BoundedExecutor(concurrency, name="list") as executor:
+            executor.run(list_partition, partitions, on_result=record)
     objects.sort(key=lambda o: o.key)
     return Listing(bucket=bucket, prefix=prefix, by=by, window=window, objects=objects, partitions=partitions,
                    skipped_replay_copies=skipped)

@@ -14,10 +14,8 @@ Ctrl-C with the checkpoint saved. Failures are collected, not raised: the report
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from boto3.s3.transfer import TransferConfig
@@ -26,10 +24,12 @@ from botocore.exceptions import ClientError
 from lambdas.shared import work_unit
 from lambdas.shared.keys import InvalidKey, parse_bronze_key, replay_key
 from ops.aws import send_batch, with_retries
-from ops.errors import AccessDenied, OpsError
-from ops.listing import ObjectInfo
+from ops.errors import AccessDenied, OpsError, UsageError
+from ops.executor import BoundedExecutor
+from ops.listing import ObjectInfo, list_objects
 from ops.ratelimit import RateLimiter
-from ops.state import Checkpoint, Report
+from ops.state import Checkpoint, Report, default_checkpoint
+from ops.timewindow import Window, make_window
 
 COPY_OBJECT_LIMIT = 5 * 1024**3  # CopyObject copies at most 5 GB; above that, multipart copy
 SQS_BATCH = 10
@@ -72,77 +72,40 @@ def replay_stamp(now: dt.datetime | None = None) -> str:
     return (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
 
 
-def _pool(items: list, work: Callable[[list], list[tuple[str, str, str]]], *, concurrency: int,
+def _pool(executor: BoundedExecutor, items: list, work: Callable[[list], list[tuple[str, str, str]]], *,
           checkpoint: Checkpoint | None, report_file: Report, action: str, result: ReplayReport,
           on_progress: Callable[[Progress], None] | None, sizes: dict[str, int]) -> None:
-    """Run `work` over groups of items with at most `concurrency` groups in flight; record each
-    item's (key, outcome, detail). Ctrl-C cancels what has not started and saves the checkpoint."""
-    lock = threading.Lock()
+    """Run `work(group)` over groups of items on the bounded executor; record each item's
+    (key, outcome, detail). Ctrl-C cancels what has not started, lets what is running end (it sees
+    the executor's `stop`), and saves the checkpoint with everything that finished."""
     counted_bytes = 0
 
-    def finish(outcomes: list[tuple[str, str, str]]) -> None:
+    def finish(_group, outcomes: list[tuple[str, str, str]]) -> None:
         nonlocal counted_bytes
         ok_keys = []
-        with lock:
-            for key, outcome, detail in outcomes:
-                if outcome == "ok":
-                    result.done += 1
-                    counted_bytes += sizes.get(key, 0)
-                    ok_keys.append(key)
-                elif outcome == "skipped":
-                    result.skipped.append({"key": key, "reason": detail})
-                    ok_keys.append(key)
-                else:
-                    result.failed.append({"key": key, "error": detail})
-                report_file.write(key=key, action=action, result=outcome, detail=detail)
+        for key, outcome, detail in outcomes:
+            if outcome == "ok":
+                result.done += 1
+                counted_bytes += sizes.get(key, 0)
+                ok_keys.append(key)
+            elif outcome == "skipped":
+                result.skipped.append({"key": key, "reason": detail})
+                ok_keys.append(key)
+            else:
+                result.failed.append({"key": key, "error": detail})
+            report_file.write(key=key, action=action, result=outcome, detail=detail)
         if checkpoint is not None and ok_keys:
             checkpoint.mark(ok_keys)
         if on_progress:
             on_progress(Progress(done=result.done + len(result.failed), total=result.planned - result.already_done,
                                  bytes=counted_bytes))
 
-    def drain(futures) -> None:
-        """Record every finished future, then re-raise the first failure among them."""
-        first = None
-        for future in futures:
-            if future.cancelled():
-                continue
-            error = future.exception()
-            if error is None:
-                finish(future.result())
-            elif first is None:
-                first = error
-        if first is not None:
-            raise first
-
-    in_flight: set[Future] = set()
-    pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix=action)
     try:
-        for group in items:
-            while len(in_flight) >= 2 * concurrency:
-                finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                in_flight -= finished
-                drain(finished)
-            in_flight.add(pool.submit(work, group))
-        while in_flight:
-            finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            in_flight -= finished
-            drain(finished)
-    except BaseException as exc:
-        # Ctrl-C (or a fatal error such as AccessDenied): cancel what has not started, let what is
-        # running finish, and record it, so the checkpoint holds every finished object.
-        result.interrupted = isinstance(exc, KeyboardInterrupt)
-        for future in in_flight:
-            future.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
-        try:
-            drain(in_flight)
-        except BaseException:  # noqa: S110 - the first error is the one being raised
-            pass
-        if not result.interrupted:
-            raise
+        executor.run(work, items, on_result=finish)
+    except KeyboardInterrupt:
+        result.interrupted = True
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        executor.shutdown()
         if checkpoint is not None:
             checkpoint.save()
 
@@ -190,7 +153,9 @@ def replay_copy(s3, *, objects: list[ObjectInfo], bucket: str, dest_prefix: str,
         result.first_keys = [key_for(o.key, dest_prefix) for o in todo[:5]]
         if dry_run:
             return result
-        limiter = RateLimiter(max_rps)
+        executor = BoundedExecutor(concurrency, name="copy")
+        stop = executor.stop
+        limiter = RateLimiter(max_rps, stop=stop)
         transfer = TransferConfig(multipart_threshold=multipart_threshold, multipart_chunksize=512 * 1024**2,
                                   max_concurrency=4)
 
@@ -215,7 +180,7 @@ def replay_copy(s3, *, objects: list[ObjectInfo], bucket: str, dest_prefix: str,
 
             try:
                 done = with_retries(attempt, action="s3:GetObject on the source and s3:PutObject on the destination",
-                                    resource=f"s3://{bucket}/{obj.key}")
+                                    resource=f"s3://{bucket}/{obj.key}", stop=stop)
             except AccessDenied:
                 raise
             except OpsError as exc:
@@ -225,7 +190,7 @@ def replay_copy(s3, *, objects: list[ObjectInfo], bucket: str, dest_prefix: str,
                                              "its own event, so there is nothing to replay")]
             return [(obj.key, "ok", dest)]
 
-        _pool([[o] for o in todo], _stop_on_denied(copy), concurrency=concurrency, checkpoint=checkpoint,
+        _pool(executor, [[o] for o in todo], _stop_on_denied(copy), checkpoint=checkpoint,
               report_file=report_file, action="copy", result=result, on_progress=on_progress,
               sizes={o.key: o.size for o in todo})
         return result
@@ -261,7 +226,8 @@ def replay_sqs(sqs, *, objects: list[ObjectInfo], bucket: str, queue_url: str, c
         result.first_keys = [o.key for o in todo[:5]]
         if dry_run:
             return result
-        limiter = RateLimiter(max_rps)
+        executor = BoundedExecutor(concurrency, name="send")
+        limiter = RateLimiter(max_rps, stop=executor.stop)
         groups = [todo[i:i + SQS_BATCH] for i in range(0, len(todo), SQS_BATCH)]
 
         def send(group: list[ObjectInfo]) -> list[tuple[str, str, str]]:
@@ -270,7 +236,7 @@ def replay_sqs(sqs, *, objects: list[ObjectInfo], bucket: str, queue_url: str, c
                                              origin="replay-sqs", now=moment) for i, obj in enumerate(group)}
             return send_units(sqs, queue_url=queue_url, units=units, limiter=limiter)
 
-        _pool(groups, _stop_on_denied(send), concurrency=concurrency, checkpoint=checkpoint, report_file=report_file,
+        _pool(executor, groups, _stop_on_denied(send), checkpoint=checkpoint, report_file=report_file,
               action="send", result=result, on_progress=on_progress, sizes={o.key: o.size for o in todo})
         return result
     finally:
@@ -303,3 +269,97 @@ def _stop_on_denied(work):
     return guarded
 
 
+
+
+# --- one replay run, as the CLI (or a scheduler) asks for it -------------------------------------
+@dataclass(frozen=True)
+class ReplayPlan:
+    """What a run is about to do, handed to `on_start` before any work."""
+
+    command: str
+    window: Window
+    objects: int
+    checkpoint: str | None
+    resumed: bool
+    already_done: int
+    inventory: dict | None = None  # where an --from-inventory listing came from (ops.inventory)
+
+
+def checkpoint_for(command: str, identity: dict, path: str | None, dry_run: bool) -> Checkpoint | None:
+    """The run's checkpoint (None for a dry run): `path`, or one per command and identity."""
+    if dry_run:
+        return None
+    return Checkpoint(path or default_checkpoint(command, identity), identity)
+
+
+def resolved_window(checkpoint: Checkpoint | None, *, start: str | None, end: str | None,
+                    since: str | None) -> Window:
+    """A resumed run reuses the window its first run resolved (a relative --since must not move)."""
+    window = make_window(start=start, end=end, since=since)
+    if checkpoint is None:
+        return window
+    stored = checkpoint.value("window", lambda: [window.start.isoformat(), window.end.isoformat()])
+    return Window(start=dt.datetime.fromisoformat(stored[0]), end=dt.datetime.fromisoformat(stored[1]))
+
+
+def destination(checkpoint: Checkpoint | None, dest_prefix: str | None) -> str:
+    """The copy destination: the given prefix, or bronze/replay/<stamp> fixed by the first run (so a
+    resumed run copies to the same place)."""
+    if dest_prefix:
+        return dest_prefix
+    if checkpoint is None:
+        return f"bronze/replay/{replay_stamp()}"
+    return checkpoint.value("dest_prefix", lambda: f"bronze/replay/{replay_stamp()}")
+
+
+def check_dest_prefix(dest_prefix: str | None) -> None:
+    if dest_prefix and not dest_prefix.startswith("bronze/"):
+        raise UsageError(f"--dest-prefix {dest_prefix!r} is outside bronze/: ingest would skip the copies; "
+                         "use e.g. bronze/replay/<stamp>")
+
+
+def source_identity(from_inventory: str | None) -> dict:
+    """A checkpoint of a live listing stays valid: the inventory source only joins the identity when used."""
+    return {"from_inventory": from_inventory} if from_inventory else {}
+
+
+def run(command: str, *, s3, sqs=None, bucket: str, prefix: str, start: str | None, end: str | None,
+        since: str | None, by: str = "modified", list_concurrency: int = 8, from_inventory: str | None = None,
+        live_tail: bool | None = None, dest_prefix: str | None = None, queue_url: str | None = None,
+        concurrency: int = 16, max_rps: float | None = None, checkpoint_path: str | None = None,
+        report_path: str | None = None, dry_run: bool = False,
+        on_start: Callable[[ReplayPlan], None] | None = None,
+        on_progress: Callable[[Progress], None] | None = None) -> ReplayReport:
+    """`replay copy` or `replay sqs` end to end: checkpoint, window, listing, then the replay.
+
+    The checkpoint is named by the command's identity (its options as given), so the same command
+    run again finds it; a resumed run keeps the window and generated replay stamp of its first run.
+    """
+    if command not in ("replay copy", "replay sqs"):
+        raise ValueError(f"unknown replay command {command!r}")
+    identity = {"command": command, "bucket": bucket, "prefix": prefix, "start": start, "end": end,
+                "since": since, "by": by}
+    if command == "replay copy":
+        check_dest_prefix(dest_prefix)
+        identity["dest_prefix"] = dest_prefix
+    else:
+        identity["queue_url"] = queue_url
+    identity.update(source_identity(from_inventory))
+    checkpoint = checkpoint_for(command, identity, checkpoint_path, dry_run)
+    window = resolved_window(checkpoint, start=start, end=end, since=since)
+    listing = list_objects(s3, bucket=bucket, prefix=prefix, window=window, by=by, concurrency=list_concurrency,
+                           from_inventory=from_inventory, live_tail=live_tail)
+    if on_start is not None:
+        on_start(ReplayPlan(command=command, window=window, objects=len(listing.objects),
+                            checkpoint=str(checkpoint.path) if checkpoint else None,
+                            resumed=bool(checkpoint and checkpoint.resumed),
+                            already_done=len(checkpoint.done) if checkpoint else 0,
+                            inventory=getattr(listing, "inventory", None)))
+    if command == "replay copy":
+        return replay_copy(s3, objects=listing.objects, bucket=bucket, dest_prefix=destination(checkpoint, dest_prefix),
+                           concurrency=concurrency, max_rps=max_rps, dry_run=dry_run, checkpoint=checkpoint,
+                           report_path=report_path, on_progress=on_progress)
+    # Each request carries 10 messages: half the copy concurrency keeps the same load.
+    return replay_sqs(sqs, objects=listing.objects, bucket=bucket, queue_url=queue_url,
+                      concurrency=max(1, concurrency // 2), max_rps=max_rps, dry_run=dry_run,
+                      checkpoint=checkpoint, report_path=report_path, on_progress=on_progress)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pyarrow.parquet as pq
+
+from ops.executor import BoundedExecutor
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,8 @@ def summarize(s3, *, bucket: str, type_prefix: str = "", workers: int = 8,
         body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
         return sum(1 for line in body.splitlines() if line.strip())
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        rows_by_key = dict(pool.map(parquet_rows, silver))
-        q_rows = sum(pool.map(lines, quarantine))
+    with BoundedExecutor(workers, name="silver") as executor:
+        rows_by_key = dict(executor.map(parquet_rows, silver))
+        q_rows = sum(executor.map(lines, quarantine))
     return SilverSummary(silver_objects=len(silver), silver_rows=sum(rows_by_key.values()),
                          quarantine_objects=len(quarantine), quarantine_rows=q_rows, rows_by_key=rows_by_key)

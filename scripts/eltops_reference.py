@@ -31,10 +31,13 @@ def leaf_commands(group: click.Group, path: tuple[str, ...] = ()):
 
 
 def help_text(path: tuple[str, ...], command: click.Command, root: click.Group) -> str:
-    parent = click.Context(root, info_name="eltops", terminal_width=WIDTH, max_content_width=WIDTH)
+    # The contexts click would make (with each command's context_settings, e.g. -h for help).
+    settings = {**root.context_settings, "terminal_width": WIDTH, "max_content_width": WIDTH}
+    parent = click.Context(root, info_name="eltops", **settings)
     for name in path[:-1]:
-        parent = click.Context(parent.command.commands[name], info_name=name, parent=parent)
-    ctx = click.Context(command, info_name=path[-1], parent=parent, terminal_width=WIDTH, max_content_width=WIDTH)
+        group = parent.command.commands[name]
+        parent = click.Context(group, info_name=name, parent=parent, **group.context_settings)
+    ctx = click.Context(command, info_name=path[-1], parent=parent, **command.context_settings)
     return command.get_help(ctx)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ops.cli import cli, common_options, info, render, settings
+from ops.commands.root import cli, common_options, info, render, settings
 from ops.errors import OpsError, PartialFailure
 
 

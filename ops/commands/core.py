@@ -7,7 +7,7 @@ import threading
 
 import click
 
-from ops.cli import cli, common_options, info, render
+from ops.commands.root import cli, common_options, info, render
 from ops.errors import OpsError, UsageError
 
 

@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-from ops.cli import QUEUE_URL, cli, common_options, info, progress_bar, render, settings
-from ops.errors import OpsError, PartialFailure, UsageError
-
-
-def confirm(ctx, question: str, yes: bool) -> bool:
-    """Ask on the terminal unless --yes; without a terminal, refuse rather than guess."""
-    if yes:
-        return True
-    if not sys.stdin.isatty():
-        raise UsageError(f"{question} — this asks for confirmation; pass --yes to run it without a terminal")
-    return click.confirm(question, default=False, err=True)
+from ops.commands.root import QUEUE_URL, cli, common_options, confirm, info, progress_bar, render, settings
+from ops.errors import PartialFailure, UsageError
 
 
 def _age(seconds: float) -> str:
@@ -110,26 +99,14 @@ def dlq_redrive(ctx, queue_url, to_url, max_messages, max_rps, filter_type, filt
     if cancel:
         render(ctx, lib.cancel_native(sqs, source_url=queue_url), lambda r: r.note)
         return
-    chosen, why = lib.choose_mode(mode, filters=bool(filter_type or filter_dt), max_messages=max_messages,
-                                  max_rps=max_rps)
-    if chosen == "manual" and not to_url:
-        raise UsageError("manual redrive needs --to-url (or ELT_QUEUE_URL): the queue to send messages to")
-    info(ctx, f"mode: {chosen} ({why})")
-    if not dry_run and not confirm(ctx, f"Move messages from {queue_url} to {to_url or 'their source queue'}?", yes):
-        raise OpsError("not confirmed; nothing moved")
-    report = None
-    if chosen == "native":
-        try:
-            report = lib.redrive_native(sqs, source_url=queue_url, target_url=to_url, max_rps=max_rps, wait=wait,
-                                        dry_run=dry_run, on_progress=_task_progress(ctx))
-        except lib.NativeUnavailable as exc:
-            if mode == "native" or not to_url:
-                raise
-            info(ctx, f"native move task unavailable ({str(exc)[:160]}); using manual mode")
-    if report is None:
-        report = lib.redrive_manual(sqs, source_url=queue_url, target_url=to_url, max_messages=max_messages,
-                                    max_rps=max_rps, filter_type=filter_type, filter_dt=filter_dt, dry_run=dry_run,
-                                    workers=concurrency, visibility=visibility_timeout)
+
+    def ask(plan) -> bool:
+        return confirm(ctx, f"Move messages from {plan.source} to {plan.target or 'their source queue'}?", yes)
+
+    report = lib.redrive(sqs, mode=mode, source_url=queue_url, target_url=to_url, confirm=ask,
+                         max_messages=max_messages, max_rps=max_rps, filter_type=filter_type, filter_dt=filter_dt,
+                         wait=wait, dry_run=dry_run, workers=concurrency, visibility=visibility_timeout,
+                         on_info=lambda m: info(ctx, m), on_task_progress=_task_progress(ctx))
     render(ctx, report, _redrive_text)
     if report.failed:
         raise PartialFailure(f"{len(report.failed)} message(s) not moved; they are still in the DLQ")

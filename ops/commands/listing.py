@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import click
 
-from ops.cli import QUEUE_URL, cli, common_options, info, progress_bar, render, settings
+from ops.commands.root import QUEUE_URL, cli, common_options, info, progress_bar, render, settings
 from ops.errors import PartialFailure, UsageError
 
 
@@ -50,12 +50,11 @@ def run_options(f: Callable) -> Callable:
     return f
 
 
-def _listing(ctx, bucket, prefix, start, end, since, by, list_concurrency, window=None, from_inventory=None,
-             live_tail=None):
+def _listing(ctx, bucket, prefix, start, end, since, by, list_concurrency, from_inventory=None, live_tail=None):
     from ops.listing import list_objects
     from ops.timewindow import make_window
 
-    window = window or make_window(start=start, end=end, since=since)
+    window = make_window(start=start, end=end, since=since)
     s3 = settings(ctx).aws().client("s3")
     listing = list_objects(s3, bucket=bucket, prefix=prefix, window=window, by=by, concurrency=list_concurrency,
                            from_inventory=from_inventory, live_tail=live_tail)
@@ -119,29 +118,8 @@ def replay():
     """Send a time window of bronze objects through the pipeline again."""
 
 
-def _checkpoint(command: str, identity: dict, path: str | None, dry_run: bool):
-    from ops.state import Checkpoint, default_checkpoint
-
-    if dry_run:
-        return None
-    return Checkpoint(path or default_checkpoint(command, identity), identity)
-
-
-def _resolved_window(checkpoint, start, end, since):
-    """A resumed run reuses the window its first run resolved (a relative --since must not move)."""
-    import datetime as dt
-
-    from ops.timewindow import Window, make_window
-
-    window = make_window(start=start, end=end, since=since)
-    if checkpoint is None:
-        return window
-    stored = checkpoint.value("window", lambda: [window.start.isoformat(), window.end.isoformat()])
-    return Window(start=dt.datetime.fromisoformat(stored[0]), end=dt.datetime.fromisoformat(stored[1]))
-
-
-def _finish(ctx, report, text):
-    render(ctx, report, text)
+def _finish(ctx, report, text=None) -> None:
+    render(ctx, report, text or _replay_text)
     if report.interrupted:
         info(ctx, f"interrupted: checkpoint saved to {report.checkpoint}; run the same command again to resume")
         ctx.exit(130)
@@ -151,10 +129,11 @@ def _finish(ctx, report, text):
 
 
 def _progress(ctx, total: int, desc: str):
+    """(on_progress, bar) for a replay of `total` objects: tqdm on a terminal, else (None, None)."""
     bar = progress_bar(ctx, total=total, desc=desc, unit="obj")
     if bar is None:
         return None, None
-    last = {"done": 0, "bytes": 0}
+    last = {"done": 0}
 
     def update(p):
         bar.update(p.done - last["done"])
@@ -164,23 +143,40 @@ def _progress(ctx, total: int, desc: str):
     return update, bar
 
 
-def _run_replay(ctx, command: str, identity: dict, options: dict, run) -> None:
-    """Shared by both replay commands: checkpoint, frozen window, listing, progress, rendering.
-    `run(listing, checkpoint, on_progress)` calls the library function."""
-    cp = _checkpoint(command, identity, options["checkpoint"], options["dry_run"])
-    window = _resolved_window(cp, options["start"], options["end"], options["since"])
-    listing = _listing(ctx, options["bucket"], options["prefix"], None, None, None, options["by"],
-                       options["list_concurrency"], window=window, from_inventory=options["from_inventory"],
-                       live_tail=options["live_tail"])
-    if cp and cp.resumed:
-        info(ctx, f"resuming from {cp.path}: {len(cp.done)} object(s) already done")
-    on_progress, bar = _progress(ctx, len(listing.objects), command.split()[-1])
+class _Progress:
+    """on_start/on_progress for ops.replay.run: the source and resume lines, then the bar once the
+    total is known."""
+
+    def __init__(self, ctx, desc: str):
+        self.ctx, self.desc, self.update_bar, self.bar = ctx, desc, None, None
+
+    def start(self, plan) -> None:
+        _say_inventory(self.ctx, plan.inventory)
+        if plan.resumed:
+            info(self.ctx, f"resuming from {plan.checkpoint}: {plan.already_done} object(s) already done")
+        self.update_bar, self.bar = _progress(self.ctx, plan.objects, self.desc)
+
+    def update(self, p) -> None:
+        if self.update_bar is not None:
+            self.update_bar(p)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _run_replay(ctx, command: str, **options) -> None:
+    """Both replay commands: ops.replay.run with progress, then render and the exit code."""
+    from ops import replay as lib
+
+    progress = _Progress(ctx, command.split()[-1])
+    aws = settings(ctx).aws()
     try:
-        report = run(listing, cp, on_progress)
+        report = lib.run(command, s3=aws.client("s3"), sqs=aws.client("sqs") if command == "replay sqs" else None,
+                         on_start=progress.start, on_progress=progress.update, **options)
     finally:
-        if bar is not None:
-            bar.close()
-    _finish(ctx, report, _replay_text)
+        progress.close()
+    _finish(ctx, report)
 
 
 def _replay_text(r) -> str:
@@ -221,27 +217,24 @@ def batch_options(f: Callable) -> Callable:
     return f
 
 
-def _source_identity(from_inventory: str | None) -> dict:
-    """A checkpoint of a live listing stays valid: the inventory source only joins the identity when used."""
-    return {"from_inventory": from_inventory} if from_inventory else {}
-
-
-def _batch_copy(ctx, o: dict) -> None:
+def _batch_copy(ctx, *, bucket, prefix, start, end, since, by, list_concurrency, from_inventory, live_tail,
+                dest_prefix, checkpoint, report_path, dry_run, manifest_url, batch_report, role_arn, priority,
+                account_id, yes) -> None:
     """replay copy --engine batch-operations: stream the selection into a manifest, submit the job."""
+    from ops import replay as lib
     from ops.batch_ops import batch_copy
     from ops.listing import stream_objects
-    from ops.replay import replay_stamp
 
-    if not o["manifest_url"]:
+    if not manifest_url:
         raise UsageError("--engine batch-operations needs --manifest s3://<bucket>/batch/manifests/<name>.csv "
                          "(where the job's manifest is written)")
-    if not o["role_arn"] and not o["dry_run"]:
+    if not role_arn and not dry_run:
         raise UsageError("--engine batch-operations needs --role-arn (Terraform output batch_operations_role_arn, "
                          "or ELT_BATCH_ROLE_ARN)")
-    identity = {"command": "replay copy", "engine": "batch-operations", "bucket": o["bucket"], "prefix": o["prefix"],
-                "start": o["start"], "end": o["end"], "since": o["since"], "by": o["by"],
-                "dest_prefix": o["dest_prefix"], "manifest": o["manifest_url"], **_source_identity(o["from_inventory"])}
-    cp = _checkpoint("replay copy", identity, o["checkpoint"], o["dry_run"])
+    identity = {"command": "replay copy", "engine": "batch-operations", "bucket": bucket, "prefix": prefix,
+                "start": start, "end": end, "since": since, "by": by, "dest_prefix": dest_prefix,
+                "manifest": manifest_url, **lib.source_identity(from_inventory)}
+    cp = lib.checkpoint_for("replay copy", identity, checkpoint, dry_run)
     submitted = cp.values.get("job") if cp else None
     if submitted:
         info(ctx, f"this replay was submitted already as job {submitted['job_id']} (checkpoint {cp.path}); "
@@ -249,20 +242,18 @@ def _batch_copy(ctx, o: dict) -> None:
         render(ctx, {"engine": "batch-operations", "job": submitted, "resubmitted": False},
                f"job {submitted['job_id']} (already submitted)")
         return
-    window = _resolved_window(cp, o["start"], o["end"], o["since"])
-    dest = o["dest_prefix"] or (cp.value("dest_prefix", lambda: f"bronze/replay/{replay_stamp()}") if cp
-                                else f"bronze/replay/{replay_stamp()}")
+    window = lib.resolved_window(cp, start=start, end=end, since=since)
+    dest = lib.destination(cp, dest_prefix)
     aws = settings(ctx).aws()
-    objects, source = stream_objects(aws.client("s3"), bucket=o["bucket"], prefix=o["prefix"], window=window,
-                                     by=o["by"], from_inventory=o["from_inventory"], live_tail=o["live_tail"],
-                                     concurrency=o["list_concurrency"])
+    objects, source = stream_objects(aws.client("s3"), bucket=bucket, prefix=prefix, window=window, by=by,
+                                     from_inventory=from_inventory, live_tail=live_tail, concurrency=list_concurrency)
     if source is not None:
         _say_inventory(ctx, source.summary())
-    result = batch_copy(aws.client("s3"), aws.client("s3control"), objects=objects, bucket=o["bucket"],
-                        dest_prefix=dest, manifest_url=o["manifest_url"], report_url=o["batch_report"],
-                        role_arn=o["role_arn"], priority=o["priority"], confirm=not o["yes"],
-                        account_id=o["account_id"], dry_run=o["dry_run"], local_report_path=o["report_path"],
-                        description=f"eltops replay copy {o['prefix']} {window.describe()} -> {dest}")
+    result = batch_copy(aws.client("s3"), aws.client("s3control"), objects=objects, bucket=bucket,
+                        dest_prefix=dest, manifest_url=manifest_url, report_url=batch_report,
+                        role_arn=role_arn, priority=priority, confirm=not yes, account_id=account_id,
+                        dry_run=dry_run, local_report_path=report_path,
+                        description=f"eltops replay copy {prefix} {window.describe()} -> {dest}")
     summary = result.summary()
     if source is not None:
         summary["inventory"] = source.summary()
@@ -272,7 +263,7 @@ def _batch_copy(ctx, o: dict) -> None:
     render(ctx, summary, _batch_text)
     if result.local is not None and result.local.failed:
         raise PartialFailure(f"{len(result.local.failed)} object(s) over 5 GB failed their local copy; see above"
-                             + (f" and {o['report_path']}" if o["report_path"] else ""))
+                             + (f" and {report_path}" if report_path else ""))
 
 
 def _batch_text(r: dict) -> str:
@@ -325,27 +316,18 @@ def replay_copy_command(ctx, bucket, prefix, start, end, since, by, list_concurr
       eltops replay copy --from-inventory s3://inv/bronze/elt-dev-bronze/daily/ --start 2024-01-01 \\
         --end 2025-01-01 --engine batch-operations --manifest s3://ops/batch/manifests/2024.csv --role-arn R
     """
-    from ops.replay import replay_copy, replay_stamp
+    from ops.replay import check_dest_prefix
 
-    if dest_prefix and not dest_prefix.startswith("bronze/"):
-        raise UsageError(f"--dest-prefix {dest_prefix!r} is outside bronze/: ingest would skip the copies; "
-                         "use e.g. bronze/replay/<stamp>")
-    options = dict(locals())
+    check_dest_prefix(dest_prefix)
+    window = {"bucket": bucket, "prefix": prefix, "start": start, "end": end, "since": since, "by": by,
+              "list_concurrency": list_concurrency, "from_inventory": from_inventory, "live_tail": live_tail}
     if engine == "batch-operations":
-        _batch_copy(ctx, options)
+        _batch_copy(ctx, **window, dest_prefix=dest_prefix, checkpoint=checkpoint, report_path=report_path,
+                    dry_run=dry_run, manifest_url=manifest_url, batch_report=batch_report, role_arn=role_arn,
+                    priority=priority, account_id=account_id, yes=yes)
         return
-    identity = {"command": "replay copy", "bucket": bucket, "prefix": prefix, "start": start, "end": end,
-                "since": since, "by": by, "dest_prefix": dest_prefix, **_source_identity(from_inventory)}
-
-    def run(listing, cp, on_progress):
-        # A generated destination is fixed by the first run, so a resumed run copies to the same place.
-        dest = dest_prefix or (cp.value("dest_prefix", lambda: f"bronze/replay/{replay_stamp()}") if cp
-                               else f"bronze/replay/{replay_stamp()}")
-        return replay_copy(settings(ctx).aws().client("s3"), objects=listing.objects, bucket=bucket,
-                           dest_prefix=dest, concurrency=concurrency, max_rps=max_rps, dry_run=dry_run,
-                           checkpoint=cp, report_path=report_path, on_progress=on_progress)
-
-    _run_replay(ctx, "replay copy", identity, options, run)
+    _run_replay(ctx, "replay copy", **window, dest_prefix=dest_prefix, concurrency=concurrency, max_rps=max_rps,
+                checkpoint_path=checkpoint, report_path=report_path, dry_run=dry_run)
 
 
 @replay.command("sqs")
@@ -365,16 +347,7 @@ def replay_sqs_command(ctx, bucket, prefix, start, end, since, by, list_concurre
     Example:
       eltops replay sqs --bucket $ELT_BRONZE_BUCKET --queue-url $ELT_QUEUE_URL --since 6h --max-rps 50
     """
-    from ops.replay import replay_sqs
-
-    options = dict(locals())
-    identity = {"command": "replay sqs", "bucket": bucket, "prefix": prefix, "start": start, "end": end,
-                "since": since, "by": by, "queue_url": queue_url, **_source_identity(from_inventory)}
-
-    def run(listing, cp, on_progress):
-        # Each request carries 10 messages: half the copy concurrency keeps the same load.
-        return replay_sqs(settings(ctx).aws().client("sqs"), objects=listing.objects, bucket=bucket,
-                          queue_url=queue_url, concurrency=max(1, concurrency // 2), max_rps=max_rps,
-                          dry_run=dry_run, checkpoint=cp, report_path=report_path, on_progress=on_progress)
-
-    _run_replay(ctx, "replay sqs", identity, options, run)
+    _run_replay(ctx, "replay sqs", bucket=bucket, prefix=prefix, start=start, end=end, since=since, by=by,
+                list_concurrency=list_concurrency, from_inventory=from_inventory, live_tail=live_tail,
+                queue_url=queue_url, concurrency=concurrency, max_rps=max_rps, checkpoint_path=checkpoint,
+                report_path=report_path, dry_run=dry_run)

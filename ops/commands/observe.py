@@ -6,7 +6,7 @@ import json
 
 import click
 
-from ops.cli import QUEUE_URL, cli, common_options, info, render, settings
+from ops.commands.root import QUEUE_URL, cli, common_options, info, render, settings
 from ops.errors import NeedsAttention, OpsError, UsageError
 
 
@@ -122,7 +122,7 @@ def reconcile_command(ctx, bucket, prefix, start, end, since, by, from_inventory
 
 
 def _jsonable(report) -> dict:
-    from ops.cli import to_jsonable
+    from ops.commands.root import to_jsonable
 
     return {**to_jsonable(report), "replayable": report.replayable}
 
@@ -144,8 +144,8 @@ def _reconcile_text(r) -> str:
 def _replay_gaps(ctx, report, gaps, *, how, bucket, queue_url, dest_prefix, concurrency, max_rps, checkpoint,
                  report_path, dry_run, yes, window) -> None:
     from ops import reconcile as lib
-    from ops.commands.dlq import confirm
     from ops.commands.listing import _finish, _progress, _replay_text
+    from ops.commands.root import confirm
     from ops.replay import replay_stamp
     from ops.state import Checkpoint, default_checkpoint
 

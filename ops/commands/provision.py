@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ops.cli import QUEUE_URL, QueueName, cli, common_options, render, settings
+from ops.commands.root import QUEUE_URL, QueueName, cli, common_options, render, settings
 
 
 @cli.group()

@@ -1,0 +1,185 @@
+"""The root click group of `eltops` and what every command shares: settings (the boto3 session),
+the common options, option types, rendering, confirmation, progress bars, and the mapping of
+OpsError to exit codes. Command modules import this; `ops/cli.py` imports the command modules."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import re
+import sys
+from collections.abc import Callable
+
+import click
+
+from ops.errors import ExitStatus, OpsError, PartialFailure, UsageError
+
+
+@dataclasses.dataclass
+class Settings:
+    profile: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+    json: bool = False
+    quiet: bool = False
+    _aws: object = None
+
+    def aws(self):
+        if self._aws is None:
+            from ops.aws import make_aws
+
+            self._aws = make_aws(profile=self.profile, region=self.region, endpoint_url=self.endpoint_url)
+        return self._aws
+
+
+def settings(ctx: click.Context) -> Settings:
+    root = ctx.find_root()
+    return root.meta.setdefault("eltops.settings", Settings())
+
+
+def _store(name: str):
+    def callback(ctx: click.Context, param: click.Parameter, value):
+        if value not in (None, False):
+            setattr(settings(ctx), name, value)
+        return value
+
+    return callback
+
+
+class QueueUrl(click.ParamType):
+    """An SQS queue URL, checked before any call: scheme://host/<12-digit account>/<queue name>."""
+
+    name = "queue_url"
+    _RE = re.compile(r"^https?://[^/\s]+/\d{12}/([A-Za-z0-9_-]{1,80}(?:\.fifo)?)$")
+
+    def convert(self, value, param, ctx):
+        if not self._RE.match(str(value)):
+            self.fail(f"{value!r} is not an SQS queue URL (expected https://sqs.<region>.amazonaws.com/"
+                      "<account-id>/<queue-name>; `aws sqs get-queue-url --queue-name NAME` prints it)", param, ctx)
+        return value
+
+
+class QueueName(click.ParamType):
+    """An SQS queue name (a FIFO queue's ends in .fifo), checked before any call; the command
+    derives another name from it `extra` characters longer (the DLQ's)."""
+
+    name = "queue_name"
+
+    def __init__(self, extra: str = ""):
+        self.extra = extra
+
+    def convert(self, value, param, ctx):
+        if not re.fullmatch(r"[A-Za-z0-9_-]+(\.fifo)?", str(value)) or len(value) + len(self.extra) > 80:
+            self.fail(f"{value!r} is not a valid SQS queue name: use letters, digits, '-' or '_' (ending "
+                      f"'.fifo' for a FIFO queue), {80 - len(self.extra)} characters at most"
+                      + (f" (the command adds {self.extra!r})" if self.extra else ""), param, ctx)
+        return value
+
+
+QUEUE_URL = QueueUrl()
+
+
+def common_options(f: Callable) -> Callable:
+    """--profile/--region/--endpoint-url/--json/--quiet, accepted before or after the command."""
+    options = [
+        click.option("--profile", expose_value=False, callback=_store("profile"), help="AWS profile name."),
+        click.option("--region", expose_value=False, callback=_store("region"), help="AWS region."),
+        click.option("--endpoint-url", expose_value=False, callback=_store("endpoint_url"),
+                     help="AWS endpoint (the embedded AWS: see `eltops local up`). AWS_ENDPOINT_URL works too."),
+        click.option("--json", "json_", is_flag=True, expose_value=False, callback=_store("json"),
+                     help="Print a machine-readable JSON result on stdout."),
+        click.option("--quiet", "-q", is_flag=True, expose_value=False, callback=_store("quiet"),
+                     help="No progress or informational output."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def to_jsonable(value):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: to_jsonable(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return value
+
+
+def render(ctx: click.Context, result, text: Callable[[object], str] | str | None = None) -> None:
+    """Print the result: JSON with --json, else the text (nothing with --quiet)."""
+    s = settings(ctx)
+    if s.json:
+        click.echo(json.dumps(to_jsonable(result), indent=2, ensure_ascii=False, default=str))
+    elif text is not None and not s.quiet:
+        click.echo(text(result) if callable(text) else text)
+
+
+def info(ctx: click.Context, message: str) -> None:
+    """An informational line on stderr (silent with --quiet or --json)."""
+    s = settings(ctx)
+    if not s.quiet:
+        click.echo(message, err=True)
+
+
+def progress_bar(ctx: click.Context, *, total: int | None, desc: str, unit: str = "obj", **kwargs):
+    """tqdm on stderr, only on a terminal and without --quiet; returns None otherwise."""
+    s = settings(ctx)
+    if s.quiet or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, **kwargs)
+
+
+class EltGroup(click.Group):
+    """Maps OpsError (and file errors) to `Error: …` on stderr with its exit code; Ctrl-C to 130."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except PartialFailure as exc:
+            if exc.report is not None:
+                render(ctx, exc.report, None)
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(int(exc.exit_status))
+        except OpsError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(int(exc.exit_status))
+        except OSError as exc:
+            if exc.filename is None:  # not a file problem (sockets and the like): let it show
+                raise
+            click.echo(f"Error: cannot use {exc.filename}: {exc.strerror}; check the path and its permissions",
+                       err=True)
+            ctx.exit(int(ExitStatus.ERROR))
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            ctx.exit(int(ExitStatus.INTERRUPTED))
+
+
+@click.group(cls=EltGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@common_options
+@click.version_option(package_name="serverless-elt", prog_name="eltops")
+def cli():
+    """On-call and backfill toolkit for the serverless ELT pipeline.
+
+    Global options (--profile, --region, --endpoint-url, --json, --quiet) work before or after the
+    command. Exit codes: 0 ok, 1 error, 2 usage error, 3 partial failure, 4 needs attention (health,
+    reconcile), 130 interrupted.
+
+    \b
+    Try it without an AWS account:
+      eltops demo
+    """
+
+
+def confirm(ctx: click.Context, question: str, yes: bool) -> bool:
+    """Ask on the terminal unless --yes; without a terminal, refuse rather than guess."""
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise UsageError(f"{question} — this asks for confirmation; pass --yes to run it without a terminal")
+    return click.confirm(question, default=False, err=True)

@@ -1,0 +1,89 @@
+"""The one bounded executor: a cap on work in flight, results in order, the first error stops the
+run, and Ctrl-C ends what is running through the stop event instead of waiting for it."""
+
+import _thread
+import threading
+import time
+
+import pytest
+
+from ops.executor import BoundedExecutor, Cancelled, bounded_map, pause
+from ops.ratelimit import RateLimiter
+
+
+def test_map_returns_results_in_the_items_order():
+    assert bounded_map(lambda x: x * x, range(50), concurrency=7, name="t") == [x * x for x in range(50)]
+
+
+def test_the_next_item_is_taken_only_when_there_is_room_for_it():
+    done, peak = [], []
+
+    def items():
+        for i in range(40):
+            peak.append(i - len(done))  # items taken but not finished, when the executor asks for one more
+            yield i
+
+    with BoundedExecutor(2, name="t", max_in_flight=3) as executor:
+        executor.run(lambda i: time.sleep(0.005) or i, items(), on_result=lambda item, result: done.append(result))
+    assert sorted(done) == list(range(40))
+    assert max(peak) <= 2  # the executor holds at most 3: it asks for a 4th only after one finished
+
+
+def test_the_first_error_stops_the_run_and_is_raised_after_the_running_items_are_recorded():
+    recorded, failed = [], []
+
+    def work(item):
+        if item == 3:
+            raise ValueError("boom")
+        return item
+
+    with BoundedExecutor(1, name="t") as executor, pytest.raises(ValueError, match="boom"):
+        executor.run(work, range(100), on_result=lambda i, r: recorded.append(r),
+                     on_error=lambda i, e: failed.append(i))
+    assert failed == [3]
+    assert recorded == [0, 1, 2] or recorded[:3] == [0, 1, 2]
+    assert len(recorded) < 99  # the rest were never started
+
+
+def test_ctrl_c_cancels_what_waits_through_the_stop_event():
+    cancelled, finished = [], []
+    all_running = threading.Barrier(4)
+
+    def work(item):
+        all_running.wait(10)
+        if item == 0:
+            _thread.interrupt_main()  # what Ctrl-C does to the main thread
+            return item
+        try:
+            pause(executor.stop, 30)  # a back-off or rate-limit wait: must end at once on Ctrl-C
+        except Cancelled:
+            cancelled.append(item)
+            raise
+        finished.append(item)
+        return item
+
+    executor = BoundedExecutor(4, name="t")
+    with executor, pytest.raises(KeyboardInterrupt):
+        executor.run(work, range(4))
+    assert executor.stop.is_set()
+    assert sorted(cancelled) == [1, 2, 3] and finished == []
+
+
+def test_a_rate_limited_worker_gives_up_when_the_run_stops():
+    stop = threading.Event()
+    limiter = RateLimiter(0.001, stop=stop)  # the next token is ~1000 s away
+    limiter.acquire()
+    outcome = []
+
+    def waiter():
+        try:
+            limiter.acquire()
+            outcome.append("acquired")
+        except Cancelled:
+            outcome.append("cancelled")
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    stop.set()
+    thread.join(30)
+    assert outcome == ["cancelled"]
