@@ -277,11 +277,12 @@ def read_completion_report(s3, *, report_url: str, job_id: str, report_path: str
     out = Report(report_path)
     try:
         for entry in results:
-            key = entry["Key"]
-            body = with_retries(lambda k=key: s3.get_object(Bucket=bucket, Key=k)["Body"].read(), action="s3:GetObject",
-                                resource=f"s3://{bucket}/{key}")
+            key, where_bucket = entry["Key"], entry.get("Bucket") or bucket
+            body = with_retries(lambda k=key, b=where_bucket: s3.get_object(Bucket=b, Key=k)["Body"].read(),
+                                action="s3:GetObject", resource=f"s3://{where_bucket}/{key}")
             if entry.get("MD5Checksum") and hashlib.md5(body).hexdigest() != entry["MD5Checksum"]:
-                raise OpsError(f"s3://{bucket}/{key}: MD5 does not match the completion report's manifest")
+                raise OpsError(f"s3://{where_bucket}/{key}: MD5 does not match the completion report's manifest; "
+                               "the report is incomplete: read it again later")
             for row in csv.reader(io.StringIO(body.decode("utf-8"))):
                 if len(row) < 4:
                     continue

@@ -302,3 +302,15 @@ def test_batch_job_wait_exits_3_and_writes_the_report_when_copies_failed(cli_aws
     assert [json.loads(x)["result"] for x in (tmp_path / "r.jsonl").read_text().splitlines()] == ["ok", "failed"]
     bad = CliRunner().invoke(cli, ["batch-job", "status", "../x", "--account-id", "123456789012"])
     assert bad.exit_code == 2 and "is not an S3 Batch Operations job id" in bad.stderr
+
+
+def test_a_completion_report_file_that_fails_its_md5_is_not_turned_into_a_report(aws):
+    from ops.errors import OpsError
+
+    put_completion_report(aws, [f"{aws.bronze},bronze/orders/dt%3D2025-01-01/a.jsonl,,succeeded,200,,Successful"])
+    key = json.loads(aws.s3.get_object(Bucket=OPS, Key=f"batch/reports/job-{JOB}/manifest.json")["Body"].read())[
+        "Results"][0]["Key"]
+    aws.s3.put_object(Bucket=OPS, Key=key, Body=b"truncated")
+    aws.stub.add_response("describe_job", describe("Complete", total=1, ok=1), {"AccountId": "123456789012", "JobId": JOB})
+    with pytest.raises(OpsError, match="MD5 does not match the completion report's manifest"):
+        job_status(aws.control, aws.s3, job_id=JOB, account_id="123456789012")
