@@ -29,9 +29,9 @@ def object_pk(bucket: str, key: str) -> str:
 
 
 def parse_pk(pk: str) -> tuple[str, str]:
-    if not pk.startswith("s3://") or "/" not in pk[5:]:
+    bucket, _, key = pk.removeprefix("s3://").partition("/")
+    if not pk.startswith("s3://") or not bucket or not key:
         raise ValueError(f"{pk!r} is not s3://bucket/key")
-    bucket, _, key = pk[5:].partition("/")
     return bucket, key
 
 

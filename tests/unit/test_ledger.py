@@ -277,7 +277,7 @@ def test_versions_refuses_a_page_that_does_not_move_on(ddb):
     ddb.meta.events.register("before-call.dynamodb.Query", lambda **kw: (
         AWSResponse("https://dynamodb.us-east-1.amazonaws.com/", 200, {}, None),
         {"Items": [], "LastEvaluatedKey": stuck}))
-    with pytest.raises(RuntimeError, match="made no progress"):
+    with pytest.raises(RuntimeError, match=f"query for {object_pk(OBJ['bucket'], OBJ['key'])} made no progress"):
         ledger.versions(bucket=OBJ["bucket"], key=OBJ["key"])
 
 
@@ -353,7 +353,8 @@ def test_a_pk_names_the_bucket_and_the_whole_key():
     assert parse_pk("s3://b/k/") == ("b", "k/")
 
 
-@pytest.mark.parametrize("pk", ["b/k", "s3:/b/k", "S3://b/k", "s3://bucket-only", "s3://", "", "x3://b/k"])
+@pytest.mark.parametrize("pk", ["b/k", "s3:/b/k", "S3://b/k", "s3://bucket-only", "s3://", "", "x3://b/k",
+                                "s3:///k", "s3://b/", "s3://b"])
 def test_a_pk_that_is_not_s3_bucket_key_is_refused(pk):
     with pytest.raises(ValueError, match="is not s3://bucket/key"):
         parse_pk(pk)
@@ -454,3 +455,86 @@ def test_a_superseded_outcome_keeps_its_reason_and_a_written_one_clears_it(ddb):
     ledger.mark_done(**K, silver_key="s", rows=1, rejected_rows=0)
     item = ledger.get(**K)
     assert "superseded_reason" not in item and item["outcome"] == "written"
+
+
+def test_a_claim_says_which_object_version_it_is_about_and_stores_its_fields(ddb):
+    clock = Clock()
+    ledger = Ledger(ddb, "ledger", clock=clock)
+    won = ledger.claim(**OBJ, lease_seconds=60)
+    assert (won.won, won.pk, won.etag, won.reason, won.existing) == (
+        True, "s3://b/bronze/orders/dt=2025-01-02/a.jsonl", "e1", "claimed", None)
+    item = ledger.get(**K)
+    assert {f: item[f] for f in ("bucket", "key", "type", "dt", "status")} == {
+        "bucket": "b", "key": OBJ["key"], "type": "orders", "dt": "2025-01-02", "status": CLAIMED}
+    lost = ledger.claim(**OBJ, lease_seconds=60)
+    assert (lost.won, lost.pk, lost.etag, lost.reason, lost.existing) == (False, won.pk, "e1", "duplicate", item)
+
+
+def test_a_failed_claim_condition_without_the_old_item_is_a_duplicate_with_nothing_known(ddb):
+    ledger = Ledger(ddb, "ledger", clock=Clock())
+    answer_next_call_with(ddb, "PutItem", "ConditionalCheckFailedException")
+    lost = ledger.claim(**OBJ, lease_seconds=60)
+    assert (lost.won, lost.reason, lost.existing) == (False, "duplicate", None)
+
+
+def test_a_retake_says_which_object_version_it_is_about(ddb):
+    ledger = Ledger(ddb, "ledger", clock=Clock())
+    existing = finished(ledger)
+    won = ledger.retake(**OBJ, lease_seconds=60, sequencer="0055BB", existing=existing)
+    lost = ledger.retake(**OBJ, lease_seconds=60, sequencer="0055CC", existing=existing)
+    pk = object_pk(OBJ["bucket"], OBJ["key"])
+    assert (won.pk, won.etag, lost.pk, lost.etag, lost.existing) == (pk, "e1", pk, "e1", existing)
+    assert {f: ledger.get(**K)[f] for f in ("bucket", "key", "type", "dt")} == {
+        "bucket": "b", "key": OBJ["key"], "type": "orders", "dt": "2025-01-02"}
+
+
+def test_a_retake_of_an_item_without_outcome_or_status_records_no_previous_outcome(ddb):
+    ledger = Ledger(ddb, "ledger", clock=Clock())
+    claim = ledger.retake(**OBJ, lease_seconds=60, sequencer="0055BB", existing={"status": None})
+    assert not claim.won  # nothing is as that reading showed it: no item has status None
+    ledger.claim(**OBJ, lease_seconds=60)
+    ledger.mark_done(**K, silver_key="s", rows=1, rejected_rows=0, outcome="")
+    existing = ledger.get(**K)
+    assert ledger.retake(**OBJ, lease_seconds=60, sequencer="0055BB", existing=existing).won
+    assert ledger.get(**K)["previous_outcome"] == DONE
+
+
+def test_each_mark_records_when_it_happened_by_the_ledger_clock(ddb):
+    clock = Clock()
+    ledger = Ledger(ddb, "ledger", ttl_days=1, clock=clock)
+    ledger.claim(**OBJ, lease_seconds=60)
+    clock.t = 1_800_000_000.0
+    ledger.mark_queued(**K, message_id="m1")
+    assert ledger.get(**K)["queued_at"] == "2027-01-15T08:00:00Z"
+    clock.t += 3600
+    ledger.mark_failed(**K, error="boom")
+    item = ledger.get(**K)
+    assert (item["finished_at"], item["expiration"]) == ("2027-01-15T09:00:00Z", int(clock.t) + 86400)
+    clock.t += 3600
+    ledger.mark_done(**K, silver_key="s", rows=1, rejected_rows=0)
+    item = ledger.get(**K)
+    assert (item["finished_at"], item["expiration"]) == ("2027-01-15T10:00:00Z", int(clock.t) + 86400)
+    clock.t += 3600
+    ledger.mark_queued(**K, message_id="m2")  # late: DONE stays, the send is still recorded
+    item = ledger.get(**K)
+    assert (item["status"], item["queued_at"], item["message_id"]) == (DONE, "2027-01-15T11:00:00Z", "m2")
+
+
+def test_versions_reads_consistently_unless_told_otherwise(ddb):
+    ledger = Ledger(ddb, "ledger", clock=Clock())
+    queries = []
+    ddb.meta.events.register("before-parameter-build.dynamodb.Query",
+                             lambda params, **kw: queries.append(params.get("ConsistentRead")))
+    ledger.versions(bucket=OBJ["bucket"], key=OBJ["key"])
+    ledger.versions(bucket=OBJ["bucket"], key=OBJ["key"], consistent=False)
+    assert queries == [True, False]
+
+
+def test_an_item_without_an_expiration_reads_as_expired_and_a_page_without_items_as_empty(ddb):
+    ledger = Ledger(ddb, "ledger", clock=Clock())
+    ddb.put_item(TableName="ledger", Item={"pk": {"S": object_pk(OBJ["bucket"], OBJ["key"])}, "etag": {"S": "old"}})
+    assert [(i["etag"], i["expired"]) for i in ledger.versions(bucket=OBJ["bucket"], key=OBJ["key"])] == [
+        ("old", True)]
+    ddb.meta.events.register("before-call.dynamodb.Query", lambda **kw: (
+        AWSResponse("https://dynamodb.us-east-1.amazonaws.com/", 200, {}, None), {"Count": 0}))
+    assert ledger.versions(bucket=OBJ["bucket"], key=OBJ["key"]) == []
