@@ -261,16 +261,19 @@ def _columnar_rows(manifest: Manifest, data: DataFile, handle) -> Iterator[Row]:
     import pyarrow as pa
 
     where = f"s3://{manifest.report_bucket}/{data.key}"
+    # Opened by path, not through the Python file object: pyarrow reading through one can abort
+    # the interpreter at exit ("terminate called without an active exception", apache/arrow#34314).
+    handle.flush()
     try:
         if manifest.file_format == "Parquet":
             import pyarrow.parquet as pq
 
-            reader = pq.ParquetFile(handle)
+            reader = pq.ParquetFile(handle.name)
             names = reader.schema_arrow.names
         else:
             import pyarrow.orc as orc
 
-            reader = orc.ORCFile(handle)
+            reader = orc.ORCFile(handle.name)
             names = reader.schema.names
     except (pa.ArrowException, OSError) as exc:
         raise InventoryError(f"{where}: not a {manifest.file_format} inventory file ({exc})") from None
@@ -299,7 +302,7 @@ def iter_rows(s3, manifest: Manifest, *, on_file: Callable[[DataFile], None] | N
     """Every row of every data file, each file verified before it is read."""
     read = _csv_rows if manifest.file_format == "CSV" else _columnar_rows
     for data in manifest.files:
-        with tempfile.TemporaryFile(prefix="eltops-inventory-") as handle:
+        with tempfile.NamedTemporaryFile(prefix="eltops-inventory-") as handle:  # a path for pyarrow
             _download(s3, manifest, data, handle)
             if on_file:
                 on_file(data)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import collections
 import gzip
-import io
 import json
 import random
 import sys
@@ -29,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote_plus
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ops.gen_events import generate
@@ -164,7 +164,7 @@ def check(aws, s3, bronze: str, silver: str, expected: list[Expected], problems:
     for obj in [o for p in pages for o in p.get("Contents", [])]:
         body = s3.get_object(Bucket=silver, Key=obj["Key"])["Body"].read()
         if obj["Key"].startswith("silver/"):
-            table = pq.read_table(io.BytesIO(body), columns=["_source_key", "_line"])
+            table = pq.read_table(pa.BufferReader(body), columns=["_source_key", "_line"])
             for source, line in zip(table.column("_source_key").to_pylist(), table.column("_line").to_pylist(),
                                     strict=True):
                 good_seen[(source, line)] += 1

@@ -2,6 +2,7 @@ import gzip
 import io
 import json
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lambdas.shared import work_unit
@@ -17,7 +18,7 @@ def events(n, bad=0.0, seed=1, type_="shipments"):
 
 def silver_table(pipeline, key):
     body = pipeline.s3.get_object(Bucket=pipeline.silver, Key=key)["Body"].read()
-    return pq.read_table(io.BytesIO(body))
+    return pq.read_table(pa.BufferReader(body))
 
 
 def test_an_object_becomes_one_silver_parquet_and_its_bad_lines_go_to_quarantine(pipeline):

@@ -6,10 +6,10 @@ handler, the test does what another writer would do at that moment.
 
 from __future__ import annotations
 
-import io
 import json
 from urllib.parse import unquote
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from botocore.exceptions import ClientError
@@ -29,7 +29,7 @@ def rows(n: int, tag: str) -> bytes:
 
 def silver_ids(pipeline) -> list[str]:
     body = pipeline.s3.get_object(Bucket=pipeline.silver, Key=SILVER)["Body"].read()
-    return sorted(pq.read_table(io.BytesIO(body)).column("order_id").to_pylist())
+    return sorted(pq.read_table(pa.BufferReader(body)).column("order_id").to_pylist())
 
 
 def ids(n: int, tag: str) -> list[str]:
