@@ -7,9 +7,12 @@ whole pipeline while faults are injected: duplicate S3 events (1-3 extra copies)
 between claim and send and after the send, SQS send failures that outlast botocore's retries,
 transform killed after writing silver and before its messages are deleted, throttling, 5xx and
 timeouts on S3, SQS and DynamoDB, and, in the middle, a copy replay, an SQS replay and a DLQ
-redrive. After the queues drain it checks: every good line in silver exactly once, every bad line
-in quarantine exactly once, every unreadable object in the DLQ with its ledger error, no ledger
-item CLAIMED past its lease. It ends with one line:
+redrive. A quarter of the objects get a new version (right after the first one, while the replays
+of the old one are in flight, and beside the last uploads). After the queues drain it checks: every
+good line of each object's current version in silver exactly once, every bad line in quarantine
+exactly once, silver holding each object's current version (else the object counts as lost),
+every unreadable object in the DLQ with its ledger error, no ledger item CLAIMED past its lease.
+It ends with one line:
 
     faults injected: N, objects: M, lost: 0, duplicated: 0
 """
@@ -69,23 +72,30 @@ def make_objects(rng: random.Random, count: int, poison: int) -> list[tuple[Expe
         type_ = rng.choice(("orders", "shipments"))
         fmt = rng.choice(("jsonl", "jsonl", "json"))
         gz = rng.random() < 0.3
-        n = rng.randint(5, 120)
-        pairs = list(generate(type_=type_, count=n, fmt=fmt, seed=rng.randrange(10**6),
-                              bad_ratio=rng.choice((0.0, 0.02, 0.1))))
-        if fmt == "json":
-            data = ("[\n" + ",\n".join(t for _, t in pairs) + "\n]\n").encode()
-        else:
-            data = ("\n".join(t for _, t in pairs) + "\n").encode()
         key = f"bronze/{type_}/dt={rng.choice(DAYS)}/obj-{i:03d}.{fmt}" + (".gz" if gz else "")
-        expected = Expected(key=key, good={j + 1 for j, (ok, _) in enumerate(pairs) if ok},
-                            bad={j + 1 for j, (ok, _) in enumerate(pairs) if not ok})
-        made.append((expected, gzip.compress(data, mtime=0) if gz else data))
+        expected = Expected(key=key)
+        made.append((expected, new_version(rng, expected)))
     for i in range(poison):
         key = f"bronze/orders/dt={rng.choice(DAYS)}/poison-{i:02d}.jsonl" + (".gz" if i % 2 == 0 else "")
         body = b"\x1f\x8b\x08\x00" + bytes(rng.randrange(256) for _ in range(40)) if i % 2 == 0 else \
             b"<html>not json</html>\n" * 3
         made.append((Expected(key=key, unreadable=True), body))
     return made
+
+
+def new_version(rng: random.Random, expected: Expected) -> bytes:
+    """Random content for `expected.key` (type, format and gzip follow the key); `expected` now
+    describes this version's lines."""
+    type_, fmt = expected.key.split("/")[1], expected.key.rsplit("/", 1)[1].split(".")[1]
+    pairs = list(generate(type_=type_, count=rng.randint(5, 120), fmt=fmt, seed=rng.randrange(10**6),
+                          bad_ratio=rng.choice((0.0, 0.02, 0.1))))
+    if fmt == "json":
+        data = ("[\n" + ",\n".join(t for _, t in pairs) + "\n]\n").encode()
+    else:
+        data = ("\n".join(t for _, t in pairs) + "\n").encode()
+    expected.good = {j + 1 for j, (ok, _) in enumerate(pairs) if ok}
+    expected.bad = {j + 1 for j, (ok, _) in enumerate(pairs) if not ok}
+    return gzip.compress(data, mtime=0) if expected.key.endswith(".gz") else data
 
 
 def s3_event(bucket: str, key: str, etag: str, size: int) -> str:
@@ -127,8 +137,20 @@ def run(*, seed: int = 1, objects: int = 12, poison: int = 2, rate: float = 0.04
                     sqs.send_message(QueueUrl=aws.provisioned.notification_queue_url,
                                      MessageBody=s3_event(bronze, expected.key, etag, len(body)))
 
+        # New versions of a quarter of the good objects, at three moments: right after the first
+        # version (both in flight), while the mid-run replays of the old version are in flight, and
+        # beside the second half's uploads. Silver must end with each object's current version.
+        good = [e for e, _ in made if not e.unreadable]
+        overwritten = rng.sample(good, max(3, len(good) // 4))
+        waves = [overwritten[i::3] for i in range(3)]
+
+        def overwrite(wave):
+            upload([(e, new_version(rng, e)) for e in wave])
+
         half = len(made) // 2
+        first_half = {x.key for x, _ in made[:half]}
         upload(made[:half])
+        overwrite([e for e in waves[0] if e.key in first_half])
         aws.wait_idle(timeout=timeout)
 
         # In the middle: a copy replay, an SQS replay and a redrive, through faulty clients too.
@@ -144,10 +166,12 @@ def run(*, seed: int = 1, objects: int = 12, poison: int = 2, rate: float = 0.04
                            window=make_window(start=DAYS[1], end=DAYS[2], since=None)).objects
         copy = replay_copy(ops_s3, objects=day1, bucket=bronze, dest_prefix="bronze/replay/chaos", concurrency=4)
         sent = replay_sqs(ops_sqs, objects=day2, bucket=bronze, queue_url=aws.provisioned.queue_url, concurrency=2)
+        overwrite([e for e in waves[1] if e.key in first_half])
         moved = redrive_manual(ops_sqs, source_url=aws.provisioned.dlq_url, target_url=aws.provisioned.queue_url)
         if copy.failed or sent.failed or moved.failed:
             problems.append(f"a mid-run repair failed: {copy.failed or sent.failed or moved.failed}")
         upload(made[half:])
+        overwrite([e for e in overwritten if e.key not in first_half] + [e for e in waves[2] if e.key in first_half])
         if not aws.wait_idle(timeout=timeout):
             problems.append("the queues did not drain")
         faults.enabled = False  # read the results without faults
@@ -198,6 +222,19 @@ def check(aws, s3, bronze: str, silver: str, expected: list[Expected], problems:
         if e.key not in keys_in_dlq:
             lost += 1
             problems.append(f"unreadable {e.key} is not in the DLQ")
+    for e in expected:  # silver holds the current version of each object, or the object is lost
+        if e.unreadable:
+            continue
+        current = s3.head_object(Bucket=bronze, Key=e.key)["ETag"].strip('"')
+        name = e.key.rsplit("/", 1)[1].split(".")[0]
+        silver_key = f"silver/{e.key.split('/')[1]}/{e.key.split('/')[2]}/{name}.parquet"
+        try:
+            held = s3.head_object(Bucket=silver, Key=silver_key)["Metadata"].get("source-etag")
+        except Exception:  # noqa: BLE001 - a missing silver object is lost too
+            held = None
+        if held != current:
+            lost += 1
+            problems.append(f"{e.key}: silver holds version {held}, bronze holds {current}")
     now_ms = int(time.time() * 1000)
     scan = aws.client("dynamodb").scan(TableName=aws.names.ledger_table)
     stuck = [i for i in scan["Items"] if i["status"]["S"] == "CLAIMED" and int(i["lease_until"]["N"]) < now_ms]

@@ -177,16 +177,16 @@ def test_replay_and_redrive_of_the_current_version_always_rewrite_silver(pipelin
     assert silver_ids(pipeline) == ids(2, "a")
 
 
-def copy_replay(pipeline, key=KEY) -> tuple[str, str]:
+def copy_replay(pipeline, key=KEY, dest_prefix="bronze/replay/r1") -> tuple[str, str]:
     from ops.listing import ObjectInfo
     from ops.replay import replay_copy
 
     head = pipeline.s3.head_object(Bucket=pipeline.bronze, Key=key)
     info = ObjectInfo(bucket=pipeline.bronze, key=key, etag=head["ETag"].strip('"'), size=head["ContentLength"],
                       last_modified=head["LastModified"])
-    report = replay_copy(pipeline.s3, objects=[info], bucket=pipeline.bronze, dest_prefix="bronze/replay/r1")
-    assert report.ok, report.failed
-    dest = "bronze/replay/r1/" + key[len("bronze/"):]
+    report = replay_copy(pipeline.s3, objects=[info], bucket=pipeline.bronze, dest_prefix=dest_prefix)
+    assert report.ok and report.done == 1, (report.failed, report.skipped)
+    dest = f"{dest_prefix}/{key[len('bronze/'):]}"
     return dest, pipeline.s3.head_object(Bucket=pipeline.bronze, Key=dest)["ETag"].strip('"')
 
 
