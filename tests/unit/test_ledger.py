@@ -14,6 +14,7 @@ from lambdas.shared.ledger import (
     MAX_ERROR_CHARS,
     QUEUED,
     Ledger,
+    _av,
     object_pk,
     parse_pk,
     plain,
@@ -538,3 +539,19 @@ def test_an_item_without_an_expiration_reads_as_expired_and_a_page_without_items
     ddb.meta.events.register("before-call.dynamodb.Query", lambda **kw: (
         AWSResponse("https://dynamodb.us-east-1.amazonaws.com/", 200, {}, None), {"Count": 0}))
     assert ledger.versions(bucket=OBJ["bucket"], key=OBJ["key"]) == []
+
+
+def test_values_written_to_dynamodb_read_back_as_they_were():
+    values = {"none": None, "yes": True, "no": False, "n": 5, "f": 1.5, "s": "x", "zero": 0}
+    assert plain({k: _av(v) for k, v in values.items()}) == values
+
+
+def test_a_get_reads_consistently_and_items_live_30_days_by_default(ddb):
+    clock = Clock()
+    ledger = Ledger(ddb, "ledger", clock=clock)
+    reads = []
+    ddb.meta.events.register("before-parameter-build.dynamodb.GetItem",
+                             lambda params, **kw: reads.append(params.get("ConsistentRead")))
+    ledger.claim(**OBJ, lease_seconds=60)
+    assert ledger.get(**K)["expiration"] == int(clock.t) + 30 * 86400
+    assert reads == [True]

@@ -202,3 +202,59 @@ def test_a_missing_sequencer_is_older_than_any_and_no_sequencer_is_newer_than_an
     assert not work_unit.is_newer("", "01") and not work_unit.is_newer("01", "01")
     with pytest.raises(ValueError):
         work_unit.compare_sequencers("", "01")
+
+
+def test_only_quotes_and_spaces_are_stripped_from_an_etag():
+    assert work_unit.normalize_etag(' "XabcX" ') == "XabcX"
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, ""), ("", ""), ("00ab", "00AB"), ("F" * 64, "F" * 64)])
+def test_a_sequencer_is_upper_case_hex_or_empty_when_absent(value, expected):
+    assert work_unit.normalize_sequencer(value) == expected
+
+
+@pytest.mark.parametrize("value", ["F" * 65, "xyz", 12, " 00AB"])
+def test_a_sequencer_that_is_not_hex_of_at_most_64_characters_is_refused_showing_its_start(value):
+    with pytest.raises(work_unit.InvalidWorkUnit) as info:
+        work_unit.normalize_sequencer(value)
+    assert str(info.value) == ("field 'sequencer' must be a hex string of at most 64 characters (the S3 event's "
+                               f"sequencer), got {str(value)[:80]!r}")
+
+
+def test_a_long_bad_sequencer_is_shown_by_its_first_80_characters():
+    with pytest.raises(work_unit.InvalidWorkUnit) as info:
+        work_unit.normalize_sequencer("z" * 200)
+    assert str(info.value).endswith(f"got {'z' * 80!r}")
+
+
+def test_sequencers_compare_as_s3_documents_and_an_absent_one_has_no_order():
+    assert work_unit.compare_sequencers("0055AED6DCD90281E5", "0055AED6DCD90281E6") == -1
+    assert work_unit.compare_sequencers("0055aed6", "0055AED600") == 0  # right-padded with zeros
+    assert work_unit.compare_sequencers("0056", "0055FFFFFF") == 1
+    with pytest.raises(ValueError, match="^compare_sequencers needs two sequencers; an absent one has no order$"):
+        work_unit.compare_sequencers("0055", "")
+    assert work_unit.is_newer("0056", "0055") and not work_unit.is_newer("0055", "0055")
+    assert not work_unit.is_newer("0054", "0055") and work_unit.is_newer("0001", None)
+    assert not work_unit.is_newer("", "0055") and not work_unit.is_newer(None, None)
+
+
+def test_enqueued_at_is_utc_whatever_the_machine_s_time_zone(monkeypatch):
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        paris = dt.timezone(dt.timedelta(hours=1))
+        assert work_unit.utc_now_iso(dt.datetime(2026, 1, 1, 1, 30, tzinfo=paris)) == "2026-01-01T00:30:00Z"
+        now = dt.datetime.strptime(work_unit.utc_now_iso(), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+        assert abs((now - dt.datetime.now(dt.UTC)).total_seconds()) < 3600  # not Tokyo's clock
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_the_errors_name_the_allowed_origins_and_the_kind_of_json_found():
+    with pytest.raises(work_unit.InvalidWorkUnit, match="^origin 'manual' is not one of s3-event, replay-sqs, redrive$"):
+        make(origin="manual")
+    with pytest.raises(work_unit.InvalidWorkUnit, match="^body is a JSON list, expected an object$"):
+        work_unit.parse("[1]")
