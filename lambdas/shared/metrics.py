@@ -8,11 +8,12 @@ keys. A record follows the EMF specification
 (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html):
 
     {"_aws": {"Timestamp": <epoch ms>, "CloudWatchMetrics": [{"Namespace": "ServerlessElt",
-              "Dimensions": [["function", "type"]], "Metrics": [{"Name": "Objects", "Unit": "Count"}, …]}]},
+              "Dimensions": [["function", "type"], ["function"]], "Metrics": [{"Name": "Objects", …}, …]}]},
      "function": "elt-dev-transform", "type": "orders", "Objects": 3, "DurationPerObject": [812, 40, 38], …}
 
 At most 100 metrics per record and 100 values per array (the spec's limits; longer arrays are
-split over several records), 30 dimensions at most (we use two, three for skip reasons). The
+split over several records), 30 dimensions at most (we use two, three for skip reasons; each record
+also carries the set without `type`, for per-function alarms). The
 `function` dimension is the Lambda's name (AWS_LAMBDA_FUNCTION_NAME), or its role (ingest,
 transform) outside Lambda.
 """
@@ -99,9 +100,12 @@ class Metrics:
 
     @staticmethod
     def _record(stamp: int, dimensions: dict, values: dict) -> dict:
+        """Two dimension sets: with the type (and reason), and without the type, so an alarm can
+        watch a function as a whole (the Terraform observability module does)."""
         names = sorted(values)[:MAX_METRICS]
+        keys = list(dimensions)[:MAX_DIMENSIONS]
         return {"_aws": {"Timestamp": stamp, "CloudWatchMetrics": [{
-            "Namespace": NAMESPACE, "Dimensions": [list(dimensions)[:MAX_DIMENSIONS]],
+            "Namespace": NAMESPACE, "Dimensions": [keys, [k for k in keys if k != "type"]],
             "Metrics": [{"Name": n, "Unit": UNITS[n]} for n in names]}]},
             **dimensions, **{n: values[n] for n in names}}
 

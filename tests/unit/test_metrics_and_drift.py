@@ -46,8 +46,9 @@ def test_records_group_by_type_and_carry_function_and_type_dimensions():
     assert orders["function"] == "transform" and orders["RowsWritten"] == 42 and orders["Objects"] == 1
     assert orders["DurationPerObject"] == [12.5]
     assert orders["_aws"]["Timestamp"] == 1700000000500
-    assert orders["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["function", "type"]]
-    assert out[2]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["function", "type", "reason"]]
+    assert orders["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["function", "type"], ["function"]]
+    assert out[2]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["function", "type", "reason"],
+                                                                     ["function", "reason"]]
     assert out[2]["ObjectsSkipped"] == 1 and out[2]["reason"] == "source-deleted"
     for record in out:
         assert_valid_emf(record)

@@ -1,4 +1,5 @@
-# Alarms on DLQ depth, oldest message age, Lambda errors and throttles, and a dashboard.
+# Alarms on DLQ depth, oldest message age, Lambda errors and throttles, the quarantine rate and
+# silver freshness (from the Lambdas' EMF metrics, lambdas/shared/metrics.py), and a dashboard.
 # Off unless enabled (observability_enabled = false by default in the environments).
 
 locals {
@@ -61,6 +62,58 @@ resource "aws_cloudwatch_metric_alarm" "lambda" {
   threshold           = 0
   comparison_operator = "GreaterThanThreshold"
   treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_actions
+  ok_actions          = var.alarm_actions
+}
+
+# From the transform's EMF metrics (namespace ServerlessElt, dimension function): share of the
+# lines transformed in a period that went to quarantine.
+resource "aws_cloudwatch_metric_alarm" "quarantine_rate" {
+  count               = local.count
+  alarm_name          = "${var.name_prefix}-quarantine-rate-high"
+  alarm_description   = "More than ${var.quarantine_rate_threshold * 100}% of transformed lines went to quarantine. See runbooks/transform-poison-data.md"
+  comparison_operator = "GreaterThanThreshold"
+  evaluation_periods  = 1
+  threshold           = var.quarantine_rate_threshold
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_actions
+  ok_actions          = var.alarm_actions
+
+  metric_query {
+    id          = "rate"
+    expression  = "IF(written + quarantined > 0, quarantined / (written + quarantined), 0)"
+    label       = "quarantine rate"
+    return_data = true
+  }
+  dynamic "metric_query" {
+    for_each = { written = "RowsWritten", quarantined = "RowsQuarantined" }
+    content {
+      id = metric_query.key
+      metric {
+        namespace   = "ServerlessElt"
+        metric_name = metric_query.value
+        dimensions  = { function = var.transform_function_name }
+        stat        = "Sum"
+        period      = 900
+      }
+    }
+  }
+}
+
+# No object written to silver for silver_freshness_seconds (missing data counts: nothing arrives).
+resource "aws_cloudwatch_metric_alarm" "silver_freshness" {
+  count               = local.count
+  alarm_name          = "${var.name_prefix}-silver-not-fresh"
+  alarm_description   = "No object written to silver for ${var.silver_freshness_seconds} s. See runbooks/pipeline-health.md#silver-freshness"
+  namespace           = "ServerlessElt"
+  metric_name         = "Objects"
+  dimensions          = { function = var.transform_function_name }
+  statistic           = "Sum"
+  period              = 3600
+  evaluation_periods  = max(1, ceil(var.silver_freshness_seconds / 3600))
+  threshold           = 0
+  comparison_operator = "LessThanOrEqualToThreshold"
+  treat_missing_data  = "breaching"
   alarm_actions       = var.alarm_actions
   ok_actions          = var.alarm_actions
 }

@@ -40,6 +40,23 @@ variable "oldest_message_age_seconds" {
   default     = 900
 }
 
+variable "quarantine_rate_threshold" {
+  description = "Alarm when more than this share of transformed lines goes to quarantine in 15 minutes."
+  type        = number
+  default     = 0.05
+}
+
+variable "silver_freshness_seconds" {
+  description = "Alarm when no object is written to silver for this long (whole hours, at most 24)."
+  type        = number
+  default     = 21600
+
+  validation {
+    condition     = var.silver_freshness_seconds >= 3600 && var.silver_freshness_seconds <= 86400
+    error_message = "silver_freshness_seconds must be between 3600 and 86400 (CloudWatch evaluates at most a day)."
+  }
+}
+
 variable "alarm_actions" {
   description = "ARNs notified when an alarm fires or clears (e.g. an SNS topic)."
   type        = list(string)
