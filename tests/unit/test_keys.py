@@ -1,6 +1,12 @@
 import pytest
 
-from lambdas.shared.keys import InvalidKey, has_supported_suffix, parse_bronze_key, replay_key
+from lambdas.shared.keys import (
+    InvalidKey,
+    batch_replay_key,
+    has_supported_suffix,
+    parse_bronze_key,
+    replay_key,
+)
 
 
 def test_a_plain_bronze_key_parses_into_type_dt_and_name():
@@ -57,7 +63,7 @@ def test_replay_key_puts_the_part_after_bronze_under_the_destination_prefix():
 def test_an_empty_or_non_string_key_is_rejected(key):
     with pytest.raises(InvalidKey) as info:
         parse_bronze_key(key)
-    assert info.value.reason == "empty key"
+    assert (info.value.reason, info.value.key) == ("empty key", str(key))
 
 
 def key_of_bytes(n: int, char: str = "a") -> str:
@@ -115,6 +121,7 @@ def test_each_broken_part_of_a_key_gets_its_own_reason(key, reason):
     with pytest.raises(InvalidKey) as info:
         parse_bronze_key(key)
     assert info.value.reason.startswith(reason)
+    assert info.value.key == key
 
 
 @pytest.mark.parametrize(("name", "suffix", "fmt", "gzipped"), [
@@ -138,6 +145,8 @@ def test_stamps_types_and_dates_of_every_allowed_form_parse():
 
 def test_a_replay_destination_keeps_its_own_prefix_even_when_outside_bronze():
     assert replay_key("bronze/orders/dt=2025-01-02/a.jsonl", "restore//") == "restore/orders/dt=2025-01-02/a.jsonl"
+    assert replay_key("bronze/orders/dt=2025-01-02/a.jsonl", "bronze/replay/X/") == (
+        "bronze/replay/X/orders/dt=2025-01-02/a.jsonl")
 
 
 def test_a_batch_operations_copy_keeps_the_whole_source_key_and_maps_to_the_same_silver_key():
@@ -150,3 +159,8 @@ def test_a_batch_operations_copy_keeps_the_whole_source_key_and_maps_to_the_same
     assert (copy.replay_stamp, copy.logical_key, copy.silver_key) == ("batch-1", original.key, original.silver_key)
     with pytest.raises(InvalidKey, match="expected bronze/<type>"):
         parse_bronze_key("bronze/replay/s1/silver/orders/dt=2025-01-02/a.json")  # only bronze/ is the source root
+
+
+def test_a_batch_operations_destination_keeps_the_whole_logical_key_under_the_prefix():
+    assert batch_replay_key("bronze/replay/s0/orders/dt=2025-01-02/a.jsonl", "bronze/replay/X//") == (
+        "bronze/replay/X/bronze/orders/dt=2025-01-02/a.jsonl")

@@ -124,3 +124,43 @@ def test_a_naive_moment_is_tested_against_a_window_as_utc():
     assert dt.datetime(2025, 1, 1, 0, 0) in window
     assert dt.datetime(2024, 12, 31, 23, 59, 59) not in window
     assert as_utc(dt.datetime(2025, 1, 1, 2, tzinfo=dt.timezone(dt.timedelta(hours=2)))) == window.start
+
+
+@pytest.fixture
+def tokyo(monkeypatch):
+    """The machine's local time zone is not UTC (a laptop in Tokyo)."""
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_naive_times_are_utc_whatever_the_machine_s_time_zone(tokyo):
+    assert as_utc(dt.datetime(2025, 1, 1, 10)) == dt.datetime(2025, 1, 1, 10, tzinfo=dt.UTC)
+    assert as_utc(dt.datetime(2025, 1, 1, 10, tzinfo=dt.timezone(dt.timedelta(hours=2)))).tzinfo == dt.UTC
+    assert parse_time("2025-01-01T10:00:00", option="--start") == dt.datetime(2025, 1, 1, 10, tzinfo=dt.UTC)
+
+
+def test_now_is_the_current_utc_time_whatever_the_machine_s_time_zone(tokyo):
+    for got in (parse_time("now", option="--end"), make_window(start="1h", end=None, since=None).end):
+        assert abs((got - dt.datetime.now(dt.UTC)).total_seconds()) < 3600  # not nine hours off
+
+
+def test_a_relative_end_counts_back_from_the_same_now_as_the_start():
+    window = make_window(start="3h", end="1h", since=None, now=NOW)
+    assert (window.start, window.end) == (NOW - dt.timedelta(hours=3), NOW - dt.timedelta(hours=1))
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"start": "1h", "end": None, "since": "6h"}, "--since cannot be combined with --start/--end; use one or the other"),
+    ({"start": None, "end": "now", "since": "6h"}, "--since cannot be combined with --start/--end; use one or the other"),
+    ({"start": None, "end": None, "since": None}, "a time window is required: --start T --end T, or --since 6h"),
+    ({"start": None, "end": "now", "since": None}, "a time window is required: --start T --end T, or --since 6h"),
+])
+def test_a_missing_or_doubled_window_says_which_options_to_use(kwargs, message):
+    with pytest.raises(UsageError) as info:
+        make_window(now=NOW, **kwargs)
+    assert str(info.value) == message
