@@ -9,6 +9,11 @@ attributes kept; MessageGroupId and MessageDeduplicationId for FIFO; a v1 work u
 to `redrive`), then delete from the DLQ only what was sent. A crash at any point loses nothing: at
 worst a message is in both queues, and silver output is idempotent. Native mode uses SQS's
 StartMessageMoveTask (no filters, at most 500 messages/s, one task per queue at a time).
+
+Two DLQs hold two kinds of message: the events DLQ holds work units (transform gave up), the
+ingest DLQ holds S3 event notifications (ingest gave up). Both are read here: an S3 event's objects
+give its type, dt and sample keys, and it is redriven unchanged, to the queue it came from (the
+DLQ's source queue, from ListDeadLetterSourceQueues), so ingest sees it again.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from lambdas.ingest.s3_events import ObjectCreated, extract
 from lambdas.shared import work_unit
+from lambdas.shared.keys import InvalidKey, parse_bronze_key
 from lambdas.shared.ledger import plain
 from ops.aws import send_batch, with_retries
 from ops.errors import OpsError, UsageError
@@ -43,18 +50,45 @@ class DlqMessage:
     message_attributes: dict
     unit: work_unit.WorkUnit | None
     parse_error: str | None
+    objects: list[ObjectCreated] = field(default_factory=list)  # an S3 event's objects (ingest DLQ)
+
+    @property
+    def kind(self) -> str:
+        """work-unit, s3-event or invalid."""
+        return "work-unit" if self.unit else "s3-event" if self.objects else "invalid"
 
     @property
     def type(self) -> str:
-        return self.unit.type if self.unit else self._attr("type")
+        return self.unit.type if self.unit else self._from_key("type") or self._attr("type")
 
     @property
     def dt(self) -> str:
-        return self.unit.dt if self.unit else self._attr("dt")
+        return self.unit.dt if self.unit else self._from_key("dt") or self._attr("dt")
 
     @property
     def origin(self) -> str:
-        return self.unit.origin if self.unit else self._attr("origin")
+        if self.unit:
+            return self.unit.origin
+        return "s3-event" if self.objects else self._attr("origin")
+
+    @property
+    def keys(self) -> list[str]:
+        return [self.unit.key] if self.unit else [o.key for o in self.objects]
+
+    @property
+    def versions(self) -> list[tuple[str, str]]:
+        """(object id, etag) of each object the message names, as the ledger keys them."""
+        if self.unit:
+            return [(self.unit.object_id, self.unit.etag)]
+        return [(f"s3://{o.bucket}/{o.key}", o.etag.strip('"')) for o in self.objects]
+
+    def _from_key(self, name: str) -> str | None:
+        for obj in self.objects:
+            try:
+                return getattr(parse_bronze_key(obj.key), name)
+            except InvalidKey:
+                continue
+        return None
 
     def _attr(self, name: str) -> str:
         return (self.message_attributes.get(name) or {}).get("StringValue") or "?"
@@ -74,9 +108,10 @@ def _message(raw: dict) -> DlqMessage:
         unit, error = work_unit.parse(raw.get("Body", "")), None
     except work_unit.InvalidWorkUnit as exc:
         unit, error = None, str(exc)
+    objects = [] if unit else [o for o in extract(raw.get("Body", "")) if isinstance(o, ObjectCreated)]
     return DlqMessage(message_id=raw["MessageId"], receipt_handle=raw["ReceiptHandle"], body=raw.get("Body", ""),
                       attributes=raw.get("Attributes", {}), message_attributes=raw.get("MessageAttributes", {}),
-                      unit=unit, parse_error=error)
+                      unit=unit, parse_error=None if objects else error, objects=objects)
 
 
 class Held:
@@ -141,14 +176,15 @@ class InspectReport:
     groups: list[Group]
     invalid_bodies: int
     out: str | None = None
+    s3_events: int = 0  # messages that are S3 event notifications (the ingest DLQ), not work units
 
 
-def _ledger_errors(ddb, table: str | None, units: list[work_unit.WorkUnit]) -> dict[tuple[str, str], dict]:
-    """Ledger items for these object versions (BatchGetItem, 100 at a time)."""
-    if not table or not units:
+def _ledger_errors(ddb, table: str | None, versions: list[tuple[str, str]]) -> dict[tuple[str, str], dict]:
+    """Ledger items for these object versions, (object id, etag) (BatchGetItem, 100 at a time)."""
+    if not table or not versions:
         return {}
     found: dict[tuple[str, str], dict] = {}
-    keys = list({(u.object_id, u.etag) for u in units})
+    keys = list(set(versions))
     for start in range(0, len(keys), 100):
         request = {table: {"Keys": [{"pk": {"S": pk}, "etag": {"S": etag}} for pk, etag in keys[start:start + 100]],
                            "ConsistentRead": True}}
@@ -184,30 +220,54 @@ def inspect(sqs, *, queue_url: str, ddb=None, table: str | None = None, max_mess
     finally:
         held.release()
     messages = list(seen.values())[:max_messages]
-    ledger = _ledger_errors(ddb, table, [m.unit for m in messages if m.unit])
+    ledger = _ledger_errors(ddb, table, [v for m in messages for v in m.versions])
     groups: dict[tuple, Group] = {}
     for message in messages:
-        item = ledger.get((message.unit.object_id, message.unit.etag), {}) if message.unit else {}
+        item = next((ledger[v] for v in message.versions if v in ledger), {})
         error = message.parse_error and f"invalid body: {message.parse_error}" or item.get("last_error") or (
-            "(no ledger item)" if table else "(ledger not read)")
+            _no_error(message, item) if table else "(ledger not read)")
         key = (message.type, message.dt, message.origin, error)
         group = groups.setdefault(key, Group(*key))
         group.count += 1
         group.oldest_age_seconds = max(group.oldest_age_seconds, round(message.age_seconds, 1))
         group.max_receive_count = max(group.max_receive_count, message.receive_count)
-        if message.unit and len(group.sample_keys) < 3:
-            group.sample_keys.append(message.unit.key)
+        for key in message.keys:
+            if len(group.sample_keys) < 3 and key not in group.sample_keys:
+                group.sample_keys.append(key)
     if out_path:
         with open(out_path, "w", encoding="utf-8") as out:
             for message in messages:
-                item = ledger.get((message.unit.object_id, message.unit.etag)) if message.unit else None
+                item = next((ledger[v] for v in message.versions if v in ledger), None)
                 out.write(json.dumps({
-                    "message_id": message.message_id, "body": message.body, "attributes": message.attributes,
+                    "message_id": message.message_id, "kind": message.kind, "body": message.body,
+                    "attributes": message.attributes,
                     "message_attributes": message.message_attributes, "ledger": item,
                 }, ensure_ascii=False, default=str) + "\n")
     ordered = sorted(groups.values(), key=lambda g: (-g.count, g.type, g.dt, g.origin, g.last_error))
     return InspectReport(queue_url=queue_url, messages=len(messages), approximate_depth=depth, groups=ordered,
-                         invalid_bodies=sum(1 for m in messages if m.unit is None), out=out_path)
+                         invalid_bodies=sum(1 for m in messages if m.kind == "invalid"), out=out_path,
+                         s3_events=sum(1 for m in messages if m.kind == "s3-event"))
+
+
+def _no_error(message: DlqMessage, item: dict) -> str:
+    if message.kind != "s3-event":
+        return "(no ledger item)" if not item else f"(ledger: {item.get('status')}, no last_error)"
+    if not item:
+        return "S3 event ingest could not finish (no ledger item: never claimed, or the claim was released)"
+    return f"S3 event ingest could not finish (ledger: {item.get('status')})"
+
+
+def source_queues(sqs, dlq_url: str) -> list[str]:
+    """The queues whose RedrivePolicy points at this DLQ: where its messages came from."""
+    urls: list[str] = []
+    kwargs: dict = {"QueueUrl": dlq_url}
+    while True:
+        page = with_retries(lambda k=dict(kwargs): sqs.list_dead_letter_source_queues(**k),
+                            action="sqs:ListDeadLetterSourceQueues", resource=dlq_url)
+        urls += page.get("queueUrls", [])
+        if not page.get("NextToken"):
+            return urls
+        kwargs["NextToken"] = page["NextToken"]
 
 
 # --- redrive -------------------------------------------------------------------------------------

@@ -68,8 +68,8 @@ class Pipeline:
         self.settings = LocalSettings()
         self.provisioned = provision(s3=self.s3, sqs=self.sqs, dynamodb=self.ddb, names=self.names,
                                      settings=self.settings, endpoint_url="", region=REGION)
-        # The notification queue only matters to the local runtime; drain its test event.
-        self.sqs.purge_queue(QueueUrl=self.provisioned.notification_queue_url)
+        # The ingest queue holds the bucket's s3:TestEvent now; tests send their events directly.
+        self.sqs.purge_queue(QueueUrl=self.provisioned.ingest_queue_url)
         self.bronze = self.names.bronze_bucket
         self.silver = self.names.silver_bucket
         self.queue_url = self.provisioned.queue_url
@@ -123,25 +123,27 @@ class Pipeline:
         return self.transform_app.handler(self.sqs_event(self.receive_all()))
 
     def pump(self, rounds: int = 50) -> int:
-        """Play Lambda: S3 notifications -> ingest, events queue -> transform, until both are empty."""
+        """Play Lambda: ingest queue -> ingest, events queue -> transform (both as event source
+        mappings with partial batch responses), until both are empty."""
         handled = 0
         for _ in range(rounds):
-            notes = self.receive_all(self.provisioned.notification_queue_url)
-            for note in notes:
-                self.ingest_app.handler(json.loads(note["Body"]))
-                self.sqs.delete_message(QueueUrl=self.provisioned.notification_queue_url,
-                                        ReceiptHandle=note["ReceiptHandle"])
+            notes = self.receive_all(self.provisioned.ingest_queue_url)
+            if notes:
+                self._deliver(self.ingest_app.handler, notes, self.provisioned.ingest_queue_url)
             units = self.receive_all()
             if units:
-                result = self.transform_app.handler(self.sqs_event(units))
-                failed = {f["itemIdentifier"] for f in result["batchItemFailures"]}
-                for unit in units:
-                    if unit["MessageId"] not in failed:
-                        self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=unit["ReceiptHandle"])
+                self._deliver(self.transform_app.handler, units, self.queue_url)
             handled += len(notes) + len(units)
             if not notes and not units:
                 return handled
         raise AssertionError("queues did not drain")
+
+    def _deliver(self, handler, messages: list[dict], url: str) -> None:
+        result = handler(self.sqs_event(messages))
+        failed = {f["itemIdentifier"] for f in result["batchItemFailures"]}
+        for message in messages:
+            if message["MessageId"] not in failed:
+                self.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
 
     def close(self):
         self.ingest_app.reset()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ops.commands.root import QUEUE_URL, cli, common_options, confirm, info, progress_bar, render, settings
-from ops.errors import PartialFailure, UsageError
+from ops.errors import OpsError, PartialFailure, UsageError
 
 
 def _age(seconds: float) -> str:
@@ -52,6 +52,9 @@ def dlq_inspect(ctx, queue_url, table, max_messages, out_path):
             lines.append(f"{g.count:>5}  {g.type}/{g.dt}  origin={g.origin}  oldest={_age(g.oldest_age_seconds)}  "
                          f"receives<={g.max_receive_count}  {g.last_error}")
             lines += [f"         e.g. {k}" for k in g.sample_keys[:2]]
+        if r.s3_events:
+            lines.append(f"{r.s3_events} message(s) are S3 events ingest could not finish: redrive puts them back "
+                         "on the ingest queue (runbooks/ingest-dlq.md)")
         if r.out:
             lines.append(f"all messages written to {r.out}")
         return "\n".join(lines)
@@ -63,7 +66,8 @@ def dlq_inspect(ctx, queue_url, table, max_messages, out_path):
 @common_options
 @click.option("--queue-url", envvar="ELT_DLQ_URL", required=True, type=QUEUE_URL, help="The DLQ to move from [env ELT_DLQ_URL].")
 @click.option("--to-url", envvar="ELT_QUEUE_URL", type=QUEUE_URL,
-              help="Target queue [env ELT_QUEUE_URL]; native mode defaults to each message's source queue.")
+              help="Target queue [env ELT_QUEUE_URL]. Not given on the command line: the DLQ's source queue "
+                   "when it has exactly one (so the ingest DLQ's S3 events go back to the ingest queue).")
 @click.option("--max", "max_messages", type=click.IntRange(min=1), help="Move at most this many (manual mode).")
 @click.option("--max-rps", type=click.FloatRange(min=1), help="Messages per second (native: at most 500).")
 @click.option("--filter-type", help="Only messages of this event type (manual mode).")
@@ -92,6 +96,7 @@ def dlq_redrive(ctx, queue_url, to_url, max_messages, max_rps, filter_type, filt
       eltops dlq redrive --queue-url $ELT_DLQ_URL --to-url $ELT_QUEUE_URL --filter-type orders --yes
       eltops dlq redrive --queue-url $ELT_DLQ_URL --mode native --wait --yes
       eltops dlq redrive --queue-url $ELT_DLQ_URL --cancel
+      eltops dlq redrive --queue-url $ELT_INGEST_DLQ_URL --yes
     """
     from ops import dlq as lib
 
@@ -99,6 +104,8 @@ def dlq_redrive(ctx, queue_url, to_url, max_messages, max_rps, filter_type, filt
     if cancel:
         render(ctx, lib.cancel_native(sqs, source_url=queue_url), lambda r: r.note)
         return
+    if ctx.get_parameter_source("to_url") is not click.core.ParameterSource.COMMANDLINE:
+        to_url = _source_queue(ctx, sqs, queue_url, to_url)
 
     def ask(plan) -> bool:
         return confirm(ctx, f"Move messages from {plan.source} to {plan.target or 'their source queue'}?", yes)
@@ -110,6 +117,22 @@ def dlq_redrive(ctx, queue_url, to_url, max_messages, max_rps, filter_type, filt
     render(ctx, report, _redrive_text)
     if report.failed:
         raise PartialFailure(f"{len(report.failed)} message(s) not moved; they are still in the DLQ")
+
+
+def _source_queue(ctx, sqs, queue_url: str, default: str | None) -> str | None:
+    """The DLQ's one source queue, else `default`: S3 events must go back to the ingest queue and
+    work units to the events queue, whichever ELT_QUEUE_URL says."""
+    from ops import dlq as lib
+
+    try:
+        sources = lib.source_queues(sqs, queue_url)
+    except OpsError as exc:  # e.g. no sqs:ListDeadLetterSourceQueues: keep the default
+        info(ctx, f"could not read the DLQ's source queue ({str(exc)[:160]}); using {default or 'none'}")
+        return default
+    if len(sources) == 1 and sources[0] != default:
+        info(ctx, f"target: the DLQ's source queue {sources[0]} (--to-url not given)")
+        return sources[0]
+    return default
 
 
 def _task_progress(ctx):

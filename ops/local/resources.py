@@ -32,13 +32,14 @@ class Names:
         return f"{self.prefix}-ledger"
 
     @property
-    def notification_queue(self) -> str:
-        """Stands in for the S3 -> ingest Lambda invocation: moto writes real S3 events here."""
-        return f"{self.prefix}-s3-notifications"
+    def ingest_queue(self) -> str:
+        """S3 events for bronze/ (moto writes the real S3 event JSON here), consumed by ingest."""
+        return f"{self.prefix}-ingest-events"
 
     @property
-    def notification_dlq(self) -> str:
-        return f"{self.prefix}-s3-notifications-dlq"
+    def ingest_dlq(self) -> str:
+        """S3 events ingest could not finish after maxReceiveCount receives."""
+        return f"{self.prefix}-ingest-events-dlq"
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,8 @@ class LocalSettings:
 
     visibility_timeout: int = 2
     max_receive_count: int = 3
-    notification_visibility_timeout: int = 3
-    notification_max_receive_count: int = 5
+    ingest_visibility_timeout: int = 3
+    ingest_max_receive_count: int = 5
     claim_lease_seconds: int = 2
     batch_size: int = 10
     transform_workers: int = 2
@@ -61,7 +62,8 @@ class Provisioned:
     names: Names
     queue_url: str
     dlq_url: str
-    notification_queue_url: str
+    ingest_queue_url: str
+    ingest_dlq_url: str
 
     def environ(self) -> dict[str, str]:
         """The `ELT_*` and AWS variables that `eltops local up` exports."""
@@ -74,13 +76,16 @@ class Provisioned:
             "ELT_SILVER_BUCKET": self.names.silver_bucket,
             "ELT_QUEUE_URL": self.queue_url,
             "ELT_DLQ_URL": self.dlq_url,
+            "ELT_INGEST_QUEUE_URL": self.ingest_queue_url,
+            "ELT_INGEST_DLQ_URL": self.ingest_dlq_url,
             "ELT_LEDGER_TABLE": self.names.ledger_table,
         }
 
 
 def provision(*, s3, sqs, dynamodb, names: Names, settings: LocalSettings, endpoint_url: str,
               region: str) -> Provisioned:
-    """Create what Terraform creates (idempotent), and the bucket notification to the local queue."""
+    """Create what Terraform creates (idempotent): buckets, both queues with their DLQs, the ledger,
+    and the bronze notification to the ingest queue."""
     for bucket in (names.bronze_bucket, names.silver_bucket):
         try:
             s3.create_bucket(Bucket=bucket)
@@ -96,13 +101,14 @@ def provision(*, s3, sqs, dynamodb, names: Names, settings: LocalSettings, endpo
             ),
         },
     )["QueueUrl"]
-    notification_dlq_url = sqs.create_queue(QueueName=names.notification_dlq)["QueueUrl"]
-    notification_url = sqs.create_queue(
-        QueueName=names.notification_queue,
+    ingest_dlq_url = sqs.create_queue(QueueName=names.ingest_dlq,
+                                      Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
+    ingest_url = sqs.create_queue(
+        QueueName=names.ingest_queue,
         Attributes={
-            "VisibilityTimeout": str(settings.notification_visibility_timeout),
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": _arn(sqs, notification_dlq_url),
-                                         "maxReceiveCount": settings.notification_max_receive_count}),
+            "VisibilityTimeout": str(settings.ingest_visibility_timeout),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": _arn(sqs, ingest_dlq_url),
+                                         "maxReceiveCount": settings.ingest_max_receive_count}),
         },
     )["QueueUrl"]
     existing = [t for page in dynamodb.get_paginator("list_tables").paginate() for t in page["TableNames"]]
@@ -123,14 +129,14 @@ def provision(*, s3, sqs, dynamodb, names: Names, settings: LocalSettings, endpo
         NotificationConfiguration={
             "QueueConfigurations": [{
                 "Id": "bronze-to-ingest",
-                "QueueArn": _arn(sqs, notification_url),
+                "QueueArn": _arn(sqs, ingest_url),
                 "Events": ["s3:ObjectCreated:*"],
                 "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "bronze/"}]}},
             }]
         },
     )
     return Provisioned(endpoint_url=endpoint_url, region=region, names=names, queue_url=queue_url,
-                       dlq_url=dlq_url, notification_queue_url=notification_url)
+                       dlq_url=dlq_url, ingest_queue_url=ingest_url, ingest_dlq_url=ingest_dlq_url)
 
 
 def _arn(sqs, url: str) -> str:

@@ -3,14 +3,13 @@
 moto does not run Lambda functions without Docker and ignores `ReportBatchItemFailures`, so this
 module plays Lambda's part:
 
-- S3 -> ingest: the bronze bucket notifies an internal SQS queue (moto writes the real S3 event
-  JSON); each event is passed to the ingest handler as S3 would invoke it. An exception leaves the
-  event to be delivered again, as Lambda's asynchronous retries would.
-- SQS -> transform: an event-source-mapping emulator receives up to `batch_size` messages, builds
-  the Lambda SQS event, calls the handler and deletes only the records not listed in
-  `batchItemFailures`. An invalid response (an empty or unknown identifier) or an exception fails
-  the whole batch, as in AWS. Failed messages reappear after the visibility timeout, and moto moves
-  them to the DLQ after `maxReceiveCount` receives (the queue's RedrivePolicy).
+The topology is Terraform's: S3 -> ingest queue -> ingest, events queue -> transform, both through
+an event-source-mapping emulator. It receives up to `batch_size` messages, builds the Lambda SQS
+event, calls the handler and deletes only the records not listed in `batchItemFailures`. An invalid
+response (an empty or unknown identifier) or an exception fails the whole batch, as in AWS. Failed
+messages reappear after the visibility timeout, and moto moves them to the queue's DLQ after
+`maxReceiveCount` receives (its RedrivePolicy): the events DLQ holds work units, the ingest DLQ
+holds the S3 events ingest could not finish.
 """
 
 from __future__ import annotations
@@ -152,7 +151,11 @@ class EventSourceMapping:
     def _invoke(self, messages: list[dict]) -> None:
         event = {"Records": [sqs_lambda_record(m, self.queue_arn) for m in messages]}
         ids = [m["MessageId"] for m in messages]
-        self.stats.transform_invocations += 1
+        ingest = self.function_name == "ingest"
+        if ingest:
+            self.stats.ingest_invocations += 1
+        else:
+            self.stats.transform_invocations += 1
         try:
             result = self.handler(event, LambdaContext(self.function_name, self.timeout_ms))
             failed, whole = failed_ids(result, ids)
@@ -160,33 +163,19 @@ class EventSourceMapping:
         except (Exception, steps.Killed) as exc:  # a crash or a kill fails the whole batch, as in AWS
             failed, whole = set(ids), f"handler raised {type(exc).__name__}: {exc}"
         if whole:
-            self.stats.transform_batch_errors += 1
-            self.log.warning("batch failed: %s", whole)
-        self.stats.transform_item_failures += len(failed)
+            if ingest:
+                self.stats.ingest_errors += 1
+            else:
+                self.stats.transform_batch_errors += 1
+            self.log.warning("%s batch failed: %s", self.function_name, whole)
+        if not ingest:
+            self.stats.transform_item_failures += len(failed)
         done = [m for m in messages if m["MessageId"] not in failed]
         for start in range(0, len(done), 10):
             chunk = done[start:start + 10]
             entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)]
             self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
             self.stats.messages_deleted += len(chunk)
-
-
-class S3Invoker(EventSourceMapping):
-    """S3 notification -> ingest handler, one S3 event per invocation (as S3 invokes Lambda)."""
-
-    def _invoke(self, messages: list[dict]) -> None:
-        import json
-
-        for message in messages:
-            self.stats.ingest_invocations += 1
-            try:
-                event = json.loads(message["Body"])
-                self.handler(event, LambdaContext(self.function_name, self.timeout_ms))
-            except (Exception, steps.Killed):
-                self.stats.ingest_errors += 1
-                self.log.exception("ingest invocation failed; the event will be retried")
-                continue
-            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
 class EmbeddedAws:
@@ -243,8 +232,8 @@ class EmbeddedAws:
         transform_app._DEPS = transform_app.build_deps({**_defaults(transform_app), **env}, self.lambda_client)
         sqs = self.client("sqs")
         self.mappings = [
-            S3Invoker(sqs=sqs, queue_url=self.provisioned.notification_queue_url, handler=ingest_app.handler,
-                      batch_size=10, workers=1, function_name="ingest", stats=self.stats),
+            EventSourceMapping(sqs=sqs, queue_url=self.provisioned.ingest_queue_url, handler=ingest_app.handler,
+                               batch_size=10, workers=1, function_name="ingest", stats=self.stats),
             EventSourceMapping(sqs=sqs, queue_url=self.provisioned.queue_url, handler=transform_app.handler,
                                batch_size=self.settings.batch_size, workers=self.settings.transform_workers,
                                function_name="transform", stats=self.stats),
@@ -320,10 +309,10 @@ class EmbeddedAws:
         return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
 
     def wait_idle(self, timeout: float = 60.0, settle: float = 0.6) -> bool:
-        """Wait until the notification and events queues are empty and no batch is running."""
+        """Wait until the ingest and events queues are empty and no batch is running."""
         deadline = time.monotonic() + timeout
         quiet_since = None
-        urls = (self.provisioned.notification_queue_url, self.provisioned.queue_url)
+        urls = (self.provisioned.ingest_queue_url, self.provisioned.queue_url)
         while time.monotonic() < deadline:
             busy = any(self.queue_depth(u) for u in urls)
             if not busy:

@@ -134,7 +134,7 @@ def run(*, seed: int = 1, objects: int = 12, poison: int = 2, rate: float = 0.04
             for expected, body in batch:
                 etag = s3.put_object(Bucket=bronze, Key=expected.key, Body=body)["ETag"].strip('"')
                 for _ in range(rng.choice((0, 0, 1, 2, 3))):  # duplicate S3 events
-                    sqs.send_message(QueueUrl=aws.provisioned.notification_queue_url,
+                    sqs.send_message(QueueUrl=aws.provisioned.ingest_queue_url,
                                      MessageBody=s3_event(bronze, expected.key, etag, len(body)))
 
         # New versions of a quarter of the good objects, at three moments: right after the first

@@ -55,7 +55,6 @@ class Env:
                   aws_access_key_id="testing", aws_secret_access_key="testing")
         self.s3, self.sqs = boto3.client("s3", **kw), boto3.client("sqs", **kw)
         self.bronze, self.silver = self.vars["ELT_BRONZE_BUCKET"], self.vars["ELT_SILVER_BUCKET"]
-        self.notifications = self.sqs.get_queue_url(QueueName="elt-local-s3-notifications")["QueueUrl"]
 
     def depth(self, url: str) -> int:
         a = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
@@ -66,7 +65,7 @@ class Env:
         quiet = [0]
 
         def settled() -> bool:  # both queues empty on three polls in a row
-            busy = self.depth(self.notifications) + self.depth(self.vars["ELT_QUEUE_URL"])
+            busy = self.depth(self.vars["ELT_INGEST_QUEUE_URL"]) + self.depth(self.vars["ELT_QUEUE_URL"])
             quiet[0] = 0 if busy else quiet[0] + 1
             return quiet[0] >= 3
 
@@ -212,6 +211,35 @@ def test_dlq_triage_and_redrive(env):
     assert env.depth(env.vars["ELT_DLQ_URL"]) == 0
     versions = env.status(key)["versions"]
     assert sorted((v["status"], v.get("outcome")) for v in versions) == [("DONE", "superseded"), ("DONE", "written")]
+
+
+def test_ingest_dlq(env):
+    """An S3 event ingest gave up on (the real give-up path is tests/functional/test_ingest_dlq.py;
+    here the event is placed in the ingest DLQ of `eltops local up`, whose ingest is healthy)."""
+    import copy
+    from urllib.parse import quote_plus
+
+    from tests.conftest import load_event
+
+    key = "bronze/orders/dt=2025-02-20/late.jsonl"
+    env.put(key, env.events("orders", seed=20))
+    env.wait_idle()
+    silver = "silver/orders/dt=2025-02-20/late.parquet"
+    head = env.s3.head_object(Bucket=env.bronze, Key=key)
+    # As if ingest had never finished it: no ledger item, no silver object, the event in the DLQ.
+    assert env.eltops("ledger", "purge", "--prefix", key, "--yes").returncode == 0
+    env.s3.delete_object(Bucket=env.silver, Key=silver)
+    event = copy.deepcopy(load_event("s3_put_event.json"))
+    record = event["Records"][0]
+    record["s3"]["bucket"].update(name=env.bronze, arn=f"arn:aws:s3:::{env.bronze}")
+    record["s3"]["object"].update(key=quote_plus(key, safe="/"), eTag=head["ETag"].strip('"'),
+                                  size=head["ContentLength"])
+    env.sqs.send_message(QueueUrl=env.vars["ELT_INGEST_DLQ_URL"], MessageBody=json.dumps(event))
+    results = env.run_runbook("ingest-dlq.md")
+    assert key in results[0].stdout and "S3 event" in results[0].stdout  # inspect named the object
+    assert env.depth(env.vars["ELT_INGEST_DLQ_URL"]) == 0
+    assert silver in env.silver_objects("silver/orders/dt=2025-02-20/")
+    assert [v["status"] for v in env.status(key)["versions"]] == ["DONE"]
 
 
 def test_reprocess_one_object(env):

@@ -24,7 +24,7 @@ def key(name: str, type_: str = "orders", day: str = DAY) -> str:
 
 def drop_notifications(pipeline) -> None:
     """The S3 events of what was just uploaded are lost (PurgeQueue allows one call a minute)."""
-    url = pipeline.provisioned.notification_queue_url
+    url = pipeline.provisioned.ingest_queue_url
     for message in pipeline.receive_all(url):
         pipeline.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
 

@@ -1,4 +1,5 @@
-# serverless-elt, dev environment: S3 bronze -> ingest -> SQS -> transform -> S3 silver.
+# serverless-elt, dev environment: S3 bronze -> SQS ingest queue -> ingest -> SQS events -> transform
+# -> S3 silver. Each queue has its own DLQ, so an event that ingest cannot finish is kept, not lost.
 # Queue pre-created in a restricted account? `eltops provision queue ... --out queue.auto.tfvars.json`
 # here: Terraform reads *.auto.tfvars.json automatically and then creates no queue.
 
@@ -24,12 +25,13 @@ data "aws_partition" "current" {}
 
 locals {
   names = {
-    bronze    = "${var.name_prefix}-bronze"
-    silver    = "${var.name_prefix}-silver"
-    queue     = "${var.name_prefix}-events"
-    ledger    = "${var.name_prefix}-ledger"
-    ingest    = "${var.name_prefix}-ingest"
-    transform = "${var.name_prefix}-transform"
+    bronze       = "${var.name_prefix}-bronze"
+    silver       = "${var.name_prefix}-silver"
+    queue        = "${var.name_prefix}-events"
+    ingest_queue = "${var.name_prefix}-ingest-events"
+    ledger       = "${var.name_prefix}-ledger"
+    ingest       = "${var.name_prefix}-ingest"
+    transform    = "${var.name_prefix}-transform"
   }
   role_tags  = var.tag_iam_roles ? var.tags : {}
   queue_tags = var.tag_sqs_queues ? var.tags : {}
@@ -58,6 +60,7 @@ locals {
 
 module "storage" {
   source                     = "../../modules/storage"
+  kms_key_arn                = var.kms_key_arn
   bronze_bucket_name         = local.names.bronze
   silver_bucket_name         = local.names.silver
   versioning_enabled         = var.versioning_enabled
@@ -70,7 +73,7 @@ module "storage" {
 module "queue" {
   source                     = "../../modules/queue"
   name                       = local.names.queue
-  transform_timeout_seconds  = var.transform_timeout_seconds
+  consumer_timeout_seconds   = var.transform_timeout_seconds
   visibility_timeout_seconds = 6 * var.transform_timeout_seconds
   max_receive_count          = var.max_receive_count
   existing_queue_url         = var.existing_queue_url
@@ -80,6 +83,50 @@ module "queue" {
   tags                       = local.queue_tags
 }
 
+# S3 notifications for bronze/ go to this queue, and ingest consumes it through an event source
+# mapping with partial batch responses: an event ingest cannot finish (SQS or DynamoDB down, a bad
+# deploy) is received again and after ingest_max_receive_count receives waits in the ingest DLQ
+# for `eltops dlq redrive` (docs/infrastructure.md says why this rather than async invocation).
+module "ingest_queue" {
+  source                     = "../../modules/queue"
+  name                       = local.names.ingest_queue
+  consumer_timeout_seconds   = var.ingest_timeout_seconds
+  visibility_timeout_seconds = 6 * var.ingest_timeout_seconds
+  max_receive_count          = var.ingest_max_receive_count
+  existing_queue_url         = var.existing_ingest_queue_url
+  existing_queue_arn         = var.existing_ingest_queue_arn
+  existing_dlq_url           = var.existing_ingest_dlq_url
+  existing_dlq_arn           = var.existing_ingest_dlq_arn
+  tags                       = local.queue_tags
+}
+
+data "aws_iam_policy_document" "bronze_sends_to_ingest_queue" {
+  statement {
+    sid       = "BronzeNotifications"
+    actions   = ["sqs:SendMessage"]
+    resources = [module.ingest_queue.queue_arn]
+    principals {
+      type        = "Service"
+      identifiers = ["s3.amazonaws.com"]
+    }
+    condition {
+      test     = "ArnEquals"
+      variable = "aws:SourceArn"
+      values   = [module.storage.bronze_bucket_arn]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [data.aws_caller_identity.current.account_id]
+    }
+  }
+}
+
+resource "aws_sqs_queue_policy" "bronze_sends_to_ingest_queue" {
+  queue_url = module.ingest_queue.queue_url
+  policy    = data.aws_iam_policy_document.bronze_sends_to_ingest_queue.json
+}
+
 module "ledger" {
   source              = "../../modules/ledger"
   table_name          = local.names.ledger
@@ -87,10 +134,18 @@ module "ledger" {
   tags                = var.tags
 }
 
+# IAM: exactly the calls the handlers make (tests/functional/test_policy_coverage.py records every
+# call made in the functional and end-to-end tests and checks it against these documents), plus what
+# the Lambda service does with the role: poll the event source mapping's queue, write logs, traces.
 data "aws_iam_policy_document" "ingest" {
   statement {
-    sid       = "ClaimInTheLedger"
-    actions   = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:GetItem"]
+    sid       = "ConsumeS3Events" # the event source mapping polls with the function's role
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
+    resources = [module.ingest_queue.queue_arn]
+  }
+  statement {
+    sid       = "ClaimInTheLedger" # claim/retake (PutItem), mark_queued (UpdateItem), release (DeleteItem)
+    actions   = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
     resources = [module.ledger.table_arn]
   }
   statement {
@@ -117,23 +172,47 @@ data "aws_iam_policy_document" "transform" {
     resources = ["${module.storage.bronze_bucket_arn}/bronze/*"]
   }
   statement {
+    # Without s3:ListBucket S3 answers 403, not 404, for a missing key: a deleted source (bronze)
+    # and a silver object not written yet (the collision check's HEAD) would both look like
+    # AccessDenied. No s3:prefix condition: that key is only present in ListObjects requests, so
+    # a condition on it would not match when S3 decides between 403 and 404 for a HEAD or GET.
+    sid       = "TellMissingKeysApart"
+    actions   = ["s3:ListBucket"]
+    resources = [module.storage.bronze_bucket_arn, module.storage.silver_bucket_arn]
+  }
+  statement {
     sid       = "CheckSilverOwner" # HeadObject before a write: refuse a silver key collision
     actions   = ["s3:GetObject"]
     resources = ["${module.storage.silver_bucket_arn}/silver/*"]
   }
   statement {
-    sid       = "WriteSilverAndQuarantine"
-    actions   = ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
+    sid       = "WriteSilverAndQuarantine" # PutObject also covers the multipart upload calls
+    actions   = ["s3:PutObject", "s3:AbortMultipartUpload"]
     resources = ["${module.storage.silver_bucket_arn}/silver/*", "${module.storage.silver_bucket_arn}/quarantine/*"]
   }
   statement {
-    sid       = "ConsumeWorkUnits"
-    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"]
+    sid       = "ClearOldQuarantine" # a version without bad lines removes the previous version's rejects
+    actions   = ["s3:DeleteObject"]
+    resources = ["${module.storage.silver_bucket_arn}/quarantine/*"]
+  }
+  dynamic "statement" {
+    # SSE-KMS buckets: GetObject needs kms:Decrypt, PutObject (and multipart) kms:GenerateDataKey
+    # and kms:Decrypt. Only with a key; ingest touches no S3 object, so it gets none.
+    for_each = var.kms_key_arn == null ? [] : [var.kms_key_arn]
+    content {
+      sid       = "UseTheBucketKey"
+      actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+      resources = [statement.value]
+    }
+  }
+  statement {
+    sid       = "ConsumeWorkUnits" # the event source mapping polls with the function's role
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
     resources = [module.queue.queue_arn]
   }
   statement {
-    sid       = "RecordOutcomes"
-    actions   = ["dynamodb:UpdateItem", "dynamodb:GetItem"]
+    sid       = "RecordOutcomes" # mark_done / mark_failed
+    actions   = ["dynamodb:UpdateItem"]
     resources = [module.ledger.table_arn]
   }
   statement {
@@ -183,23 +262,25 @@ module "transform" {
   tags                 = var.tags
 }
 
-resource "aws_lambda_permission" "bronze_invokes_ingest" {
-  statement_id   = "AllowBronzeBucketInvoke"
-  action         = "lambda:InvokeFunction"
-  function_name  = module.ingest.function_name
-  principal      = "s3.amazonaws.com"
-  source_arn     = module.storage.bronze_bucket_arn
-  source_account = data.aws_caller_identity.current.account_id
-}
-
 resource "aws_s3_bucket_notification" "bronze" {
   bucket = module.storage.bronze_bucket_id
-  lambda_function {
-    lambda_function_arn = module.ingest.function_arn
-    events              = ["s3:ObjectCreated:*"]
-    filter_prefix       = "bronze/"
+  queue {
+    queue_arn     = module.ingest_queue.queue_arn
+    events        = ["s3:ObjectCreated:*"]
+    filter_prefix = "bronze/"
   }
-  depends_on = [aws_lambda_permission.bronze_invokes_ingest]
+  depends_on = [aws_sqs_queue_policy.bronze_sends_to_ingest_queue]
+}
+
+resource "aws_lambda_event_source_mapping" "ingest" {
+  event_source_arn                   = module.ingest_queue.queue_arn
+  function_name                      = module.ingest.function_arn
+  batch_size                         = var.ingest_batch_size
+  maximum_batching_window_in_seconds = 0
+  function_response_types            = ["ReportBatchItemFailures"]
+  scaling_config {
+    maximum_concurrency = var.ingest_max_concurrency
+  }
 }
 
 resource "aws_lambda_event_source_mapping" "transform" {
@@ -220,6 +301,8 @@ module "observability" {
   region                     = var.region
   queue_name                 = module.queue.queue_name
   dlq_name                   = module.queue.dlq_name
+  ingest_queue_name          = module.ingest_queue.queue_name
+  ingest_dlq_name            = module.ingest_queue.dlq_name
   ingest_function_name       = module.ingest.function_name
   transform_function_name    = module.transform.function_name
   oldest_message_age_seconds = var.oldest_message_alarm_seconds

@@ -20,6 +20,16 @@ output "dlq_url" {
   value       = module.queue.dlq_url
 }
 
+output "ingest_queue_url" {
+  description = "ELT_INGEST_QUEUE_URL"
+  value       = module.ingest_queue.queue_url
+}
+
+output "ingest_dlq_url" {
+  description = "ELT_INGEST_DLQ_URL"
+  value       = module.ingest_queue.dlq_url
+}
+
 output "ledger_table" {
   description = "ELT_LEDGER_TABLE"
   value       = module.ledger.table_name
@@ -36,10 +46,12 @@ output "transform_function" {
 output "eltops_environment" {
   description = "Paste as exports for eltops: terraform output -json eltops_environment"
   value = {
-    ELT_BRONZE_BUCKET = module.storage.bronze_bucket
-    ELT_SILVER_BUCKET = module.storage.silver_bucket
-    ELT_QUEUE_URL     = module.queue.queue_url
-    ELT_DLQ_URL       = module.queue.dlq_url
-    ELT_LEDGER_TABLE  = module.ledger.table_name
+    ELT_BRONZE_BUCKET    = module.storage.bronze_bucket
+    ELT_SILVER_BUCKET    = module.storage.silver_bucket
+    ELT_QUEUE_URL        = module.queue.queue_url
+    ELT_DLQ_URL          = module.queue.dlq_url
+    ELT_INGEST_QUEUE_URL = module.ingest_queue.queue_url
+    ELT_INGEST_DLQ_URL   = module.ingest_queue.dlq_url
+    ELT_LEDGER_TABLE     = module.ledger.table_name
   }
 }

@@ -4,7 +4,7 @@ variable "region" {
 }
 
 variable "name_prefix" {
-  description = "Prefix of every resource name: <prefix>-bronze, -silver, -events, -events-dlq, -ledger, -ingest, -transform."
+  description = "Prefix of every resource name: <prefix>-bronze, -silver, -events, -events-dlq, -ingest-events, -ingest-events-dlq, -ledger, -ingest, -transform."
   type        = string
 }
 
@@ -53,6 +53,54 @@ variable "ingest_timeout_seconds" {
   description = "Ingest timeout; the claim lease is twice this."
   type        = number
   default     = 30
+}
+
+variable "ingest_batch_size" {
+  description = "S3 events per ingest invocation from the ingest queue."
+  type        = number
+  default     = 10
+}
+
+variable "ingest_max_concurrency" {
+  description = "Maximum concurrent ingest invocations from the ingest queue (2 to below the reserved concurrency, so throttles do not count as receives)."
+  type        = number
+  default     = 10
+}
+
+variable "ingest_max_receive_count" {
+  description = "Receives of an S3 event before it moves to the ingest DLQ."
+  type        = number
+  default     = 5
+}
+
+variable "existing_ingest_queue_url" {
+  description = "Pre-created ingest queue URL (restricted accounts; see runbooks/restricted-account-queues.md)."
+  type        = string
+  default     = null
+}
+
+variable "existing_ingest_queue_arn" {
+  description = "Pre-created ingest queue ARN."
+  type        = string
+  default     = null
+}
+
+variable "existing_ingest_dlq_url" {
+  description = "Pre-created ingest DLQ URL."
+  type        = string
+  default     = null
+}
+
+variable "existing_ingest_dlq_arn" {
+  description = "Pre-created ingest DLQ ARN."
+  type        = string
+  default     = null
+}
+
+variable "kms_key_arn" {
+  description = "Customer-managed KMS key for both buckets (SSE-KMS); null uses SSE-S3. With a key, transform's role gets kms:Decrypt and kms:GenerateDataKey on it."
+  type        = string
+  default     = null
 }
 
 variable "ingest_reserved_concurrency" {

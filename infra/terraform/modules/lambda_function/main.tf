@@ -38,7 +38,7 @@ resource "aws_lambda_function" "this" {
   #checkov:skip=CKV_AWS_117:No VPC by design: the functions only call S3, SQS and DynamoDB public endpoints.
   #checkov:skip=CKV_AWS_272:Code signing needs an AWS Signer profile per account; zips are reproducible and hashed instead.
   #checkov:skip=CKV_AWS_173:Environment variables hold resource names only, no secrets; encrypted with the AWS-managed key.
-  #checkov:skip=CKV_AWS_116:Failures are kept elsewhere: transform's SQS DLQ, and ingest's claims are retried by S3's asynchronous invocation; var.dead_letter_target_arn adds one.
+  #checkov:skip=CKV_AWS_116:Both functions are fed by SQS event source mappings, whose queues have their own DLQs (events DLQ, ingest DLQ); a Lambda DLQ only applies to asynchronous invocation. var.dead_letter_target_arn adds one.
   function_name                  = var.function_name
   role                           = aws_iam_role.this.arn
   handler                        = var.handler

@@ -1,5 +1,6 @@
-# Alarms on DLQ depth, oldest message age, Lambda errors and throttles, the quarantine rate and
-# silver freshness (from the Lambdas' EMF metrics, lambdas/shared/metrics.py), and a dashboard.
+# Alarms on both DLQs' depth, both queues' oldest message age, Lambda errors and throttles, the
+# quarantine rate and silver freshness (from the Lambdas' EMF metrics, lambdas/shared/metrics.py),
+# and a dashboard.
 # Off unless enabled (observability_enabled = false by default in the environments).
 
 locals {
@@ -8,19 +9,40 @@ locals {
     ingest    = var.ingest_function_name
     transform = var.transform_function_name
   }
+  dlq_alarms = {
+    "dlq-not-empty" = {
+      queue       = var.dlq_name
+      description = "Work units transform could not process wait in the events DLQ: see runbooks/dlq-triage-and-redrive.md"
+    }
+    "ingest-dlq-not-empty" = {
+      queue       = var.ingest_dlq_name
+      description = "S3 events ingest could not finish after all retries wait in the ingest DLQ (objects not yet in the ledger or silver): see runbooks/ingest-dlq.md"
+    }
+  }
+  backlog_alarms = {
+    "events-backlog-old" = {
+      queue       = var.queue_name
+      description = "The oldest work unit waits too long: transform is failing or throttled. See runbooks/alarms.md"
+    }
+    "ingest-backlog-old" = {
+      queue       = var.ingest_queue_name
+      description = "The oldest S3 event waits too long for ingest: ingest is failing or throttled. See runbooks/ingest-dlq.md"
+    }
+  }
   lambda_alarms = {
     for pair in setproduct(keys(local.functions), ["Errors", "Throttles"]) :
     "${pair[0]}-${lower(pair[1])}" => { function = pair[0], metric = pair[1] }
   }
 }
 
+# One alarm per DLQ (anything in it) and per queue (its oldest message too old).
 resource "aws_cloudwatch_metric_alarm" "dlq_depth" {
-  count               = local.count
-  alarm_name          = "${var.name_prefix}-dlq-not-empty"
-  alarm_description   = "Messages in the DLQ: see runbooks/dlq-triage-and-redrive.md"
+  for_each            = var.enabled ? local.dlq_alarms : {}
+  alarm_name          = "${var.name_prefix}-${each.key}"
+  alarm_description   = each.value.description
   namespace           = "AWS/SQS"
   metric_name         = "ApproximateNumberOfMessagesVisible"
-  dimensions          = { QueueName = var.dlq_name }
+  dimensions          = { QueueName = each.value.queue }
   statistic           = "Maximum"
   period              = 300
   evaluation_periods  = 1
@@ -32,12 +54,12 @@ resource "aws_cloudwatch_metric_alarm" "dlq_depth" {
 }
 
 resource "aws_cloudwatch_metric_alarm" "oldest_message" {
-  count               = local.count
-  alarm_name          = "${var.name_prefix}-events-backlog-old"
-  alarm_description   = "The oldest work unit waits too long: transform is failing or throttled. See runbooks/alarms.md"
+  for_each            = var.enabled ? local.backlog_alarms : {}
+  alarm_name          = "${var.name_prefix}-${each.key}"
+  alarm_description   = each.value.description
   namespace           = "AWS/SQS"
   metric_name         = "ApproximateAgeOfOldestMessage"
-  dimensions          = { QueueName = var.queue_name }
+  dimensions          = { QueueName = each.value.queue }
   statistic           = "Maximum"
   period              = 300
   evaluation_periods  = 2
@@ -131,6 +153,8 @@ resource "aws_cloudwatch_dashboard" "pipeline" {
           metrics = [
             ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", var.queue_name],
             ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", var.dlq_name],
+            ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", var.ingest_queue_name],
+            ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", var.ingest_dlq_name],
             ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", var.queue_name, { yAxis = "right" }],
           ]
         }

@@ -1,7 +1,7 @@
 output "alarm_names" {
   value = concat(
-    aws_cloudwatch_metric_alarm.dlq_depth[*].alarm_name,
-    aws_cloudwatch_metric_alarm.oldest_message[*].alarm_name,
+    [for a in aws_cloudwatch_metric_alarm.dlq_depth : a.alarm_name],
+    [for a in aws_cloudwatch_metric_alarm.oldest_message : a.alarm_name],
     aws_cloudwatch_metric_alarm.quarantine_rate[*].alarm_name,
     aws_cloudwatch_metric_alarm.silver_freshness[*].alarm_name,
     [for a in aws_cloudwatch_metric_alarm.lambda : a.alarm_name],

@@ -24,6 +24,16 @@ variable "dlq_name" {
   type        = string
 }
 
+variable "ingest_queue_name" {
+  description = "Ingest queue name (S3 events for ingest)."
+  type        = string
+}
+
+variable "ingest_dlq_name" {
+  description = "Ingest DLQ name (S3 events ingest could not finish)."
+  type        = string
+}
+
 variable "ingest_function_name" {
   description = "Ingest Lambda name."
   type        = string

@@ -1,5 +1,6 @@
-# Events queue and DLQ. Not created when the queue already exists (restricted accounts pre-create
-# them with `eltops provision queue`, which writes existing_* into a *.auto.tfvars.json).
+# A queue consumed by a Lambda event source mapping, and its DLQ: used for the events queue
+# (work units -> transform) and the ingest queue (S3 events -> ingest). Not created when the queue
+# already exists (restricted accounts pre-create them with `eltops provision queue`).
 
 locals {
   create = var.existing_queue_url == null && var.existing_queue_arn == null
@@ -28,8 +29,8 @@ resource "aws_sqs_queue" "events" {
 
   lifecycle {
     precondition {
-      condition     = var.visibility_timeout_seconds >= 6 * var.transform_timeout_seconds
-      error_message = "visibility_timeout_seconds must be at least 6 x transform_timeout_seconds (AWS guidance for SQS event sources)."
+      condition     = var.visibility_timeout_seconds >= 6 * var.consumer_timeout_seconds
+      error_message = "visibility_timeout_seconds must be at least 6 x consumer_timeout_seconds (AWS guidance for SQS event sources)."
     }
   }
 }

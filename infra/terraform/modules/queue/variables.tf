@@ -1,15 +1,15 @@
 variable "name" {
-  description = "Events queue name; the DLQ is <name>-dlq."
+  description = "Queue name (the events queue, or ingest's S3-event queue); the DLQ is <name>-dlq."
   type        = string
 }
 
-variable "transform_timeout_seconds" {
-  description = "The transform Lambda's timeout; the visibility timeout must be at least 6 times it."
+variable "consumer_timeout_seconds" {
+  description = "Timeout of the Lambda that consumes the queue; the visibility timeout must be at least 6 times it."
   type        = number
 }
 
 variable "visibility_timeout_seconds" {
-  description = "Events queue visibility timeout."
+  description = "Visibility timeout of the queue."
   type        = number
 }
 
@@ -20,19 +20,19 @@ variable "max_receive_count" {
 }
 
 variable "message_retention_seconds" {
-  description = "Events queue retention."
+  description = "Retention of the queue (its DLQ keeps messages 14 days)."
   type        = number
   default     = 345600
 }
 
 variable "existing_queue_url" {
-  description = "URL of a pre-created events queue (from eltops provision queue); the module then creates nothing."
+  description = "URL of a pre-created queue (from eltops provision queue); the module then creates nothing."
   type        = string
   default     = null
 }
 
 variable "existing_queue_arn" {
-  description = "ARN of the pre-created events queue."
+  description = "ARN of the pre-created queue."
   type        = string
   default     = null
 }
