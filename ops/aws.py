@@ -32,10 +32,12 @@ class Aws:
 
     def client(self, service: str):
         if service not in self._clients:
+            from ops.local.calls import attach
+
             try:
-                self._clients[service] = self.session.client(
+                self._clients[service] = attach(self.session.client(
                     service, endpoint_url=self.endpoint_url, config=CLIENT_CONFIG
-                )
+                ), who="eltops")
             except NoRegionError:
                 raise NotConfigured(
                     "no AWS region: pass --region, set AWS_DEFAULT_REGION, or configure a profile"

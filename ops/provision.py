@@ -17,7 +17,17 @@ from ops.aws import error_code, with_retries
 from ops.errors import AccessDenied, OpsError, UsageError
 from ops.state import atomic_write
 
-TFVARS_KEYS = ("existing_queue_url", "existing_queue_arn", "existing_dlq_url", "existing_dlq_arn")
+TFVARS_KEYS = ("existing_queue_url", "existing_queue_arn", "existing_dlq_url", "existing_dlq_arn",
+               "existing_ingest_queue_url", "existing_ingest_queue_arn", "existing_ingest_dlq_url",
+               "existing_ingest_dlq_arn")
+QUEUE_ROLES = ("events", "ingest")  # the events queue (work units) or the ingest queue (S3 events)
+
+
+def tfvars_for(role: str, *, queue_url, queue_arn, dlq_url, dlq_arn) -> dict:
+    """The existing_* Terraform variables of one queue role (existing_ingest_* for the ingest queue)."""
+    infix = "" if role == "events" else f"{role}_"
+    return {f"existing_{infix}queue_url": queue_url, f"existing_{infix}queue_arn": queue_arn,
+            f"existing_{infix}dlq_url": dlq_url, f"existing_{infix}dlq_arn": dlq_arn}
 RUNBOOK = "runbooks/restricted-account-queues.md"
 DLQ_RETENTION = "1209600"  # 14 days, the SQS maximum: time to triage
 
@@ -110,8 +120,14 @@ def _arn_for(sqs, name: str) -> str:
 
 def provision_queue(sqs, *, name: str, with_dlq: bool = True, max_receive_count: int = 5,
                     visibility_timeout: int = 1800, dry_run: bool = False, out: str | None = None,
-                    dlq_name: str | None = None) -> ProvisionReport:
-    """Create, or find, the events queue (and its DLQ) and write existing_* for Terraform."""
+                    dlq_name: str | None = None, role: str = "events") -> ProvisionReport:
+    """Create, or find, the events or ingest queue (and its DLQ) and write existing_* (or
+    existing_ingest_*) for Terraform."""
+    if role not in QUEUE_ROLES:
+        raise UsageError(f"queue role {role!r} is not one of {', '.join(QUEUE_ROLES)}")
+    if role == "ingest" and name.endswith(".fifo"):
+        raise UsageError(f"--name {name}: the ingest queue receives S3 event notifications, which S3 cannot send "
+                         "to a FIFO queue; use a standard queue name")
     if max_receive_count < 1 or max_receive_count > 1000:
         raise UsageError(f"--max-receive-count {max_receive_count} is outside 1..1000")
     if not 0 <= visibility_timeout <= 43200:
@@ -131,8 +147,8 @@ def provision_queue(sqs, *, name: str, with_dlq: bool = True, max_receive_count:
     notes: list[str] = []
     if dlq:
         _ensure_allow_policy(sqs, dlq, queue.arn or _arn_for(sqs, name), dry_run, notes)
-    tfvars = {"existing_queue_url": queue.url, "existing_queue_arn": queue.arn,
-              "existing_dlq_url": dlq.url if dlq else None, "existing_dlq_arn": dlq.arn if dlq else None}
+    tfvars = tfvars_for(role, queue_url=queue.url, queue_arn=queue.arn, dlq_url=dlq.url if dlq else None,
+                        dlq_arn=dlq.arn if dlq else None)
     changed = bool(queue.created or queue.changed or (dlq and (dlq.created or dlq.changed)))
     if out and not dry_run:
         write_tfvars(out, tfvars)

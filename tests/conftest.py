@@ -14,6 +14,35 @@ EVENTS = Path(__file__).parent / "events"
 REGION = "us-east-1"
 
 
+def pytest_configure(config):
+    """Every AWS call the handlers and eltops make in this run is recorded (ops/local/calls.py) for
+    tests/test_policy_coverage.py, which runs last; subprocesses inherit the variable."""
+    import os
+    import tempfile
+
+    if not os.environ.get("ELT_CALL_RECORD"):
+        folder = tempfile.mkdtemp(prefix="elt-calls-")
+        os.environ["ELT_CALL_RECORD"] = os.path.join(folder, "calls.jsonl")
+        config._elt_call_folder = folder
+
+
+def pytest_unconfigure(config):
+    import os
+    import shutil
+
+    folder = getattr(config, "_elt_call_folder", None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.environ.pop("ELT_CALL_RECORD", None)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    """The policy-coverage check reads what every other test recorded: it runs last."""
+    last = [i for i in items if i.nodeid.startswith("tests/test_policy_coverage.py")]
+    items[:] = [i for i in items if i not in last] + last
+
+
 def wait_until(predicate, *, timeout: float = 30.0, what: str = "the condition", interval: float = 0.2):
     """Poll `predicate` until it returns something truthy (returned); fail saying what was awaited."""
     deadline = time.monotonic() + timeout
@@ -78,8 +107,10 @@ class Pipeline:
                "ELT_SILVER_BUCKET": self.silver, "ELT_CLAIM_LEASE_SECONDS": "60"}
         self.env = env
         self.ingest_app, self.transform_app = ingest_app, transform_app
-        ingest_app._DEPS = ingest_app.build_deps(env, aws_client)
-        transform_app._DEPS = transform_app.build_deps(env, aws_client)
+        from ops.local.calls import attach
+
+        ingest_app._DEPS = ingest_app.build_deps(env, lambda s: attach(aws_client(s), who="ingest"))
+        transform_app._DEPS = transform_app.build_deps(env, lambda s: attach(aws_client(s), who="transform"))
         from lambdas.shared.ledger import Ledger
 
         self.ledger = Ledger(self.ddb, self.names.ledger_table)

@@ -33,15 +33,18 @@ def _text(r) -> str:
 @provision.command("queue")
 @common_options
 @click.option("--name", required=True, type=QueueName("-dlq"),
-              help="Events queue name, ending .fifo for a FIFO queue (the DLQ is <name>-dlq; for x.fifo, x-dlq.fifo).")
+              help="Queue name, ending .fifo for a FIFO events queue (the DLQ is <name>-dlq; for x.fifo, x-dlq.fifo).")
 @click.option("--with-dlq/--without-dlq", default=True, show_default=True, help="Also create and attach the DLQ.")
 @click.option("--max-receive-count", type=int, default=5, show_default=True, help="Receives before the DLQ.")
 @click.option("--visibility-timeout", type=int, default=1800, show_default=True,
               help="Seconds; at least 6x the transform timeout.")
+@click.option("--for", "role", type=click.Choice(["events", "ingest"]), default="events", show_default=True,
+              help="Which queue: events (work units for transform; writes existing_*) or ingest (S3 events for "
+                   "ingest; writes existing_ingest_*).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write existing_* values to this *.auto.tfvars.json.")
 @click.option("--dry-run", is_flag=True, help="Say what would be created or changed; change nothing.")
 @click.pass_context
-def provision_queue_command(ctx, name, with_dlq, max_receive_count, visibility_timeout, out, dry_run):
+def provision_queue_command(ctx, name, with_dlq, max_receive_count, visibility_timeout, role, out, dry_run):
     """Create, or find, the events queue and its DLQ without tags, and write their URLs and ARNs
     for Terraform (which then creates no queue). A second run changes nothing.
 
@@ -49,12 +52,14 @@ def provision_queue_command(ctx, name, with_dlq, max_receive_count, visibility_t
     Example:
       eltops provision queue --name elt-dev-events --with-dlq --region eu-west-1 \\
         --out infra/terraform/envs/dev/queue.auto.tfvars.json
+      eltops provision queue --for ingest --name elt-dev-ingest-events --visibility-timeout 180 \\
+        --out infra/terraform/envs/dev/ingest-queue.auto.tfvars.json
     """
     from ops.provision import provision_queue
 
     report = provision_queue(settings(ctx).aws().client("sqs"), name=name, with_dlq=with_dlq,
                              max_receive_count=max_receive_count, visibility_timeout=visibility_timeout,
-                             dry_run=dry_run, out=out)
+                             dry_run=dry_run, out=out, role=role)
     render(ctx, report, _text)
 
 

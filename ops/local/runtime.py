@@ -29,6 +29,7 @@ from lambdas.ingest import app as ingest_app
 from lambdas.shared import steps
 from lambdas.shared.log import JsonFormatter
 from lambdas.transform import app as transform_app
+from ops.local.calls import attach
 from ops.local.resources import LocalSettings, Names, Provisioned, provision
 
 REGION = "us-east-1"
@@ -103,13 +104,14 @@ class EventSourceMapping:
 
     def __init__(self, *, sqs, queue_url: str, handler: Callable, batch_size: int = 10, workers: int = 1,
                  function_name: str = "transform", timeout_ms: int = 30000, stats: RuntimeStats | None = None,
-                 wait_seconds: int = 1):
+                 wait_seconds: int = 1, counts_as: str = "transform"):
         self.sqs = sqs
         self.queue_url = queue_url
         self.handler = handler
         self.batch_size = batch_size
         self.workers = workers
         self.function_name = function_name
+        self.counts_as = counts_as  # which RuntimeStats counters this mapping's invocations go to
         self.timeout_ms = timeout_ms
         self.stats = stats or RuntimeStats()
         self.wait_seconds = wait_seconds
@@ -151,7 +153,7 @@ class EventSourceMapping:
     def _invoke(self, messages: list[dict]) -> None:
         event = {"Records": [sqs_lambda_record(m, self.queue_arn) for m in messages]}
         ids = [m["MessageId"] for m in messages]
-        ingest = self.function_name == "ingest"
+        ingest = self.counts_as == "ingest"
         if ingest:
             self.stats.ingest_invocations += 1
         else:
@@ -228,12 +230,15 @@ class EmbeddedAws:
             "ELT_SILVER_BUCKET": self.names.silver_bucket,
             "ELT_CLAIM_LEASE_SECONDS": str(self.settings.claim_lease_seconds),
         }
-        ingest_app._DEPS = ingest_app.build_deps({**_defaults(ingest_app), **env}, self.lambda_client)
-        transform_app._DEPS = transform_app.build_deps({**_defaults(transform_app), **env}, self.lambda_client)
+        ingest_app._DEPS = ingest_app.build_deps({**_defaults(ingest_app), **env},
+                                                 lambda service: self.lambda_client(service, function="ingest"))
+        transform_app._DEPS = transform_app.build_deps(
+            {**_defaults(transform_app), **env}, lambda service: self.lambda_client(service, function="transform"))
         sqs = self.client("sqs")
         self.mappings = [
             EventSourceMapping(sqs=sqs, queue_url=self.provisioned.ingest_queue_url, handler=ingest_app.handler,
-                               batch_size=10, workers=1, function_name="ingest", stats=self.stats),
+                               batch_size=10, workers=1, function_name="ingest", stats=self.stats,
+                               counts_as="ingest"),
             EventSourceMapping(sqs=sqs, queue_url=self.provisioned.queue_url, handler=transform_app.handler,
                                batch_size=self.settings.batch_size, workers=self.settings.transform_workers,
                                function_name="transform", stats=self.stats),
@@ -273,12 +278,13 @@ class EmbeddedAws:
             config=Config(retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=32), **CREDENTIALS,
         )
 
-    def lambda_client(self, service: str):
-        """A client as the Lambdas get it: botocore's standard retries, as in AWS."""
-        client = boto3.session.Session().client(
+    def lambda_client(self, service: str, *, function: str = "lambda"):
+        """A client as the Lambdas get it: botocore's standard retries, as in AWS; its calls are
+        recorded under the function's name when ELT_CALL_RECORD is set (ops/local/calls.py)."""
+        client = attach(boto3.session.Session().client(
             service, endpoint_url=self.endpoint_url, region_name=REGION,
             config=Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=32), **CREDENTIALS,
-        )
+        ), who=function)
         return self.lambda_client_hook(client) if self.lambda_client_hook else client
 
     def environ(self) -> dict[str, str]:

@@ -48,7 +48,8 @@ class LocalAws:
 
 
 def clean_env(**extra) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ELT_"))}
+    # ELT_CALL_RECORD stays: the policy-coverage check reads what subprocesses record too.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ELT_")) or k == "ELT_CALL_RECORD"}
     env.update(extra)
     return env
 

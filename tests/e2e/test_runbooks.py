@@ -307,6 +307,9 @@ def test_restricted_account_queues(env):  # last: it changes the local events qu
     env.run_runbook("restricted-account-queues.md")
     values = json.loads((env.workdir / "queue.auto.tfvars.json").read_text())
     assert set(values) == {"existing_queue_url", "existing_queue_arn", "existing_dlq_url", "existing_dlq_arn"}
+    ingest = json.loads((env.workdir / "ingest-queue.auto.tfvars.json").read_text())
+    assert ingest["existing_ingest_queue_url"].endswith("/elt-dev-ingest-events")
+    assert ingest["existing_ingest_dlq_url"].endswith("/elt-dev-ingest-events-dlq")
     rerun = env.eltops("provision", "queue", "--name", "elt-dev-events", "--with-dlq", "--max-receive-count", "5",
                        "--visibility-timeout", "1800", "--json")
     assert json.loads(rerun.stdout)["changed"] is False

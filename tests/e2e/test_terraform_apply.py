@@ -221,7 +221,7 @@ def run_pipeline(endpoint: str, environment: dict, *, poison: bool) -> None:
             "etag": {"S": s3.head_object(Bucket=bronze, Key="bronze/orders/dt=2025-03-04/from-terraform.jsonl")[
                 "ETag"].strip('"')}})
         assert ledger["Item"]["status"]["S"] == "DONE"
-        assert runtime.stats.transform_invocations >= 1 and runtime.stats.ingest_invocations >= 2
+        assert runtime.stats.transform_invocations >= 1 and runtime.stats.ingest_invocations >= 1
 
 
 def test_terraform_plans_applies_runs_the_pipeline_and_destroys(terraform_tools, embedded_aws, tmp_path):
@@ -251,6 +251,11 @@ def test_terraform_plans_applies_runs_the_pipeline_and_destroys(terraform_tools,
                   "--max-receive-count", "2", "--visibility-timeout", "6", "--out", str(tfvars), "--json")
     assert done.returncode == 0, done.stderr
     provisioned = json.loads(tfvars.read_text())
+    ingest_tfvars = restricted.dir / "ingest-queue.auto.tfvars.json"
+    done = eltops(endpoint, "provision", "queue", "--for", "ingest", "--name", "elt-tf-restricted-ingest-events",
+                  "--with-dlq", "--visibility-timeout", "180", "--out", str(ingest_tfvars), "--json")
+    assert done.returncode == 0, done.stderr
+    provisioned.update(json.loads(ingest_tfvars.read_text()))
 
     stacks = {"created": created, "restricted": restricted}
     each(stacks, "init", "-no-color", f"-plugin-dir={plugins}")
@@ -268,6 +273,8 @@ def test_terraform_plans_applies_runs_the_pipeline_and_destroys(terraform_tools,
     restricted_env = restricted.outputs()["eltops_environment"]
     assert restricted_env["ELT_QUEUE_URL"] == provisioned["existing_queue_url"]
     assert restricted_env["ELT_DLQ_URL"] == provisioned["existing_dlq_url"]
+    assert restricted_env["ELT_INGEST_QUEUE_URL"] == provisioned["existing_ingest_queue_url"]
+    assert restricted_env["ELT_INGEST_DLQ_URL"] == provisioned["existing_ingest_dlq_url"]
     run_pipeline(endpoint, created_env, poison=True)
     run_pipeline(endpoint, restricted_env, poison=False)
 
@@ -277,4 +284,6 @@ def test_terraform_plans_applies_runs_the_pipeline_and_destroys(terraform_tools,
     assert client(endpoint, "lambda").list_functions()["Functions"] == []
     assert client(endpoint, "dynamodb").list_tables()["TableNames"] == []
     queues = client(endpoint, "sqs").list_queues().get("QueueUrls", [])
-    assert sorted(q.rsplit("/", 1)[1] for q in queues) == ["elt-tf-restricted-events", "elt-tf-restricted-events-dlq"]
+    assert sorted(q.rsplit("/", 1)[1] for q in queues) == [
+        "elt-tf-restricted-events", "elt-tf-restricted-events-dlq", "elt-tf-restricted-ingest-events",
+        "elt-tf-restricted-ingest-events-dlq"]

@@ -122,7 +122,10 @@ data "aws_iam_policy_document" "bronze_sends_to_ingest_queue" {
   }
 }
 
+# A pre-created ingest queue keeps the policy its owner gave it (runbooks/restricted-account-queues.md
+# shows the statement it needs); Terraform writes it only on the queue it creates.
 resource "aws_sqs_queue_policy" "bronze_sends_to_ingest_queue" {
+  count     = var.existing_ingest_queue_url == null && var.existing_ingest_queue_arn == null ? 1 : 0
   queue_url = module.ingest_queue.queue_url
   policy    = data.aws_iam_policy_document.bronze_sends_to_ingest_queue.json
 }
@@ -134,7 +137,7 @@ module "ledger" {
   tags                = var.tags
 }
 
-# IAM: exactly the calls the handlers make (tests/functional/test_policy_coverage.py records every
+# IAM: exactly the calls the handlers make (tests/test_policy_coverage.py records every
 # call made in the functional and end-to-end tests and checks it against these documents), plus what
 # the Lambda service does with the role: poll the event source mapping's queue, write logs, traces.
 data "aws_iam_policy_document" "ingest" {
