@@ -361,25 +361,39 @@ def gaps_digest(gaps: list[Gap]) -> str:
     return digest.hexdigest()[:16]
 
 
-def replay_gaps(*, gaps: list[Gap], how: str, bucket: str, s3=None, sqs=None, queue_url: str | None = None,
-                dest_prefix: str | None = None, concurrency: int = 16, max_rps: float | None = None,
-                dry_run: bool = False, checkpoint=None, report_path: str | None = None, on_progress=None):
-    """Replay exactly the replayable gaps (every category but orphan-silver) through the replay
-    library: `how` is "sqs" (work units to `queue_url`) or "copy" (server-side copies under
-    `dest_prefix`). Returns its ReplayReport."""
-    from ops.replay import replay_copy, replay_sqs
+def replay_gaps(*, gaps: list[Gap], how: str, report: ReconcileReport, s3=None, sqs=None,
+                queue_url: str | None = None, dest_prefix: str | None = None, concurrency: int = 16,
+                max_rps: float | None = None, dry_run: bool = False, checkpoint_path: str | None = None,
+                report_path: str | None = None, confirm: Callable[[str], bool] = lambda question: True,
+                on_progress=None):
+    """Replay exactly the replayable gaps (every category but orphan-silver) of `report` through
+    the replay library: `how` is "sqs" (work units to `queue_url`) or "copy" (server-side copies
+    under `dest_prefix`, default bronze/replay/<stamp>). The checkpoint belongs to this window and
+    this set of gaps (`gaps_digest`), so an interrupted replay of the same gaps resumes, and a
+    later reconcile that finds other gaps starts afresh. `confirm(question)` is asked before
+    anything is sent (not for a dry run). Returns the ReplayReport, or None when nothing is
+    replayable."""
+    from ops.errors import OpsError
+    from ops.replay import check_dest_prefix, checkpoint_for, destination, replay_copy, replay_sqs
 
-    objects = [g.as_object() for g in gaps if g.category in REPLAYABLE]
-    common = dict(objects=objects, bucket=bucket, max_rps=max_rps, dry_run=dry_run, checkpoint=checkpoint,
-                  report_path=report_path, on_progress=on_progress)
+    todo = [g for g in gaps if g.category in REPLAYABLE]
+    if not todo:
+        return None
+    if how == "sqs" and not queue_url:
+        raise UsageError("--replay sqs needs --queue-url (or ELT_QUEUE_URL): the events queue")
+    if how not in ("sqs", "copy"):
+        raise UsageError(f"--replay {how!r} is not sqs or copy")
+    check_dest_prefix(dest_prefix)
+    identity = {"command": f"reconcile replay {how}", "bucket": report.bucket, "prefix": report.prefix,
+                "by": report.by, "start": report.start, "end": report.end, "target": queue_url or dest_prefix,
+                "gaps": gaps_digest(todo)}
+    checkpoint = checkpoint_for("reconcile", identity, checkpoint_path, dry_run)
+    target = queue_url if how == "sqs" else destination(checkpoint, dest_prefix)
+    if not dry_run and not confirm(f"Replay {len(todo)} gap(s) by {how} to {target}?"):
+        raise OpsError("not confirmed; nothing replayed")
+    common = dict(objects=[g.as_object() for g in todo], bucket=report.bucket, max_rps=max_rps, dry_run=dry_run,
+                  checkpoint=checkpoint, report_path=report_path, on_progress=on_progress)
     if how == "sqs":
-        if not queue_url:
-            raise UsageError("--replay sqs needs --queue-url (or ELT_QUEUE_URL): the events queue")
         # Each request carries 10 messages: half the copy concurrency keeps the same load.
         return replay_sqs(sqs, queue_url=queue_url, concurrency=max(1, concurrency // 2), **common)
-    if how == "copy":
-        if not dest_prefix or not dest_prefix.startswith(BRONZE_ROOT):
-            raise UsageError(f"--dest-prefix {dest_prefix!r} is outside bronze/: ingest would skip the copies; "
-                             "use e.g. bronze/replay/<stamp>")
-        return replay_copy(s3, dest_prefix=dest_prefix, concurrency=concurrency, **common)
-    raise UsageError(f"--replay {how!r} is not sqs or copy")
+    return replay_copy(s3, dest_prefix=target, concurrency=concurrency, **common)

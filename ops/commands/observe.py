@@ -7,7 +7,7 @@ import json
 import click
 
 from ops.commands.root import QUEUE_URL, cli, common_options, info, render, settings
-from ops.errors import NeedsAttention, OpsError, UsageError
+from ops.errors import NeedsAttention, UsageError
 
 
 def _duration(text: str, option: str) -> float:
@@ -79,28 +79,13 @@ def reconcile_command(ctx, bucket, prefix, start, end, since, by, from_inventory
 
     if (dry_run or yes or checkpoint or report_path or dest_prefix) and not how:
         raise UsageError("--dry-run, --yes, --checkpoint, --report and --dest-prefix go with --replay sqs|copy")
-    window = _window(start, end, since)
     aws = settings(ctx).aws()
-    gaps: list = []
-    out = open(out_path, "w", encoding="utf-8") if out_path else None  # noqa: SIM115 - closed below
-
-    def on_gap(gap) -> None:
-        if how or settings(ctx).json:
-            gaps.append(gap)
-        line = json.dumps(gap.record(), ensure_ascii=False)
-        if jsonl:
-            click.echo(line)
-        if out:
-            out.write(line + "\n")
-
-    try:
-        report = lib.reconcile(aws.client("s3"), aws.client("dynamodb"), bucket=bucket, prefix=prefix, window=window,
-                               silver_bucket=silver_bucket, table=table, by=by, on_gap=on_gap,
-                               queued_max_age=_duration(queued_max_age, "--queued-max-age"),
+    with _GapOutput(ctx, jsonl=jsonl, out_path=out_path, keep=bool(how) or settings(ctx).json) as output:
+        report = lib.reconcile(aws.client("s3"), aws.client("dynamodb"), bucket=bucket, prefix=prefix,
+                               window=_window(start, end, since), silver_bucket=silver_bucket, table=table, by=by,
+                               on_gap=output.gap, queued_max_age=_duration(queued_max_age, "--queued-max-age"),
                                from_inventory=from_inventory, live_tail=live_tail)
-    finally:
-        if out:
-            out.close()
+    gaps = output.kept
     if report.inventory:
         from ops.commands.listing import _say_inventory
 
@@ -113,12 +98,38 @@ def reconcile_command(ctx, bucket, prefix, start, end, since, by, from_inventory
     else:
         render(ctx, report, _reconcile_text)
     if how:
-        _replay_gaps(ctx, report, gaps, how=how, bucket=bucket, queue_url=queue_url, dest_prefix=dest_prefix,
-                     concurrency=concurrency, max_rps=max_rps, checkpoint=checkpoint, report_path=report_path,
-                     dry_run=dry_run, yes=yes, window=window)
+        _replay_gaps(ctx, report, gaps, how=how, queue_url=queue_url, dest_prefix=dest_prefix, concurrency=concurrency,
+                     max_rps=max_rps, checkpoint=checkpoint, report_path=report_path, dry_run=dry_run, yes=yes)
     elif report.gaps:
         raise NeedsAttention(f"{report.gaps} gap(s) found ({report.replayable} replayable); to fill them run the "
                              "same command with --replay sqs (or copy); see runbooks/find-and-fill-gaps.md")
+
+
+class _GapOutput:
+    """Where gaps go as reconcile finds them: stdout (--jsonl), a file (--out), kept for --json
+    and --replay."""
+
+    def __init__(self, ctx, *, jsonl: bool, out_path: str | None, keep: bool):
+        self.jsonl, self.out_path, self.keep = jsonl, out_path, keep
+        self.kept: list = []
+        self.out = None
+
+    def __enter__(self):
+        self.out = open(self.out_path, "w", encoding="utf-8") if self.out_path else None  # noqa: SIM115
+        return self
+
+    def gap(self, gap) -> None:
+        if self.keep:
+            self.kept.append(gap)
+        line = json.dumps(gap.record(), ensure_ascii=False)
+        if self.jsonl:
+            click.echo(line)
+        if self.out:
+            self.out.write(line + "\n")
+
+    def __exit__(self, *exc):
+        if self.out:
+            self.out.close()
 
 
 def _jsonable(report) -> dict:
@@ -141,41 +152,28 @@ def _reconcile_text(r) -> str:
     return "\n".join(lines)
 
 
-def _replay_gaps(ctx, report, gaps, *, how, bucket, queue_url, dest_prefix, concurrency, max_rps, checkpoint,
-                 report_path, dry_run, yes, window) -> None:
+def _replay_gaps(ctx, report, gaps, *, how, queue_url, dest_prefix, concurrency, max_rps, checkpoint, report_path,
+                 dry_run, yes) -> None:
     from ops import reconcile as lib
     from ops.commands.listing import _finish, _progress, _replay_text
     from ops.commands.root import confirm
-    from ops.replay import replay_stamp
-    from ops.state import Checkpoint, default_checkpoint
 
-    todo = [g for g in gaps if g.category in lib.REPLAYABLE]
-    if not todo:
-        info(ctx, "nothing to replay")
-        return
-    identity = {"command": f"reconcile replay {how}", "bucket": bucket, "prefix": report.prefix, "by": report.by,
-                "start": window.start.isoformat(), "end": window.end.isoformat(), "target": queue_url or dest_prefix,
-                "gaps": lib.gaps_digest(todo)}
-    cp = None if dry_run else Checkpoint(checkpoint or default_checkpoint("reconcile", identity), identity)
-    if how == "copy":
-        dest_prefix = dest_prefix or (cp.value("dest_prefix", lambda: f"bronze/replay/{replay_stamp()}") if cp
-                                      else f"bronze/replay/{replay_stamp()}")
-    target = queue_url if how == "sqs" else dest_prefix
-    if not dry_run and not confirm(ctx, f"Replay {len(todo)} gap(s) by {how} to {target}?", yes):
-        raise OpsError("not confirmed; nothing replayed")
-    on_progress, bar = _progress(ctx, len(todo), f"replay {how}")
     aws = settings(ctx).aws()
+    on_progress, bar = _progress(ctx, sum(g.category in lib.REPLAYABLE for g in gaps), f"replay {how}")
     try:
-        result = lib.replay_gaps(gaps=todo, how=how, bucket=bucket, s3=aws.client("s3"), sqs=aws.client("sqs"),
+        result = lib.replay_gaps(gaps=gaps, how=how, report=report, s3=aws.client("s3"), sqs=aws.client("sqs"),
                                  queue_url=queue_url, dest_prefix=dest_prefix, concurrency=concurrency,
-                                 max_rps=max_rps, dry_run=dry_run, checkpoint=cp, report_path=report_path,
-                                 on_progress=on_progress)
+                                 max_rps=max_rps, dry_run=dry_run, checkpoint_path=checkpoint, report_path=report_path,
+                                 confirm=lambda question: confirm(ctx, question, yes), on_progress=on_progress)
     finally:
         if bar is not None:
             bar.close()
+    if result is None:
+        info(ctx, "nothing to replay")
+        return
     _finish(ctx, result, _replay_text)  # with --json: the replay report, as `eltops replay sqs --json` prints
     if dry_run:
-        raise NeedsAttention(f"{len(todo)} gap(s) would be replayed (dry run); nothing was sent")
+        raise NeedsAttention(f"{result.planned} gap(s) would be replayed (dry run); nothing was sent")
 
 
 # --- health --------------------------------------------------------------------------------------

@@ -95,7 +95,8 @@ def test_replaying_the_gaps_fills_them_and_a_second_reconcile_finds_only_the_orp
                            Body=generated("orders", 5, seed=1))
     drop_notifications(pipeline)
     gaps = [g for g in run(pipeline)[1]]
-    result = replay_gaps(gaps=gaps, how="sqs", bucket=pipeline.bronze, sqs=pipeline.sqs, queue_url=pipeline.queue_url)
+    report = run(pipeline)[0]
+    result = replay_gaps(gaps=gaps, how="sqs", report=report, sqs=pipeline.sqs, queue_url=pipeline.queue_url)
     assert result.done == 6 and not result.failed  # every gap but the orphan
     pipeline.pump()
     report, again = run(pipeline)
@@ -107,10 +108,9 @@ def test_a_copy_replay_fills_the_gaps_too(pipeline):
     seed_every_gap(pipeline)
     pipeline.s3.delete_object(Bucket=pipeline.silver, Key="silver/orders/dt=2025-03-10/gone.parquet")
     pipeline.s3.delete_object(Bucket=pipeline.bronze, Key=key("poison"))
-    _, gaps = run(pipeline)
+    report, gaps = run(pipeline)
     assert len(gaps) == 5
-    result = replay_gaps(gaps=gaps, how="copy", bucket=pipeline.bronze, s3=pipeline.s3,
-                         dest_prefix="bronze/replay/r1")
+    result = replay_gaps(gaps=gaps, how="copy", report=report, s3=pipeline.s3, dest_prefix="bronze/replay/r1")
     assert result.done == 5
     pipeline.pump()
     assert run(pipeline)[1] == []
