@@ -156,3 +156,19 @@ def send_batch(sqs, *, queue_url: str, entries: dict[str, dict], limiter, attemp
                 results[bad["Id"]] = (False, last_error[bad["Id"]])
     results.update({i: (False, last_error.get(i, "not sent")) for i in pending})
     return results
+
+
+def require_queue(sqs, queue_url: str, *, option: str = "--queue-url") -> str:
+    """The queue's ARN, or an OpsError naming the queue when it does not exist: checked before any
+    work, so a typo is one clear error instead of every batch failing after its retries."""
+    try:
+        attributes = with_retries(lambda: sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"]),
+                                  action="sqs:GetQueueAttributes", resource=queue_url, attempts=3)
+    except AccessDenied:
+        raise
+    except OpsError as exc:
+        if "does not exist" in str(exc):
+            raise OpsError(f"{option} {queue_url}: the queue does not exist (check the name, the account and "
+                           "--region; `aws sqs list-queues` shows what exists)") from None
+        raise
+    return attributes["Attributes"]["QueueArn"]

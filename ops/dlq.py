@@ -31,7 +31,7 @@ from lambdas.ingest.s3_events import ObjectCreated, extract
 from lambdas.shared import work_unit
 from lambdas.shared.keys import InvalidKey, parse_bronze_key
 from lambdas.shared.ledger import plain
-from ops.aws import send_batch, with_retries
+from ops.aws import require_queue, send_batch, with_retries
 from ops.errors import OpsError, UsageError
 from ops.executor import BoundedExecutor, Cancelled
 from ops.ratelimit import RateLimiter
@@ -528,6 +528,9 @@ def redrive(sqs, *, mode: str, source_url: str, target_url: str | None, confirm:
     if chosen == "manual" and not target_url:
         raise UsageError("manual redrive needs --to-url (or ELT_QUEUE_URL): the queue to send messages to")
     say = on_info or (lambda _message: None)
+    require_queue(sqs, source_url)
+    if target_url:
+        require_queue(sqs, target_url, option="--to-url")
     say(f"mode: {chosen} ({why})")
     if not dry_run and not confirm(RedrivePlan(mode=chosen, reason=why, source=source_url, target=target_url)):
         raise OpsError("not confirmed; nothing moved")

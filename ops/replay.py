@@ -17,18 +17,19 @@ import datetime as dt
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from lambdas.shared import work_unit
 from lambdas.shared.keys import InvalidKey, parse_bronze_key, replay_key
-from ops.aws import send_batch, with_retries
+from ops.aws import require_queue, send_batch, with_retries
 from ops.errors import AccessDenied, OpsError, UsageError
 from ops.executor import BoundedExecutor
 from ops.listing import ObjectInfo, list_objects
 from ops.ratelimit import RateLimiter
-from ops.state import Checkpoint, Report, default_checkpoint
+from ops.state import FAILED, FINISHED, INTERRUPTED, Checkpoint, Report, default_checkpoint
 from ops.timewindow import Window, make_window
 
 COPY_OBJECT_LIMIT = 5 * 1024**3  # CopyObject copies at most 5 GB; above that, multipart copy
@@ -283,13 +284,30 @@ class ReplayPlan:
     resumed: bool
     already_done: int
     inventory: dict | None = None  # where an --from-inventory listing came from (ops.inventory)
+    previous_state: str | None = None  # how the resumed run ended: interrupted, failed, running (killed)
+    started_at: str | None = None  # when the resumed run started
 
 
-def checkpoint_for(command: str, identity: dict, path: str | None, dry_run: bool) -> Checkpoint | None:
-    """The run's checkpoint (None for a dry run): `path`, or one per command and identity."""
+def checkpoint_for(command: str, identity: dict, path: str | None, dry_run: bool, *, fresh: bool = False,
+                   resume: str | None = None) -> Checkpoint | None:
+    """The run's checkpoint (None for a dry run): `resume` (which must hold an unfinished run),
+    `path`, or one per command and identity. A finished run's checkpoint is retired: the same
+    command starts a new run; `fresh` starts over even from an unfinished one."""
+    if fresh and resume:
+        raise UsageError("--fresh starts over and --resume FILE continues a run: use one or the other")
     if dry_run:
         return None
-    return Checkpoint(path or default_checkpoint(command, identity), identity)
+    if resume and path and Path(resume) != Path(path):
+        raise UsageError(f"--resume {resume} and --checkpoint {path} name different files; give one of them")
+    return Checkpoint(resume or path or default_checkpoint(command, identity), identity, fresh=fresh,
+                      resume_only=bool(resume))
+
+
+def end_state(report: ReplayReport) -> str:
+    """The checkpoint state a finished replay leaves: interrupted, failed (some objects) or finished."""
+    if report.interrupted:
+        return INTERRUPTED
+    return FAILED if report.failed else FINISHED
 
 
 def resolved_window(checkpoint: Checkpoint | None, *, start: str | None, end: str | None,
@@ -327,13 +345,15 @@ def run(command: str, *, s3, sqs=None, bucket: str, prefix: str, start: str | No
         since: str | None, by: str = "modified", list_concurrency: int = 8, from_inventory: str | None = None,
         live_tail: bool | None = None, dest_prefix: str | None = None, queue_url: str | None = None,
         concurrency: int = 16, max_rps: float | None = None, checkpoint_path: str | None = None,
-        report_path: str | None = None, dry_run: bool = False,
+        fresh: bool = False, resume: str | None = None, report_path: str | None = None, dry_run: bool = False,
         on_start: Callable[[ReplayPlan], None] | None = None,
         on_progress: Callable[[Progress], None] | None = None) -> ReplayReport:
     """`replay copy` or `replay sqs` end to end: checkpoint, window, listing, then the replay.
 
     The checkpoint is named by the command's identity (its options as given), so the same command
-    run again finds it; a resumed run keeps the window and generated replay stamp of its first run.
+    run again finds it. A finished run retires it: the next run is a new one (a relative --since
+    resolves again). An interrupted, killed or partly failed run is resumed: with the window and
+    generated replay stamp of its first run, skipping what it finished.
     """
     if command not in ("replay copy", "replay sqs"):
         raise ValueError(f"unknown replay command {command!r}")
@@ -345,7 +365,9 @@ def run(command: str, *, s3, sqs=None, bucket: str, prefix: str, start: str | No
     else:
         identity["queue_url"] = queue_url
     identity.update(source_identity(from_inventory))
-    checkpoint = checkpoint_for(command, identity, checkpoint_path, dry_run)
+    if command == "replay sqs":
+        require_queue(sqs, queue_url)
+    checkpoint = checkpoint_for(command, identity, checkpoint_path, dry_run, fresh=fresh, resume=resume)
     window = resolved_window(checkpoint, start=start, end=end, since=since)
     listing = list_objects(s3, bucket=bucket, prefix=prefix, window=window, by=by, concurrency=list_concurrency,
                            from_inventory=from_inventory, live_tail=live_tail)
@@ -354,12 +376,19 @@ def run(command: str, *, s3, sqs=None, bucket: str, prefix: str, start: str | No
                             checkpoint=str(checkpoint.path) if checkpoint else None,
                             resumed=bool(checkpoint and checkpoint.resumed),
                             already_done=len(checkpoint.done) if checkpoint else 0,
-                            inventory=getattr(listing, "inventory", None)))
+                            inventory=getattr(listing, "inventory", None),
+                            previous_state=checkpoint.previous_state if checkpoint and checkpoint.resumed else None,
+                            started_at=checkpoint.started_at if checkpoint else None))
     if command == "replay copy":
-        return replay_copy(s3, objects=listing.objects, bucket=bucket, dest_prefix=destination(checkpoint, dest_prefix),
-                           concurrency=concurrency, max_rps=max_rps, dry_run=dry_run, checkpoint=checkpoint,
-                           report_path=report_path, on_progress=on_progress)
-    # Each request carries 10 messages: half the copy concurrency keeps the same load.
-    return replay_sqs(sqs, objects=listing.objects, bucket=bucket, queue_url=queue_url,
-                      concurrency=max(1, concurrency // 2), max_rps=max_rps, dry_run=dry_run,
-                      checkpoint=checkpoint, report_path=report_path, on_progress=on_progress)
+        report = replay_copy(s3, objects=listing.objects, bucket=bucket,
+                             dest_prefix=destination(checkpoint, dest_prefix), concurrency=concurrency,
+                             max_rps=max_rps, dry_run=dry_run, checkpoint=checkpoint, report_path=report_path,
+                             on_progress=on_progress)
+    else:
+        # Each request carries 10 messages: half the copy concurrency keeps the same load.
+        report = replay_sqs(sqs, objects=listing.objects, bucket=bucket, queue_url=queue_url,
+                            concurrency=max(1, concurrency // 2), max_rps=max_rps, dry_run=dry_run,
+                            checkpoint=checkpoint, report_path=report_path, on_progress=on_progress)
+    if checkpoint is not None:
+        checkpoint.finish(end_state(report))
+    return report

@@ -40,7 +40,11 @@ def run_options(f: Callable) -> Callable:
                      help="Requests in flight."),
         click.option("--max-rps", type=click.FloatRange(min=0.1), help="At most this many objects per second."),
         click.option("--checkpoint", type=click.Path(dir_okay=False),
-                     help="Resume file (default: one per command and window under the state directory)."),
+                     help="Checkpoint file (default: one per command and options under the state directory). "
+                          "An interrupted or partly failed run in it is resumed; a finished one starts anew."),
+        click.option("--fresh", is_flag=True, help="Start a new run even if the checkpoint holds an unfinished one."),
+        click.option("--resume", "resume", type=click.Path(dir_okay=False), metavar="FILE",
+                     help="Resume the unfinished run in this checkpoint (refused if it is missing or finished)."),
         click.option("--report", "report_path", type=click.Path(dir_okay=False),
                      help="Append one JSON line per object (key, action, result) here."),
         click.option("--dry-run", is_flag=True, help="Print the plan; change nothing."),
@@ -121,7 +125,8 @@ def replay():
 def _finish(ctx, report, text=None) -> None:
     render(ctx, report, text or _replay_text)
     if report.interrupted:
-        info(ctx, f"interrupted: checkpoint saved to {report.checkpoint}; run the same command again to resume")
+        info(ctx, f"interrupted: checkpoint saved to {report.checkpoint}; run the same command again to resume "
+                  f"(or --resume {report.checkpoint})")
         ctx.exit(130)
     if report.failed:
         raise PartialFailure(f"{len(report.failed)} of {report.planned} object(s) failed; see the report above"
@@ -153,7 +158,9 @@ class _Progress:
     def start(self, plan) -> None:
         _say_inventory(self.ctx, plan.inventory)
         if plan.resumed:
-            info(self.ctx, f"resuming from {plan.checkpoint}: {plan.already_done} object(s) already done")
+            info(self.ctx, f"resuming from {plan.checkpoint}: the {plan.previous_state or 'unfinished'} run started "
+                           f"{plan.started_at}, window {plan.window.describe()}: {plan.already_done} object(s) "
+                           "already done")
         self.update_bar, self.bar = _progress(self.ctx, plan.objects, self.desc)
 
     def update(self, p) -> None:
@@ -298,8 +305,8 @@ def _batch_text(r: dict) -> str:
 @batch_options
 @click.pass_context
 def replay_copy_command(ctx, bucket, prefix, start, end, since, by, list_concurrency, from_inventory, live_tail,
-                        dest_prefix, concurrency, max_rps, checkpoint, report_path, dry_run, engine, manifest_url,
-                        batch_report, role_arn, priority, account_id, yes):
+                        dest_prefix, concurrency, max_rps, checkpoint, fresh, resume, report_path, dry_run, engine,
+                        manifest_url, batch_report, role_arn, priority, account_id, yes):
     """Replay a window by server-side copy, so the normal S3 -> ingest path runs again.
 
     Copies go to <dest-prefix>/<part after bronze/>; silver keys ignore the replay prefix, so silver
@@ -327,7 +334,7 @@ def replay_copy_command(ctx, bucket, prefix, start, end, since, by, list_concurr
                     priority=priority, account_id=account_id, yes=yes)
         return
     _run_replay(ctx, "replay copy", **window, dest_prefix=dest_prefix, concurrency=concurrency, max_rps=max_rps,
-                checkpoint_path=checkpoint, report_path=report_path, dry_run=dry_run)
+                checkpoint_path=checkpoint, fresh=fresh, resume=resume, report_path=report_path, dry_run=dry_run)
 
 
 @replay.command("sqs")
@@ -337,7 +344,7 @@ def replay_copy_command(ctx, bucket, prefix, start, end, since, by, list_concurr
 @run_options
 @click.pass_context
 def replay_sqs_command(ctx, bucket, prefix, start, end, since, by, list_concurrency, from_inventory, live_tail,
-                       queue_url, concurrency, max_rps, checkpoint, report_path, dry_run):
+                       queue_url, concurrency, max_rps, checkpoint, fresh, resume, report_path, dry_run):
     """Replay a window straight into SQS: one work unit per object, no copy, no body read.
 
     For accounts where copying in bronze is not allowed. Bodies equal what ingest sends for the
@@ -350,4 +357,5 @@ def replay_sqs_command(ctx, bucket, prefix, start, end, since, by, list_concurre
     _run_replay(ctx, "replay sqs", bucket=bucket, prefix=prefix, start=start, end=end, since=since, by=by,
                 list_concurrency=list_concurrency, from_inventory=from_inventory, live_tail=live_tail,
                 queue_url=queue_url, concurrency=concurrency, max_rps=max_rps, checkpoint_path=checkpoint,
+                fresh=fresh, resume=resume,
                 report_path=report_path, dry_run=dry_run)

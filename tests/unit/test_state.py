@@ -72,7 +72,7 @@ def test_a_checkpoint_from_a_different_run_is_refused_and_left_alone(tmp_path):
     first.mark("a")
     first.save()
     before = path.read_bytes()
-    with pytest.raises(UsageError, match="belongs to a different run .*use another --checkpoint, or delete"):
+    with pytest.raises(UsageError, match="belongs to a different run .*use another --checkpoint, --fresh to start over in this file, or delete"):
         Checkpoint(path, {**IDENTITY, "window": ["2025-02-01", "2025-02-02"]})
     assert path.read_bytes() == before
 
@@ -208,3 +208,32 @@ def test_without_a_path_a_report_writes_nothing(tmp_path):
     report.write(key="k")
     report.close()
     assert report.path is None
+
+
+@pytest.mark.parametrize("text", ["[]", "3", '"x"', "null", '{"identity": {}, "done": 5}'])
+def test_a_checkpoint_that_is_json_but_not_a_checkpoint_is_a_usage_error(tmp_path, text):
+    path = tmp_path / "cp.json"
+    path.write_text(text)
+    with pytest.raises(UsageError, match="is not an eltops checkpoint"):
+        Checkpoint(path, {})
+    assert path.read_text() == text  # left alone
+
+
+def test_a_finished_run_is_retired_and_an_unfinished_one_resumed(tmp_path):
+    from ops.state import FINISHED, INTERRUPTED
+
+    first = Checkpoint(tmp_path / "cp.json", {"a": 1})
+    first.value("window", ["w1"])
+    first.mark(["k1"])
+    first.finish(INTERRUPTED)
+    again = Checkpoint(tmp_path / "cp.json", {"a": 1})
+    assert again.resumed and again.done == {"k1"} and again.previous_state == INTERRUPTED
+    again.finish(FINISHED)
+    new = Checkpoint(tmp_path / "cp.json", {"a": 1})
+    assert not new.resumed and new.done == set() and new.value("window", ["w2"]) == ["w2"]
+    with pytest.raises(UsageError, match="nothing to resume"):
+        Checkpoint(tmp_path / "cp.json", {"a": 1}, resume_only=True)
+    fresh = Checkpoint(tmp_path / "other.json", {"a": 1})
+    fresh.mark(["k9"])
+    fresh.save()
+    assert not Checkpoint(tmp_path / "other.json", {"a": 1}, fresh=True).resumed

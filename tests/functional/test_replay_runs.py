@@ -1,0 +1,176 @@
+"""A replay run as a scheduler and an on-call engineer run it: the checkpoint's life (a finished
+run is retired, an interrupted or partly failed one resumes with its original window, --fresh,
+--resume FILE), Ctrl-C, and a queue that does not exist."""
+
+from __future__ import annotations
+
+import _thread
+import json
+
+import pytest
+from botocore.exceptions import ClientError
+from click.testing import CliRunner
+
+from ops.cli import cli
+
+
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("ELT_STATE_DIR", str(tmp_path / "state"))
+    return tmp_path / "state"
+
+
+def eltops(*args):
+    return CliRunner().invoke(cli, list(args))
+
+
+def sqs_replay(pipeline, *extra):
+    return eltops("replay", "sqs", "--bucket", pipeline.bronze, "--prefix", "bronze/orders/", "--since", "1h",
+                  "--queue-url", pipeline.queue_url, "--json", *extra)
+
+
+def depth(pipeline) -> int:
+    attrs = pipeline.sqs.get_queue_attributes(QueueUrl=pipeline.queue_url, AttributeNames=["All"])["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+
+def test_the_same_scheduled_command_does_the_new_windows_work_every_time(pipeline):
+    pipeline.put("bronze/orders/dt=2025-01-01/a.jsonl", b"{}\n")
+    pipeline.put("bronze/orders/dt=2025-01-01/b.jsonl", b"{}\n")
+    first = sqs_replay(pipeline)
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout)["done"] == 2
+    pipeline.put("bronze/orders/dt=2025-01-01/c.jsonl", b"{}\n")  # new in the next run's window
+    second = sqs_replay(pipeline)
+    assert second.exit_code == 0, second.output
+    report = json.loads(second.stdout)
+    assert "resuming" not in second.stderr
+    assert (report["already_done"], report["done"]) == (0, 3)  # a new run over the new window
+    assert depth(pipeline) == 5
+
+
+def test_an_interrupted_run_resumes_with_its_original_window_and_fresh_starts_over(pipeline, monkeypatch,
+                                                                                     state_dir):
+    for i in range(14):  # two batches of ten
+        pipeline.put(f"bronze/orders/dt=2025-01-01/o{i:02d}.jsonl", b"{}\n")
+    checkpoint_args = ("--concurrency", "2")  # one SendMessageBatch worker: the batches go one by one
+    import boto3
+
+    real_client = boto3.session.Session.client
+    state = {"calls": 0}
+
+    def client(self, service, **kwargs):
+        made = real_client(self, service, **kwargs)
+        if service == "sqs" and not state.get("armed"):
+            state["armed"] = True
+
+            def interrupt(model, **_):
+                if model.name == "SendMessageBatch":
+                    state["calls"] += 1
+                    if state["calls"] == 1:
+                        raise KeyboardInterrupt()
+
+            made.meta.events.register("before-call.sqs.*", interrupt)
+        return made
+
+    monkeypatch.setattr(boto3.session.Session, "client", client)
+    first = sqs_replay(pipeline, *checkpoint_args)
+    assert first.exit_code == 130, first.output
+    [saved] = (state_dir / "checkpoints").glob("*.json")
+    data = json.loads(saved.read_text())
+    assert data["state"] == "interrupted"
+    window = data["values"]["window"]
+    second = sqs_replay(pipeline, *checkpoint_args)
+    assert second.exit_code == 0, second.output
+    assert "resuming from" in second.stderr and "interrupted run" in second.stderr
+    assert window[0] in second.stderr  # the original window, said out loud
+    report = json.loads(second.stdout)
+    assert report["already_done"] + report["done"] == 14
+    assert json.loads(saved.read_text())["state"] == "finished"
+    fresh = sqs_replay(pipeline, *checkpoint_args, "--fresh")
+    assert fresh.exit_code == 0 and json.loads(fresh.stdout)["already_done"] == 0
+
+
+def test_resume_names_a_checkpoint_that_must_hold_an_unfinished_run(pipeline, tmp_path):
+    pipeline.put("bronze/orders/dt=2025-01-01/a.jsonl", b"{}\n")
+    missing = sqs_replay(pipeline, "--resume", str(tmp_path / "nope.json"))
+    assert missing.exit_code == 2 and "no such checkpoint" in missing.stderr
+    done = sqs_replay(pipeline, "--checkpoint", str(tmp_path / "cp.json"))
+    assert done.exit_code == 0
+    again = sqs_replay(pipeline, "--resume", str(tmp_path / "cp.json"))
+    assert again.exit_code == 2 and "nothing to resume" in again.stderr
+    both = sqs_replay(pipeline, "--resume", str(tmp_path / "cp.json"), "--fresh")
+    assert both.exit_code == 2 and "one or the other" in both.stderr
+
+
+def test_a_partly_failed_run_is_resumed_and_retries_only_what_failed(pipeline, tmp_path, monkeypatch):
+    pipeline.put("bronze/orders/dt=2025-01-01/a.jsonl", b"{}\n")
+    pipeline.put("bronze/orders/dt=2025-01-01/b.jsonl", b"{}\n")
+    import boto3
+
+    real_client = boto3.session.Session.client
+
+    def client(self, service, **kwargs):
+        made = real_client(self, service, **kwargs)
+        if service == "s3" and not getattr(client, "armed", False):
+            client.armed = True
+
+            def fail_one(params, **_):
+                if "b.jsonl" in str(params["CopySource"]) and not getattr(client, "failed", False):
+                    client.failed = True
+                    raise ClientError({"Error": {"Code": "InvalidRequest", "Message": "injected"},
+                                       "ResponseMetadata": {"HTTPStatusCode": 400}}, "CopyObject")
+
+            made.meta.events.register("before-parameter-build.s3.CopyObject", fail_one)
+        return made
+
+    monkeypatch.setattr(boto3.session.Session, "client", client)
+    args = ("replay", "copy", "--bucket", pipeline.bronze, "--prefix", "bronze/orders/", "--since", "1h",
+            "--checkpoint", str(tmp_path / "cp.json"), "--json")
+    first = eltops(*args)
+    assert first.exit_code == 3, first.output
+    assert json.loads((tmp_path / "cp.json").read_text())["state"] == "failed"
+    second = eltops(*args)
+    assert second.exit_code == 0, second.output
+    assert "failed run" in second.stderr
+    report = json.loads(second.stdout)
+    assert (report["already_done"], report["done"]) == (1, 1)
+    assert report["target"] == json.loads(first.stdout)["target"]  # the same generated replay stamp
+
+
+def test_a_queue_that_does_not_exist_is_named_before_any_work(pipeline):
+    pipeline.put("bronze/orders/dt=2025-01-01/a.jsonl", b"{}\n")
+    missing = pipeline.queue_url.rsplit("/", 1)[0] + "/no-such-queue"
+    result = eltops("replay", "sqs", "--bucket", pipeline.bronze, "--since", "1h", "--queue-url", missing)
+    assert result.exit_code == 1, result.output
+    assert "no-such-queue" in result.stderr and "does not exist" in result.stderr
+    assert "failed" not in result.stdout
+
+
+def test_ctrl_c_stops_the_pool_at_once_and_sends_nothing_after_it(pipeline, monkeypatch):
+    for i in range(60):
+        pipeline.put(f"bronze/orders/dt=2025-01-01/o{i:02d}.jsonl", b"{}\n")
+    import boto3
+
+    real_client = boto3.session.Session.client
+    sent = {"before": 0, "after": 0, "interrupted": False}
+
+    def client(self, service, **kwargs):
+        made = real_client(self, service, **kwargs)
+        if service == "sqs":
+            def count(model, **_):
+                if model.name != "SendMessageBatch":
+                    return
+                sent["after" if sent["interrupted"] else "before"] += 1
+                if sent["before"] == 1 and not sent["interrupted"]:
+                    sent["interrupted"] = True
+                    _thread.interrupt_main()  # Ctrl-C while the other workers wait for the rate limit
+
+            made.meta.events.register("before-call.sqs.*", count)
+        return made
+
+    monkeypatch.setattr(boto3.session.Session, "client", client)
+    # 6 batches at 5 messages/s: without the stop event the workers would go on sending for ~10 s.
+    result = sqs_replay(pipeline, "--max-rps", "5", "--concurrency", "16")
+    assert result.exit_code == 130, result.output
+    assert sent["after"] == 0
