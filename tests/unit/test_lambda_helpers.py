@@ -129,3 +129,38 @@ def test_an_unknown_type_names_itself_and_the_known_ones():
         schemas.get("invoices")
     assert isinstance(info.value, KeyError) and info.value.type == "invoices"
     assert str(info.value) == f"unknown event type 'invoices'; known types: {', '.join(sorted(schemas.REGISTRY))}"
+
+
+@pytest.fixture
+def unconfigured_root():
+    """The `elt` logger as in a fresh Lambda container (restored afterwards)."""
+    root = logging.getLogger("elt")
+    saved = root.handlers[:], root.level, root.propagate, root.__dict__.pop("_elt_configured", None)
+    root.handlers.clear()
+    root.setLevel(logging.NOTSET)
+    root.propagate = True
+    yield root
+    root.handlers[:], root.level, root.propagate = saved[0], saved[1], saved[2]
+    if saved[3] is not None:
+        root._elt_configured = saved[3]
+
+
+@pytest.mark.parametrize(("level", "expected"), [(None, logging.INFO), ("debug", logging.DEBUG),
+                                                 ("WARNING", logging.WARNING)])
+def test_the_first_logger_installs_one_json_handler_at_elt_log_level(unconfigured_root, monkeypatch, level,
+                                                                     expected):
+    if level is None:
+        monkeypatch.delenv("ELT_LOG_LEVEL", raising=False)
+    else:
+        monkeypatch.setenv("ELT_LOG_LEVEL", level)
+    log.get_logger("a")
+    log.get_logger("b")
+    (handler,) = unconfigured_root.handlers
+    assert isinstance(handler, log.StdoutHandler) and isinstance(handler.formatter, log.JsonFormatter)
+    assert (unconfigured_root.level, unconfigured_root.propagate) == (expected, False)
+
+
+def test_a_line_logged_without_fields_is_json_too(captured):
+    log.get_logger("unit").warning("plain %s", "text")
+    (entry,) = lines(captured)
+    assert (entry["message"], entry["level"]) == ("plain text", "WARNING")
