@@ -127,7 +127,7 @@ def test_a_known_type_has_its_schema_and_silver_adds_lineage():
 def test_an_unknown_type_names_itself_and_the_known_ones():
     with pytest.raises(schemas.UnknownType) as info:
         schemas.get("invoices")
-    assert isinstance(info.value, KeyError) and info.value.type == "invoices"
+    assert isinstance(info.value, KeyError) and info.value.type == "invoices" and info.value.args == ("invoices",)
     assert str(info.value) == f"unknown event type 'invoices'; known types: {', '.join(sorted(schemas.REGISTRY))}"
 
 
