@@ -240,8 +240,9 @@ def test_terraform_plans_applies_runs_the_pipeline_and_destroys(terraform_tools,
         # 6 x 1 s, two receives.
         "transform_timeout_seconds": 1, "transform_batching_window_seconds": 0, "max_receive_count": 2,
     }
+    # The created stack also makes the optional S3 Batch Operations role (replay copy at scale).
     created = Stack(binary=binary, folder=tmp_path / "created", endpoint_url=endpoint,
-                    variables={**common, "name_prefix": "elt-tf-created"})
+                    variables={**common, "name_prefix": "elt-tf-created", "batch_operations_role_enabled": True})
     restricted = Stack(binary=binary, folder=tmp_path / "restricted", endpoint_url=endpoint,
                        variables={**common, "name_prefix": "elt-tf-restricted"})
 
@@ -269,8 +270,18 @@ def test_terraform_plans_applies_runs_the_pipeline_and_destroys(terraform_tools,
     managed = restricted.run("state", "list").split()
     assert managed and not [r for r in managed if ".aws_sqs_" in r], managed
 
-    created_env = created.outputs()["eltops_environment"]
-    restricted_env = restricted.outputs()["eltops_environment"]
+    created_outputs, restricted_outputs = created.outputs(), restricted.outputs()
+    created_env = created_outputs["eltops_environment"]
+    restricted_env = restricted_outputs["eltops_environment"]
+    assert created_outputs["batch_operations_role_arn"].endswith(":role/elt-tf-created-batch-operations")
+    assert restricted_outputs.get("batch_operations_role_arn") is None
+    iam = client(endpoint, "iam")
+    policy = iam.get_role_policy(RoleName="elt-tf-created-batch-operations", PolicyName="replay-copy")["PolicyDocument"]
+    policy = json.loads(policy) if isinstance(policy, str) else policy
+    writes = {r for st in policy["Statement"] if "s3:PutObject" in st["Action"]
+              for r in ([st["Resource"]] if isinstance(st["Resource"], str) else st["Resource"])}
+    assert writes == {f"arn:aws:s3:::{created_env['ELT_BRONZE_BUCKET']}/bronze/replay/*",
+                      f"arn:aws:s3:::{created_env['ELT_BRONZE_BUCKET']}/batch/reports/*"}
     assert restricted_env["ELT_QUEUE_URL"] == provisioned["existing_queue_url"]
     assert restricted_env["ELT_DLQ_URL"] == provisioned["existing_dlq_url"]
     assert restricted_env["ELT_INGEST_QUEUE_URL"] == provisioned["existing_ingest_queue_url"]
