@@ -182,6 +182,7 @@ def _claim(d: Deps, item: ObjectCreated, counts: dict):
 def _send(d: Deps, batch: list[tuple[ObjectCreated, work_unit.WorkUnit]], counts: dict) -> set:
     """SendMessageBatch; retry only the failed entries; release the claims that never got sent."""
     pending = {str(i): pair for i, pair in enumerate(batch)}
+    refused: dict = {}
     last_error = ""
     for attempt in range(SEND_ATTEMPTS):
         if not pending:
@@ -205,10 +206,11 @@ def _send(d: Deps, batch: list[tuple[ObjectCreated, work_unit.WorkUnit]], counts
             log(LOG, logging.INFO, "queued", object=unit.object_id, etag=unit.etag, message_id=ok["MessageId"])
         for bad in response.get("Failed", []):
             last_error = f"{bad.get('Code')}: {bad.get('Message')}"
-            if bad.get("SenderFault"):
-                break
+            if bad.get("SenderFault") and bad.get("Id") in pending:
+                # The entry itself is wrong (SQS says so): sending it again cannot succeed.
+                refused[bad["Id"]] = pending.pop(bad["Id"])
     failed = set()
-    for item, unit in pending.values():
+    for item, unit in [*refused.values(), *pending.values()]:
         counts["failed"] += 1
         failed.add(item.source_id)
         log(LOG, logging.ERROR, "send failed; claim released for the retry", object=unit.object_id,

@@ -207,3 +207,122 @@ def test_two_newer_events_racing_to_retake_one_item_queue_it_once(pipeline, monk
     assert [work_unit.parse(x).sequencer for x in bodies(pipeline)] == ["10", "40"]
     # Its retry sees the newer item and is a duplicate.
     assert pipeline.ingest_app.handler(pipeline.s3_event(KEY, a, sequencer="30"))["duplicates"] == 1
+
+
+# --- SendMessageBatch: batches of ten, partial failures, retries running out ------------------------
+def many_objects(pipeline, n):
+    keys = [f"bronze/orders/dt=2025-01-05/part-{i:02d}.jsonl" for i in range(n)]
+    records = []
+    for key in keys:
+        records += pipeline.s3_event(key, pipeline.put(key, b"{}\n"), size=3)["Records"]
+    return keys, {"Records": records}
+
+
+def queued_keys(pipeline):
+    return sorted(work_unit.parse(b).key for b in bodies(pipeline))
+
+
+@pytest.fixture
+def sends(pipeline, monkeypatch):
+    """Every SendMessageBatch call's entry ids; `sends.answer` may rewrite a call's outcome."""
+    sqs = pipeline.ingest_app._DEPS.sqs
+    real = sqs.send_message_batch
+    calls = []
+
+    def send(**kwargs):
+        calls.append([e["Id"] for e in kwargs["Entries"]])
+        return send.answer(len(calls), kwargs, real)
+
+    send.answer = lambda n, kwargs, real: real(**kwargs)
+    send.calls = calls
+    monkeypatch.setattr(sqs, "send_message_batch", send)
+    monkeypatch.setattr("lambdas.ingest.app.time.sleep", lambda s: None)
+    return send
+
+
+def refuse(kwargs, ids, *, sender_fault):
+    """Send the entries not in `ids`; answer the others as failed, as SQS does."""
+    sent = [e for e in kwargs["Entries"] if e["Id"] not in ids]
+    return sent, [{"Id": i, "Code": "InternalError" if not sender_fault else "InvalidMessageContents",
+                   "Message": "refused", "SenderFault": sender_fault} for i in ids]
+
+
+def test_twelve_objects_are_sent_in_batches_of_ten_and_two(pipeline, sends):
+    keys, event = many_objects(pipeline, 12)
+    result = pipeline.ingest_app.handler(event)
+    assert (result["queued"], result["failed"]) == (12, 0)
+    assert [len(c) for c in sends.calls] == [10, 2]
+    assert queued_keys(pipeline) == keys
+    assert [[v["status"] for v in pipeline.ledger.versions(bucket=pipeline.bronze, key=k)] for k in keys] == [
+        ["QUEUED"]] * 12
+
+
+def test_entries_sqs_failed_are_retried_alone_and_each_object_is_queued_once(pipeline, sends):
+    keys, event = many_objects(pipeline, 3)
+
+    def answer(n, kwargs, real):
+        if n > 1:
+            return real(**kwargs)
+        sent, failed = refuse(kwargs, {"1"}, sender_fault=False)
+        response = real(**{**kwargs, "Entries": sent})
+        return {**response, "Failed": failed}
+
+    sends.answer = answer
+    result = pipeline.ingest_app.handler(event)
+    assert (result["queued"], result["failed"]) == (3, 0)
+    assert sends.calls == [["0", "1", "2"], ["1"]]
+    assert queued_keys(pipeline) == keys
+
+
+def test_an_entry_refused_as_the_sender_s_fault_is_not_retried_and_only_it_fails(pipeline, sends, capsys):
+    keys, event = many_objects(pipeline, 3)
+
+    def answer(n, kwargs, real):
+        sent, failed = refuse(kwargs, {"0"}, sender_fault=True)
+        return {**real(**{**kwargs, "Entries": sent}), "Failed": failed}
+
+    sends.answer = answer
+    with pytest.raises(pipeline.ingest_app.IngestFailed, match="1 object\\(s\\) could not be queued"):
+        pipeline.ingest_app.handler(event)
+    assert sends.calls == [["0", "1", "2"]]
+    assert queued_keys(pipeline) == keys[1:]
+    etag = pipeline.s3.head_object(Bucket=pipeline.bronze, Key=keys[0])["ETag"].strip('"')
+    assert pipeline.ledger.get(bucket=pipeline.bronze, key=keys[0], etag=etag) is None  # released
+    assert "InvalidMessageContents: refused" in capsys.readouterr().out
+
+
+def test_from_sqs_only_the_message_whose_object_could_not_be_sent_is_failed(pipeline, sends):
+    keys, event = many_objects(pipeline, 2)
+    messages = [{"eventSource": "aws:sqs", "messageId": f"m{i}", "body": json.dumps({"Records": [r]})}
+                for i, r in enumerate(event["Records"])]
+
+    def answer(n, kwargs, real):
+        failing = {e["Id"] for e in kwargs["Entries"] if keys[1] in e["MessageBody"]}
+        sent, failed = refuse(kwargs, failing, sender_fault=False)
+        return {**real(**{**kwargs, "Entries": sent}), "Failed": failed}
+
+    sends.answer = answer
+    assert pipeline.ingest_app.handler({"Records": messages}) == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
+    assert len(sends.calls) == pipeline.ingest_app.SEND_ATTEMPTS
+    assert queued_keys(pipeline) == keys[:1]
+
+
+def test_a_claim_that_cannot_be_released_is_left_to_its_lease_and_the_event_still_fails(pipeline, sends,
+                                                                                    monkeypatch, capsys):
+    keys, event = many_objects(pipeline, 1)
+
+    def down(n, kwargs, real):
+        raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "SendMessageBatch")
+
+    def no_release(**kwargs):
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow"}}, "DeleteItem")
+
+    sends.answer = down
+    monkeypatch.setattr(pipeline.ingest_app._DEPS.ledger, "release", no_release)
+    with pytest.raises(pipeline.ingest_app.IngestFailed):
+        pipeline.ingest_app.handler(event)
+    assert len(sends.calls) == pipeline.ingest_app.SEND_ATTEMPTS
+    etag = pipeline.s3.head_object(Bucket=pipeline.bronze, Key=keys[0])["ETag"].strip('"')
+    assert pipeline.ledger.get(bucket=pipeline.bronze, key=keys[0], etag=etag)["status"] == "CLAIMED"
+    out = capsys.readouterr().out
+    assert "release failed; the claim's lease will lapse" in out and "ServiceUnavailable" in out
