@@ -1,6 +1,7 @@
 """Transform throughput and memory against Arrow and pandas baselines, measured in one run.
 
     python bench/transform.py [--mb 100] [--bad-ratio 0.01] [--rss-large-mb 1000] [--repeat 5] [--json] [--no-pin]
+    python bench/transform.py --hostile [--mb 149] [--bomb-gib 10] [--json]
 
 Builds a shipments JSONL input with the project's own event generator, then runs, each in its own
 subprocess with Arrow pinned to one thread and the whole process to one CPU (a 1,769 MB Lambda
@@ -22,6 +23,10 @@ imports, first use of a code path) is not counted as throughput. Peak RSS is the
 ru_maxrss (the largest over the runs).
 --rss-large-mb also runs the project on a larger input (the clean input repeated) and reports the
 ratio of its peak RSS to the 100 MB run's: memory must not grow with the object's size.
+
+--hostile runs the inputs of issue 16's table instead (bench/hostile.py): each one's time, peak RSS
+and outcome beside a clean object of the same decompressed size (targets: <= 512 MB, <= 2x the
+clean time); --mb sizes the "malformed first line" input, --bomb-gib the gzip bomb.
 
 Why one CPU and not only one Arrow thread: pyarrow still runs its I/O pool beside the caller. On a
 machine with a second core, that lets the Arrow baseline's file read-ahead run in parallel with its
@@ -178,13 +183,16 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-pandas", action="store_true", help="leave out the (slow) pandas baseline")
     parser.add_argument("--no-pin", action="store_true",
                         help="do not pin each run to one CPU (a one-vCPU Lambda); see above for why it is the default")
+    parser.add_argument("--hostile", action="store_true", help="run the hostile inputs instead (see above)")
+    parser.add_argument("--bomb-gib", type=float, default=1.0, help="with --hostile: the gzip bomb's size in GiB")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--workdir", help="keep inputs and outputs here (else a temporary directory, removed after)")
     args = parser.parse_args(argv)
     for wrong, message in ((args.mb <= 0, f"--mb {args.mb}: give a size above 0"),
                            (args.repeat < 1, f"--repeat {args.repeat}: give 1 or more runs"),
                            (not 0 <= args.bad_ratio <= 1, f"--bad-ratio {args.bad_ratio}: give a share from 0 to 1"),
-                           (args.rss_large_mb < 0, f"--rss-large-mb {args.rss_large_mb}: give 0 (off) or a size")):
+                           (args.rss_large_mb < 0, f"--rss-large-mb {args.rss_large_mb}: give 0 (off) or a size"),
+                           (args.bomb_gib <= 0, f"--bomb-gib {args.bomb_gib}: give a size above 0")):
         if wrong:
             parser.error(message)
 
@@ -202,6 +210,20 @@ def main(argv=None) -> int:
 
 
 def measure(args: argparse.Namespace, workdir: Path) -> int:
+    if args.hostile:
+        import hostile
+
+        log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr))
+        rows = hostile.measure(workdir, mb=args.mb, bomb_gib=args.bomb_gib, cpu=pin_cpu(not args.no_pin),
+                               env={**os.environ, **ONE_THREAD_ENV}, log=log)
+        if args.json:
+            print(json.dumps(rows))
+        else:
+            for name, row in rows.items():
+                print(name)
+                print_report(row, False)
+                print()
+        return 0
     src, clean = workdir / "input.jsonl", workdir / "input.clean.jsonl"
     for old in workdir.glob("warmup*.jsonl"):
         old.unlink()

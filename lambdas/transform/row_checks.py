@@ -33,6 +33,10 @@ import pyarrow.compute as pc
 from lambdas.shared.schemas import TS, EventSchema
 
 _SUB_MICROSECONDS = re.compile(r"([T ]\d\d:\d\d:\d\d\.\d{6})\d+")  # digits past microseconds, truncated
+NAMED_ROUNDS = 8  # bad values found by name per block before bisection takes over
+# Every form Arrow's ISO-8601 cast accepts has this shape (a superset: date, then optional time,
+# fraction and zone); used only to refuse floods of values that cannot be timestamps.
+_ISO_SHAPE = r"^\d{4}-\d\d-\d\d(?:[T ]\d\d(?::?\d\d(?::?\d\d(?:[.,]\d+)?)?)?)?(?:Z|[+-]\d\d(?::?\d\d)?)?$"
 CAST_RE = re.compile(r"^Failed to parse string: '(.*)' as a scalar of type timestamp", re.S)
 
 
@@ -229,7 +233,7 @@ def unconvertible(values: pa.Array, message: str | None = None) -> tuple[np.ndar
     bad = np.zeros(len(values), dtype=bool)
     none = pa.scalar(None, pa.string())
     rest = values
-    while True:
+    for _ in range(NAMED_ROUNDS):
         if message is None:
             rest = pc.if_else(pa.array(bad), none, values) if bad.any() else values
             try:
@@ -241,9 +245,15 @@ def unconvertible(values: pa.Array, message: str | None = None) -> tuple[np.ndar
         if named:
             hits = pc.fill_null(pc.equal(values, named.group(1)), False).to_numpy(zero_copy_only=False) & ~bad
         if hits is None or not hits.any():
-            bad |= _bisect_unconvertible(rest)
-            return bad, to_timestamps(pc.if_else(pa.array(bad), none, values))
+            break
         bad |= hits
+    else:  # many distinct bad values: a cast per value would cost each block its rows squared, so
+        # what does not even have the shape of an ISO-8601 timestamp is refused at once
+        shaped = pc.fill_null(pc.match_substring_regex(values, _ISO_SHAPE), True)
+        bad |= ~shaped.to_numpy(zero_copy_only=False)
+        rest = pc.if_else(pa.array(bad), none, values)
+    bad |= _bisect_unconvertible(rest)
+    return bad, to_timestamps(pc.if_else(pa.array(bad), none, values))
 
 
 def _bisect_unconvertible(values: pa.Array) -> np.ndarray:

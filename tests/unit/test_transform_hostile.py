@@ -191,3 +191,25 @@ def test_nan_in_a_json_array_element_is_rejected_too():
     text = json.dumps(events).replace('"weight_kg": ' + json.dumps(events[1]["weight_kg"]), '"weight_kg": NaN', 1)
     result, _, rejects = run(text.encode(), suffix_format="json")
     assert (result.fmt, result.rows, [r["line"] for r in rejects]) == ("json", 2, [2])
+
+
+def test_a_block_where_every_line_has_its_own_bad_timestamp_rejects_exactly_those():
+    # One failed cast per distinct bad value would cost a block its rows squared; past a few
+    # values, shape and bisection find them. Valid ones of every accepted form still pass.
+    lines = good_lines(400)
+    forms = ["2025-01-01T10:00:00Z", "2025-01-01 10:00:00.5", "2025-01-01T10:00:00+02:00", "2025-01-01",
+             "2025-01-01T10:00:00.123456789-0530", "2025-01-01T10"]
+    expected_bad = []
+    for n in range(len(lines)):
+        event = json.loads(lines[n])
+        if n % 3:
+            event["created_at"] = f"2025-01-01T00:00:00 +bad{n}" if n % 3 == 1 else f"2025-{13 + n % 5}-01T00:00:00Z"
+            expected_bad.append(n + 1)
+        else:
+            event["created_at"] = forms[n % len(forms)]
+        lines[n] = json.dumps(event)
+    result, table, rejects = run(("\n".join(lines) + "\n").encode())
+    assert [r["line"] for r in rejects] == expected_bad
+    assert all(r["reason"].endswith("of field 'created_at' is not a valid timestamp[us, tz=UTC] "
+                                    "(expected ISO-8601, e.g. 2025-01-31T12:00:00Z)") for r in rejects)
+    assert result.rows == 400 - len(expected_bad)
