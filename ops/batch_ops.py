@@ -359,6 +359,8 @@ class BatchCopyResult:
     dry_run: bool
     job: SubmittedJob | None = None
     local: ReplayReport | None = None
+    resubmitted: bool = True  # False: the job was submitted by an earlier run of the same command
+    inventory: dict | None = None  # with --from-inventory: where the listing came from
 
     @property
     def ok(self) -> bool:
@@ -366,33 +368,90 @@ class BatchCopyResult:
 
     def summary(self) -> dict:
         return {**describe_plan(self.manifest, dest_prefix=self.dest_prefix, job=self.job, dry_run=self.dry_run),
+                "submitted_by_an_earlier_run": not self.resubmitted,
                 "local_result": None if self.local is None else {
-                    "done": self.local.done, "failed": self.local.failed, "report": self.local.report}}
+                    "done": self.local.done, "failed": self.local.failed, "report": self.local.report},
+                **({"inventory": self.inventory} if self.inventory else {})}
 
 
 def batch_copy(s3, s3control, *, objects: Iterable[ObjectInfo], bucket: str, dest_prefix: str, manifest_url: str,
                report_url: str | None, role_arn: str, priority: int = 10, confirm: bool = True,
                account_id: str | None = None, dry_run: bool = False, local_report_path: str | None = None,
-               description: str = "eltops replay copy", on_progress: Callable[[int], None] | None = None
-               ) -> BatchCopyResult:
-    """Write the manifest, submit the job, then copy the objects over 5 GB locally (multipart)."""
+               description: str = "eltops replay copy", on_progress: Callable[[int], None] | None = None,
+               submitted: dict | None = None, checkpoint=None) -> BatchCopyResult:
+    """Write the manifest, submit the job (unless `submitted`, an earlier run's job), then copy the
+    objects over 5 GB locally (multipart; `checkpoint` skips the ones an earlier run copied)."""
     from ops.replay import replay_copy
 
     if role_arn or not dry_run:
         _arn_parts(role_arn)  # a bad ARN is refused before anything is written
     report_url = report_url or default_report_url(manifest_url)
     _split_s3_url(report_url, "--batch-report")
-    manifest = write_manifest(s3, objects, manifest_url=manifest_url, dest_prefix=dest_prefix, dry_run=dry_run,
-                              on_progress=on_progress)
+    # A job submitted already reads the manifest it was given (by ETag): never rewrite it.
+    manifest = write_manifest(s3, objects, manifest_url=manifest_url, dest_prefix=dest_prefix,
+                              dry_run=dry_run or bool(submitted), on_progress=on_progress)
     result = BatchCopyResult(manifest=manifest, dest_prefix=dest_prefix, dry_run=dry_run)
-    if manifest.rows and not dry_run:
+    if submitted:
+        result.job, result.resubmitted = SubmittedJob(**submitted), False
+    elif manifest.rows and not dry_run:
         result.job = submit_copy_job(s3control, manifest=manifest, bucket=bucket, dest_prefix=dest_prefix,
                                      report_url=report_url, role_arn=role_arn, priority=priority, confirm=confirm,
                                      account_id=account_id, description=description)
+        if checkpoint is not None:  # at once: a run killed from here on must not submit again
+            checkpoint.value("job", vars(result.job))
+            checkpoint.save()
     if manifest.large:
         # Batch Operations' copy stops at 5 GB; these go through the local multipart copy, to the
         # layout the job uses, so every copy of this replay sits under one prefix the same way.
         result.local = replay_copy(s3, objects=manifest.large, bucket=bucket, dest_prefix=dest_prefix,
                                    concurrency=2, dry_run=dry_run, report_path=local_report_path,
-                                   key_for=batch_replay_key)
+                                   key_for=batch_replay_key, checkpoint=checkpoint)
+    return result
+
+
+def run(s3, s3control, *, bucket: str, prefix: str, start: str | None, end: str | None, since: str | None,
+        by: str = "modified", list_concurrency: int = 8, from_inventory: str | None = None,
+        live_tail: bool | None = None, dest_prefix: str | None = None, manifest_url: str | None = None,
+        report_url: str | None = None, role_arn: str | None = None, priority: int = 10, confirm: bool = True,
+        account_id: str | None = None, checkpoint_path: str | None = None, fresh: bool = False,
+        resume: str | None = None, report_path: str | None = None, dry_run: bool = False,
+        on_inventory: Callable[[dict], None] | None = None) -> BatchCopyResult:
+    """`replay copy --engine batch-operations` end to end: checkpoint, window, streamed listing,
+    manifest, job, and the local copies of objects over 5 GB.
+
+    The checkpoint follows replay copy's life: a run that submitted its job and copied its large
+    objects is finished (the same command next time is a new run); a run that failed or was killed
+    after create_job is resumed with its window and destination, and the job it submitted (kept in
+    the checkpoint) is not submitted again. If it died during create_job, the resumed run writes
+    the same manifest and sends the same ClientRequestToken, so S3 answers with the same job."""
+    from ops import replay as lib
+    from ops.listing import stream_objects
+
+    if not manifest_url:
+        raise UsageError("--engine batch-operations needs --manifest s3://<bucket>/batch/manifests/<name>.csv "
+                         "(where the job's manifest is written)")
+    if not role_arn and not dry_run:
+        raise UsageError("--engine batch-operations needs --role-arn (Terraform output batch_operations_role_arn, "
+                         "or ELT_BATCH_ROLE_ARN)")
+    lib.check_dest_prefix(dest_prefix)
+    identity = {"command": "replay copy", "engine": "batch-operations", "bucket": bucket, "prefix": prefix,
+                "start": start, "end": end, "since": since, "by": by, "dest_prefix": dest_prefix,
+                "manifest": manifest_url, **lib.source_identity(from_inventory)}
+    checkpoint = lib.checkpoint_for("replay copy", identity, checkpoint_path, dry_run, fresh=fresh, resume=resume)
+    submitted = checkpoint.values.get("job") if checkpoint else None
+    window = lib.resolved_window(checkpoint, start=start, end=end, since=since)
+    dest = lib.destination(checkpoint, dest_prefix)
+    objects, source = stream_objects(s3, bucket=bucket, prefix=prefix, window=window, by=by,
+                                     from_inventory=from_inventory, live_tail=live_tail, concurrency=list_concurrency)
+    if source is not None and on_inventory:
+        on_inventory(source.summary())
+    result = batch_copy(s3, s3control, objects=objects, bucket=bucket, dest_prefix=dest, manifest_url=manifest_url,
+                        report_url=report_url, role_arn=role_arn or "", priority=priority, confirm=confirm,
+                        account_id=account_id, dry_run=dry_run, local_report_path=report_path,
+                        description=f"eltops replay copy {prefix} {window.describe()} -> {dest}",
+                        submitted=submitted, checkpoint=checkpoint)
+    result.inventory = source.summary() if source is not None else None
+    if checkpoint is not None:
+        local_ok = result.local is None or result.local.ok
+        checkpoint.finish(lib.FINISHED if local_ok else lib.INTERRUPTED if result.local.interrupted else lib.FAILED)
     return result

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import click
 
 from ops.commands.root import QUEUE_URL, cli, common_options, info, progress_bar, render, settings
-from ops.errors import PartialFailure, UsageError
+from ops.errors import PartialFailure
 
 
 def window_options(f: Callable) -> Callable:
@@ -224,53 +224,20 @@ def batch_options(f: Callable) -> Callable:
     return f
 
 
-def _batch_copy(ctx, *, bucket, prefix, start, end, since, by, list_concurrency, from_inventory, live_tail,
-                dest_prefix, checkpoint, report_path, dry_run, manifest_url, batch_report, role_arn, priority,
-                account_id, yes) -> None:
-    """replay copy --engine batch-operations: stream the selection into a manifest, submit the job."""
-    from ops import replay as lib
-    from ops.batch_ops import batch_copy
-    from ops.listing import stream_objects
+def _batch_copy(ctx, **options) -> None:
+    """replay copy --engine batch-operations: ops.batch_ops.run, then render and the exit code."""
+    from ops.batch_ops import run
 
-    if not manifest_url:
-        raise UsageError("--engine batch-operations needs --manifest s3://<bucket>/batch/manifests/<name>.csv "
-                         "(where the job's manifest is written)")
-    if not role_arn and not dry_run:
-        raise UsageError("--engine batch-operations needs --role-arn (Terraform output batch_operations_role_arn, "
-                         "or ELT_BATCH_ROLE_ARN)")
-    identity = {"command": "replay copy", "engine": "batch-operations", "bucket": bucket, "prefix": prefix,
-                "start": start, "end": end, "since": since, "by": by, "dest_prefix": dest_prefix,
-                "manifest": manifest_url, **lib.source_identity(from_inventory)}
-    cp = lib.checkpoint_for("replay copy", identity, checkpoint, dry_run)
-    submitted = cp.values.get("job") if cp else None
-    if submitted:
-        info(ctx, f"this replay was submitted already as job {submitted['job_id']} (checkpoint {cp.path}); "
-                  f"eltops batch-job status {submitted['job_id']}")
-        render(ctx, {"engine": "batch-operations", "job": submitted, "resubmitted": False},
-               f"job {submitted['job_id']} (already submitted)")
-        return
-    window = lib.resolved_window(cp, start=start, end=end, since=since)
-    dest = lib.destination(cp, dest_prefix)
     aws = settings(ctx).aws()
-    objects, source = stream_objects(aws.client("s3"), bucket=bucket, prefix=prefix, window=window, by=by,
-                                     from_inventory=from_inventory, live_tail=live_tail, concurrency=list_concurrency)
-    if source is not None:
-        _say_inventory(ctx, source.summary())
-    result = batch_copy(aws.client("s3"), aws.client("s3control"), objects=objects, bucket=bucket,
-                        dest_prefix=dest, manifest_url=manifest_url, report_url=batch_report,
-                        role_arn=role_arn, priority=priority, confirm=not yes, account_id=account_id,
-                        dry_run=dry_run, local_report_path=report_path,
-                        description=f"eltops replay copy {prefix} {window.describe()} -> {dest}")
-    summary = result.summary()
-    if source is not None:
-        summary["inventory"] = source.summary()
-    if cp and result.job:
-        cp.value("job", summary["job"])
-        cp.save()
-    render(ctx, summary, _batch_text)
+    result = run(aws.client("s3"), aws.client("s3control"), on_inventory=lambda inv: _say_inventory(ctx, inv),
+                 **options)
+    if not result.resubmitted:
+        info(ctx, f"this replay was submitted already as job {result.job.job_id}; not submitted again "
+                  f"(eltops batch-job status {result.job.job_id})")
+    render(ctx, result.summary(), _batch_text)
     if result.local is not None and result.local.failed:
         raise PartialFailure(f"{len(result.local.failed)} object(s) over 5 GB failed their local copy; see above"
-                             + (f" and {report_path}" if report_path else ""))
+                             + (f" and {result.local.report}" if result.local.report else ""))
 
 
 def _batch_text(r: dict) -> str:
@@ -329,9 +296,9 @@ def replay_copy_command(ctx, bucket, prefix, start, end, since, by, list_concurr
     window = {"bucket": bucket, "prefix": prefix, "start": start, "end": end, "since": since, "by": by,
               "list_concurrency": list_concurrency, "from_inventory": from_inventory, "live_tail": live_tail}
     if engine == "batch-operations":
-        _batch_copy(ctx, **window, dest_prefix=dest_prefix, checkpoint=checkpoint, report_path=report_path,
-                    dry_run=dry_run, manifest_url=manifest_url, batch_report=batch_report, role_arn=role_arn,
-                    priority=priority, account_id=account_id, yes=yes)
+        _batch_copy(ctx, **window, dest_prefix=dest_prefix, checkpoint_path=checkpoint, fresh=fresh, resume=resume,
+                    report_path=report_path, dry_run=dry_run, manifest_url=manifest_url, report_url=batch_report,
+                    role_arn=role_arn, priority=priority, confirm=not yes, account_id=account_id)
         return
     _run_replay(ctx, "replay copy", **window, dest_prefix=dest_prefix, concurrency=concurrency, max_rps=max_rps,
                 checkpoint_path=checkpoint, fresh=fresh, resume=resume, report_path=report_path, dry_run=dry_run)

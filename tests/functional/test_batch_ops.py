@@ -251,9 +251,31 @@ def test_replay_copy_with_batch_operations_from_an_inventory_submits_once(cli_aw
     assert "inventory s3://elt-local-inventory/" in first.stderr and "h old" in first.stderr
     assert read_manifest_rows(aws.s3, plan["manifest"]) == [
         (aws.bronze, "bronze/orders/dt=2025-01-01/p.jsonl"), (aws.bronze, "bronze/orders/dt=2025-01-02/p.jsonl")]
-    again = CliRunner().invoke(cli, args)  # the stub has no second response: a second create_job would fail
+    # The first run finished: the same command is a new run, and the same plan sends the same token,
+    # so S3 answers with the same job instead of creating a second one.
+    aws.stub.add_response("create_job", {"JobId": JOB}, {**expected_job_any(), "ConfirmationRequired": False,
+                                                         "Priority": 10,
+                                                         "ClientRequestToken": plan["job"]["client_request_token"]})
+    again = CliRunner().invoke(cli, args)
     assert again.exit_code == 0, again.output
-    assert json.loads(again.stdout)["resubmitted"] is False and f"submitted already as job {JOB}" in again.stderr
+    assert json.loads(again.stdout)["job"]["client_request_token"] == plan["job"]["client_request_token"]
+
+
+def test_a_job_an_earlier_run_submitted_is_not_submitted_again_nor_its_manifest_rewritten(aws):
+    from ops.batch_ops import SubmittedJob, batch_copy
+
+    key = "bronze/orders/dt=2025-01-01/huge.jsonl"
+    etag = aws.put(key, b"{}\n")
+    aws.s3.put_object(Bucket=OPS, Key="batch/manifests/m.csv", Body=b"the running job's manifest")
+    before = aws.s3.head_object(Bucket=OPS, Key="batch/manifests/m.csv")["ETag"]
+    earlier = SubmittedJob(job_id=JOB, account_id="123456789012", token="t", confirmation_required=True,
+                           manifest=f"s3://{OPS}/batch/manifests/m.csv", report=f"s3://{OPS}/batch/reports/")
+    objects = [obj(aws.bronze, "bronze/orders/dt=2025-01-01/a.jsonl"),
+               ObjectInfo(bucket=aws.bronze, key=key, size=BATCH_COPY_LIMIT + 1, etag=etag, last_modified=T)]
+    result = batch_copy(aws.s3, aws.control, objects=objects, bucket=aws.bronze, dest_prefix="bronze/replay/b1",
+                        manifest_url=earlier.manifest, report_url=None, role_arn=ROLE, submitted=vars(earlier))
+    assert (result.job.job_id, result.resubmitted, result.local.done) == (JOB, False, 1)  # no create_job stubbed
+    assert aws.s3.head_object(Bucket=OPS, Key="batch/manifests/m.csv")["ETag"] == before
 
 
 def test_the_batch_engine_needs_a_manifest_and_a_role(cli_aws):
