@@ -188,21 +188,28 @@ def ledger_checks(items: list[dict], *, now: float, limits: Thresholds, queue_de
 
 
 # --- silver ----------------------------------------------------------------------------------------
+FRESHNESS_PAGES = 20  # listing pages read per partition (20,000 objects): health stays cheap on huge days
+
+
 def silver_freshness(s3, *, bucket: str, now: float, limits: Thresholds) -> list[Check]:
-    """Per type: the newest silver object of its latest two dt= partitions."""
+    """Per type: the newest silver object of its latest two dt= partitions (at most
+    FRESHNESS_PAGES listing pages of each; the detail says so when a partition was cut short)."""
     types = [c["Prefix"] for page in _pages(s3, bucket, Prefix=SILVER_ROOT, Delimiter="/")
              for c in page.get("CommonPrefixes", [])]
     checks = []
     for prefix in types:
         parts = sorted(c["Prefix"] for page in _pages(s3, bucket, Prefix=prefix + "dt=", Delimiter="/")
                        for c in page.get("CommonPrefixes", []))
-        newest, newest_key = None, None
+        newest, newest_key, cut = None, None, []
         for part in parts[-2:]:
-            for page in _pages(s3, bucket, Prefix=part):
+            for number, page in enumerate(_pages(s3, bucket, Prefix=part), start=1):
                 for obj in page.get("Contents", []):
                     moment = obj["LastModified"].timestamp()
                     if newest is None or moment > newest:
                         newest, newest_key = moment, obj["Key"]
+                if number == FRESHNESS_PAGES and page.get("IsTruncated"):
+                    cut.append(f"{part}: only the first {FRESHNESS_PAGES * 1000} objects looked at")
+                    break
         if newest is None:
             continue
         age = max(0.0, now - newest)
@@ -210,7 +217,7 @@ def silver_freshness(s3, *, bucket: str, now: float, limits: Thresholds) -> list
         type_ = prefix[len(SILVER_ROOT):].rstrip("/")
         checks.append(Check(name="silver-freshness", subject=type_, ok=ok, value=round(age, 1),
                             threshold=limits.max_silver_age, summary=f"newest silver object {_age(age)} old",
-                            runbook=f"{RUNBOOK}#silver-freshness", details=[newest_key],
+                            runbook=f"{RUNBOOK}#silver-freshness", details=[newest_key, *cut],
                             next_step="" if ok else f"eltops ls --prefix bronze/{type_}/ --since {_age(age)}"))
     return checks
 

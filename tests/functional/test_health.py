@@ -121,3 +121,24 @@ def test_ledger_ls_lists_with_the_purge_filters(pipeline):
     assert eltops(pipeline, "ledger", "ls", "--since", "1h", "--status", "DONE", "--json").exit_code == 0
     assert json.loads(eltops(pipeline, "ledger", "ls", "--start", "2020-01-01", "--end", "2020-01-02",
                              "--json").stdout)["items"] == []
+
+
+def test_freshness_reads_a_bounded_number_of_pages_per_partition(pipeline, monkeypatch):
+    import ops.health as health_lib
+
+    for i in range(3):
+        pipeline.s3.put_object(Bucket=pipeline.silver, Key=f"silver/orders/dt=2025-03-01/p{i}.parquet", Body=b"x")
+
+    class OneKeyPages:  # every listing page holds one object
+        def __init__(self, client):
+            self.client, self.calls = client, 0
+
+        def list_objects_v2(self, **kwargs):
+            self.calls += 1
+            return self.client.list_objects_v2(**({"MaxKeys": 1} | kwargs))
+
+    s3 = OneKeyPages(pipeline.s3)
+    monkeypatch.setattr(health_lib, "FRESHNESS_PAGES", 2)
+    (check,) = health_lib.silver_freshness(s3, bucket=pipeline.silver, now=time.time(), limits=Thresholds())
+    assert check.ok and check.details[1] == "silver/orders/dt=2025-03-01/: only the first 2000 objects looked at"
+    assert s3.calls == 2 + 2  # types, partitions, then two pages of the partition
