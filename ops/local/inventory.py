@@ -88,12 +88,12 @@ def _write_columnar(handle, bucket: str, rows: Iterable[Entry], file_format: str
     if file_format == "Parquet":
         import pyarrow.parquet as pq
 
-        writer = pq.ParquetWriter(handle, schema)
+        writer = pq.ParquetWriter(handle.name, schema)  # by path: apache/arrow#34314
         write, close = writer.write_batch, writer.close
     else:
         import pyarrow.orc as orc
 
-        writer = orc.ORCWriter(handle)
+        writer = orc.ORCWriter(handle.name)
         write, close = (lambda b: writer.write(pa.Table.from_batches([b]))), writer.close
     count = 0
     chunk: list[Entry] = []
@@ -134,7 +134,7 @@ def write_report(s3, *, source_bucket: str, entries: Iterable[Entry], report_buc
     files = []
     it = iter(entries)
     while True:
-        with tempfile.TemporaryFile(prefix="eltops-inventory-write-") as handle:
+        with tempfile.NamedTemporaryFile(prefix="eltops-inventory-write-") as handle:  # a path for pyarrow
             part = _take(it, rows_per_file)
             first = next(part, None)
             if first is None and files:
