@@ -433,7 +433,7 @@ def run(s3, s3control, *, bucket: str, prefix: str, start: str | None, end: str 
     if not role_arn and not dry_run:
         raise UsageError("--engine batch-operations needs --role-arn (Terraform output batch_operations_role_arn, "
                          "or ELT_BATCH_ROLE_ARN)")
-    lib.check_dest_prefix(dest_prefix)
+    lib.check_dest_prefix(dest_prefix, batch_replay_key)
     identity = {"command": "replay copy", "engine": "batch-operations", "bucket": bucket, "prefix": prefix,
                 "start": start, "end": end, "since": since, "by": by, "dest_prefix": dest_prefix,
                 "manifest": manifest_url, **lib.source_identity(from_inventory)}

@@ -504,6 +504,27 @@ def _move(sqs, messages: list[DlqMessage], *, source_url: str, target_url: str, 
 
 
 
+def check_filters(*, filter_type: str | None, filter_dt: str | None) -> None:
+    """A filter that can match nothing is a mistake, not an empty redrive: name it and the fix."""
+    from lambdas.shared import schemas
+    from lambdas.shared.keys import validate_dt
+
+    if filter_type is not None:
+        try:
+            schemas.get(filter_type)
+        except schemas.UnknownType as exc:
+            raise UsageError(f"--filter-type {filter_type!r}: {exc}") from None
+    if filter_dt is not None:
+        value = filter_dt[3:] if filter_dt.startswith("dt=") else filter_dt
+        try:
+            validate_dt(value)
+        except ValueError as exc:
+            raise UsageError(f"--filter-dt {filter_dt!r} is not a day: {exc}; give it as YYYY-MM-DD"
+                             + (f", e.g. {value}" if value != filter_dt else "")) from None
+        if value != filter_dt:
+            raise UsageError(f"--filter-dt {filter_dt!r}: give the day without 'dt=', e.g. --filter-dt {value}")
+
+
 # --- one redrive, as the CLI asks for it --------------------------------------------------------
 @dataclass(frozen=True)
 class RedrivePlan:
@@ -523,6 +544,7 @@ def redrive(sqs, *, mode: str, source_url: str, target_url: str | None, confirm:
     """Redrive in the requested mode (auto, native, manual): pick the mode, ask `confirm(plan)`
     (not for a dry run), then move. In auto mode an endpoint without the move-task APIs (the
     embedded AWS) falls back to manual mode."""
+    check_filters(filter_type=filter_type, filter_dt=filter_dt)
     chosen, why = choose_mode(mode, filters=bool(filter_type or filter_dt), max_messages=max_messages,
                               max_rps=max_rps)
     if chosen == "manual" and not target_url:

@@ -330,10 +330,22 @@ def destination(checkpoint: Checkpoint | None, dest_prefix: str | None) -> str:
     return checkpoint.value("dest_prefix", lambda: f"bronze/replay/{replay_stamp()}")
 
 
-def check_dest_prefix(dest_prefix: str | None) -> None:
-    if dest_prefix and not dest_prefix.startswith("bronze/"):
-        raise UsageError(f"--dest-prefix {dest_prefix!r} is outside bronze/: ingest would skip the copies; "
-                         "use e.g. bronze/replay/<stamp>")
+def check_dest_prefix(dest_prefix: str | None, key_for: Callable[[str, str], str] = replay_key) -> None:
+    """Refuse a destination whose copies ingest would skip: a sample copy key must parse (with the
+    pipeline's own key parser) as a replay copy of the same logical object."""
+    if not dest_prefix:
+        return
+    sample = "bronze/orders/dt=2025-01-01/part-0.jsonl"
+    try:
+        parsed = parse_bronze_key(key_for(sample, dest_prefix))
+        ok = parsed.replay_stamp is not None and parsed.logical_key == sample
+        reason = "the copies would not be replay copies of their originals"
+    except InvalidKey as exc:
+        ok, reason = False, exc.reason
+    if not ok:
+        raise UsageError(f"--dest-prefix {dest_prefix!r}: ingest would skip every copy ({reason}); use "
+                         "bronze/replay/<stamp> with one stamp segment of [A-Za-z0-9_.:-], e.g. "
+                         "bronze/replay/run-1")
 
 
 def source_identity(from_inventory: str | None) -> dict:

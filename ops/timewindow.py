@@ -40,30 +40,74 @@ def as_utc(moment: dt.datetime) -> dt.datetime:
     return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
+RANGE = "times must fall between 0001-01-01 and 9999-12-31 UTC"
+_UTC_NAMES = frozenset({"UTC", "GMT", "Z", "UT"})
+
+
+class _ZoneAbbreviation(Exception):  # noqa: N818 - internal signal, never leaves this module
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
+
+
+def _zone(name: str | None, offset: int | None):
+    """dateutil's tzinfos hook: offsets and UTC are fine; a zone abbreviation (PST, CET, IST…) is
+    refused, since dateutil does not know them and would silently take the time as UTC."""
+    if name is None:
+        return offset
+    if name.upper() in _UTC_NAMES:
+        return 0
+    raise _ZoneAbbreviation(name)
+
+
 def parse_duration(text: str, *, option: str = "--since") -> dt.timedelta:
     match = _RELATIVE.match(text or "")
     if not match:
         raise UsageError(f"{option} {text!r} is not a duration; use a number and a unit like 90m, 6h, 2d, 1w")
-    return dt.timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2).lower()])
+    try:
+        return dt.timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2).lower()])
+    except OverflowError:
+        raise UsageError(f"{option} {text!r} is too long: {RANGE}") from None
+
+
+def _before(now: dt.datetime, duration: dt.timedelta, *, option: str, text: str) -> dt.datetime:
+    try:
+        return now - duration
+    except OverflowError:
+        raise UsageError(f"{option} {text!r} reaches before year 1: {RANGE}") from None
 
 
 def parse_time(text: str, *, option: str, now: dt.datetime | None = None) -> dt.datetime:
-    """An absolute time (naive = UTC) or one relative to now ('6h' = six hours ago, 'now')."""
+    """An absolute time (naive = UTC) or one relative to now ('6h' = six hours ago, 'now').
+    Zone abbreviations are refused (give an offset), and so are times outside datetime's range."""
     now = as_utc(now or dt.datetime.now(dt.UTC))
     value = (text or "").strip()
     if value.lower() == "now":
         return now
     if _RELATIVE.match(value):
-        return now - parse_duration(value, option=option)
+        return _before(now, parse_duration(value, option=option), option=option, text=text)
     try:
-        return as_utc(dateparser.isoparse(value))
-    except (ValueError, OverflowError):
-        pass
+        parsed = dateparser.isoparse(value)
+    except ValueError as exc:
+        if "offset" in str(exc):
+            raise UsageError(f"{option} {text!r} has a UTC offset out of range (-23:59 to +23:59); "
+                             f"{EXAMPLE}") from None
+        parsed = None
+    except OverflowError:
+        raise UsageError(f"{option} {text!r} is out of range: {RANGE}") from None
+    if parsed is None:
+        try:
+            parsed = dateparser.parse(value, tzinfos=_zone)
+        except _ZoneAbbreviation as exc:
+            raise UsageError(f"{option} {text!r}: the time zone abbreviation {exc.name!r} is not accepted (they "
+                             "are ambiguous, and would be read as UTC); give an offset instead, e.g. "
+                             "2025-02-10T00:00:00-08:00 for PST") from None
+        except (ValueError, OverflowError, dateparser.ParserError):
+            raise UsageError(f"{option} {text!r} is not a date; {EXAMPLE}") from None
     try:
-        parsed = dateparser.parse(value)
-    except (ValueError, OverflowError, dateparser.ParserError):
-        raise UsageError(f"{option} {text!r} is not a date; {EXAMPLE}") from None
-    return as_utc(parsed)
+        return as_utc(parsed)
+    except OverflowError:
+        raise UsageError(f"{option} {text!r} is out of range once converted to UTC: {RANGE}") from None
 
 
 def make_window(*, start: str | None, end: str | None, since: str | None,
@@ -73,7 +117,7 @@ def make_window(*, start: str | None, end: str | None, since: str | None,
     if since and (start or end):
         raise UsageError("--since cannot be combined with --start/--end; use one or the other")
     if since:
-        return Window(start=now - parse_duration(since), end=now)
+        return Window(start=_before(now, parse_duration(since), option="--since", text=since), end=now)
     if not start:
         raise UsageError("a time window is required: --start T --end T, or --since 6h")
     begin = parse_time(start, option="--start", now=now)

@@ -7,8 +7,11 @@ import json
 import logging
 import os
 import sys
+from contextvars import ContextVar
 
-_CONTEXT: dict = {}
+# Per thread (and per asyncio task): the embedded AWS runs ingest and transform on threads of one
+# process, so a module global would give one handler's request id and name to the other's lines.
+_CONTEXT: ContextVar[dict] = ContextVar("elt_log_context", default={})
 
 
 class JsonFormatter(logging.Formatter):
@@ -18,7 +21,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
-            **_CONTEXT,
+            **_CONTEXT.get(),
             **getattr(record, "fields", {}),
         }
         if record.exc_info:
@@ -53,9 +56,8 @@ def get_logger(name: str) -> logging.Logger:
 
 
 def set_context(**fields) -> None:
-    """Fields added to every line until the next call (the current aws_request_id)."""
-    _CONTEXT.clear()
-    _CONTEXT.update({k: v for k, v in fields.items() if v is not None})
+    """Fields added to every line this thread logs until its next call (the current aws_request_id)."""
+    _CONTEXT.set({k: v for k, v in fields.items() if v is not None})
 
 
 def log(logger: logging.Logger, level: int, message: str, **fields) -> None:

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import click
 
-from ops.commands.root import QUEUE_URL, cli, common_options, confirm, info, progress_bar, render, settings
+from ops.commands.root import (
+    QUEUE_URL,
+    Rate,
+    cli,
+    common_options,
+    confirm,
+    info,
+    progress_bar,
+    render,
+    settings,
+)
 from ops.errors import OpsError, PartialFailure, UsageError
 
 
@@ -69,7 +79,7 @@ def dlq_inspect(ctx, queue_url, table, max_messages, out_path):
               help="Target queue [env ELT_QUEUE_URL]. Not given on the command line: the DLQ's source queue "
                    "when it has exactly one (so the ingest DLQ's S3 events go back to the ingest queue).")
 @click.option("--max", "max_messages", type=click.IntRange(min=1), help="Move at most this many (manual mode).")
-@click.option("--max-rps", type=click.FloatRange(min=1), help="Messages per second (native: at most 500).")
+@click.option("--max-rps", type=Rate(1), help="Messages per second (native: at most 500).")
 @click.option("--filter-type", help="Only messages of this event type (manual mode).")
 @click.option("--filter-dt", help="Only messages of this dt=YYYY-MM-DD (manual mode).")
 @click.option("--mode", type=click.Choice(["auto", "native", "manual"]), default="auto", show_default=True,

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import click
 
-from ops.commands.root import QUEUE_URL, cli, common_options, info, progress_bar, render, settings
+from ops.commands.root import QUEUE_URL, Rate, cli, common_options, info, progress_bar, render, settings
 from ops.errors import PartialFailure
 
 
@@ -15,7 +15,8 @@ def window_options(f: Callable) -> Callable:
         click.option("--bucket", envvar="ELT_BRONZE_BUCKET", required=True,
                      help="Bronze bucket [env ELT_BRONZE_BUCKET]."),
         click.option("--prefix", default="bronze/", show_default=True, help="Key prefix to list under."),
-        click.option("--start", help="Window start (inclusive): ISO-8601 (naive = UTC) or relative (6h, 2d)."),
+        click.option("--start", help="Window start (inclusive): ISO-8601 (naive = UTC; an offset like -08:00, not a "
+                                     "zone name like PST) or relative (6h, 2d)."),
         click.option("--end", help="Window end (exclusive); default now."),
         click.option("--since", help="Shorthand for --start <now - D> --end now, e.g. --since 6h."),
         click.option("--by", type=click.Choice(["modified", "partition"]), default="modified", show_default=True,
@@ -38,7 +39,7 @@ def run_options(f: Callable) -> Callable:
     options = [
         click.option("--concurrency", type=click.IntRange(1, 256), default=16, show_default=True,
                      help="Requests in flight."),
-        click.option("--max-rps", type=click.FloatRange(min=0.1), help="At most this many objects per second."),
+        click.option("--max-rps", type=Rate(0.1), help="At most this many objects per second."),
         click.option("--checkpoint", type=click.Path(dir_okay=False),
                      help="Checkpoint file (default: one per command and options under the state directory). "
                           "An interrupted or partly failed run in it is resumed; a finished one starts anew."),
@@ -267,7 +268,8 @@ def _batch_text(r: dict) -> str:
 @replay.command("copy")
 @common_options
 @window_options
-@click.option("--dest-prefix", help="Where copies go (default bronze/replay/<UTC stamp>); must be under bronze/.")
+@click.option("--dest-prefix", help="Where copies go (default bronze/replay/<UTC stamp>): bronze/replay/<stamp>, "
+                                    "one stamp segment of letters, digits and _.:-")
 @run_options
 @batch_options
 @click.pass_context
@@ -290,9 +292,10 @@ def replay_copy_command(ctx, bucket, prefix, start, end, since, by, list_concurr
       eltops replay copy --from-inventory s3://inv/bronze/elt-dev-bronze/daily/ --start 2024-01-01 \\
         --end 2025-01-01 --engine batch-operations --manifest s3://ops/batch/manifests/2024.csv --role-arn R
     """
+    from lambdas.shared.keys import batch_replay_key, replay_key
     from ops.replay import check_dest_prefix
 
-    check_dest_prefix(dest_prefix)
+    check_dest_prefix(dest_prefix, batch_replay_key if engine == "batch-operations" else replay_key)
     window = {"bucket": bucket, "prefix": prefix, "start": start, "end": end, "since": since, "by": by,
               "list_concurrency": list_concurrency, "from_inventory": from_inventory, "live_tail": live_tail}
     if engine == "batch-operations":

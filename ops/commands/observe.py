@@ -6,7 +6,7 @@ import json
 
 import click
 
-from ops.commands.root import QUEUE_URL, cli, common_options, info, render, settings
+from ops.commands.root import QUEUE_URL, Rate, cli, common_options, info, render, settings
 from ops.errors import NeedsAttention, UsageError
 
 
@@ -50,7 +50,7 @@ def _window(start, end, since):
 @click.option("--queue-url", envvar="ELT_QUEUE_URL", type=QUEUE_URL, help="Events queue for --replay sqs [env ELT_QUEUE_URL].")
 @click.option("--dest-prefix", help="Where --replay copy puts copies (default bronze/replay/<UTC stamp>).")
 @click.option("--concurrency", type=click.IntRange(1, 256), default=16, show_default=True, help="Replay requests in flight.")
-@click.option("--max-rps", type=click.FloatRange(min=0.1), help="Replay at most this many objects per second.")
+@click.option("--max-rps", type=Rate(0.1), help="Replay at most this many objects per second.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False),
               help="Replay resume file (default: one per window and set of gaps under the state directory).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False),

@@ -80,6 +80,28 @@ class QueueName(click.ParamType):
 QUEUE_URL = QueueUrl()
 
 
+class Rate(click.ParamType):
+    """A finite rate (per second) of at least `minimum`: nan and inf would disable the limiter."""
+
+    name = "float"
+
+    def __init__(self, minimum: float, maximum: float | None = None):
+        self.minimum, self.maximum = minimum, maximum
+
+    def convert(self, value, param, ctx):
+        import math
+
+        try:
+            rate = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(rate) or rate < self.minimum or (self.maximum is not None and rate > self.maximum):
+            upper = f" and at most {self.maximum:g}" if self.maximum is not None else ""
+            self.fail(f"{value!r} is not a rate: give a finite number of at least {self.minimum:g}{upper} per second",
+                      param, ctx)
+        return rate
+
+
 def common_options(f: Callable) -> Callable:
     """--profile/--region/--endpoint-url/--json/--quiet, accepted before or after the command."""
     options = [

@@ -299,3 +299,21 @@ def test_a_fifo_redrive_deduplication_id_is_stable_within_a_redrive_and_new_for_
     first = dlq.redrive_deduplication_id(message, "run-1")
     assert first == dlq.redrive_deduplication_id(message, "run-1") != dlq.redrive_deduplication_id(message, "run-2")
     assert first != "x" and len(first) <= 128
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--filter-dt", "dt=2025-02-10"], "without 'dt='"),
+    (["--filter-dt", "2025-13-45"], "is not a day"),
+    (["--filter-type", "no_such_type"], "--filter-type 'no_such_type'"),
+    (["--max-rps", "nan"], "'nan' is not a rate"),
+    (["--max-rps", "inf"], "'inf' is not a rate"),
+])
+def test_a_redrive_filter_or_rate_that_can_match_nothing_is_a_usage_error(pipeline, args, says):
+    from click.testing import CliRunner
+
+    from ops.cli import cli
+
+    result = CliRunner().invoke(cli, ["dlq", "redrive", "--queue-url", pipeline.dlq_url, "--to-url",
+                                      pipeline.queue_url, "--dry-run", *args])
+    assert result.exit_code == 2, result.output
+    assert says in result.stderr

@@ -174,3 +174,22 @@ def test_ctrl_c_stops_the_pool_at_once_and_sends_nothing_after_it(pipeline, monk
     result = sqs_replay(pipeline, "--max-rps", "5", "--concurrency", "16")
     assert result.exit_code == 130, result.output
     assert sent["after"] == 0
+
+
+@pytest.mark.parametrize("dest", ["bronze/replay/run 1", "bronze/replay", "bronze/replay/a/b", "bronze/x",
+                                  "bronze/replay/"])
+def test_a_dest_prefix_whose_copies_ingest_would_skip_is_a_usage_error(pipeline, dest):
+    pipeline.put("bronze/orders/dt=2025-01-01/a.jsonl", b"{}\n")
+    result = eltops("replay", "copy", "--bucket", pipeline.bronze, "--since", "1h", "--dest-prefix", dest)
+    assert result.exit_code == 2, result.output
+    assert repr(dest) in result.stderr and "ingest would skip every copy" in result.stderr
+    assert pipeline.s3.list_objects_v2(Bucket=pipeline.bronze, Prefix="bronze/replay/")["KeyCount"] == 0
+
+
+def test_a_good_dest_prefix_makes_copies_ingest_reads_as_replays():
+    from lambdas.shared.keys import batch_replay_key
+    from ops.replay import check_dest_prefix
+
+    check_dest_prefix("bronze/replay/run-1")
+    check_dest_prefix("bronze/replay/2025-02-10T00:00:00Z")
+    check_dest_prefix("bronze/replay/b1", batch_replay_key)

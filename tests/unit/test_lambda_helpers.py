@@ -164,3 +164,24 @@ def test_a_line_logged_without_fields_is_json_too(captured):
     log.get_logger("unit").warning("plain %s", "text")
     (entry,) = lines(captured)
     assert (entry["message"], entry["level"]) == ("plain text", "WARNING")
+
+
+def test_each_thread_logs_its_own_context_as_the_embedded_aws_runs_both_handlers_side_by_side(captured):
+    import threading
+
+    logger = log.get_logger("unit")
+    both_set = threading.Barrier(2)
+
+    def handler(function: str) -> None:
+        log.set_context(aws_request_id=f"req-{function}", function=function)
+        both_set.wait(10)  # the other handler has set its context too
+        log.log(logger, logging.INFO, f"from {function}")
+
+    threads = [threading.Thread(target=handler, args=(name,)) for name in ("ingest", "transform")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    entries = lines(captured)
+    assert sorted((e["message"], e["function"], e["aws_request_id"]) for e in entries) == [
+        ("from ingest", "ingest", "req-ingest"), ("from transform", "transform", "req-transform")]

@@ -1,4 +1,5 @@
 import datetime as dt
+import re
 
 import pytest
 
@@ -164,3 +165,38 @@ def test_a_missing_or_doubled_window_says_which_options_to_use(kwargs, message):
     with pytest.raises(UsageError) as info:
         make_window(now=NOW, **kwargs)
     assert str(info.value) == message
+
+
+@pytest.mark.parametrize("value, says", [
+    ("2025-02-10 00:00 PST", "abbreviation 'PST' is not accepted"),
+    ("2025-02-10 00:00 CET", "-08:00"),
+    ("2025-02-10T00:00:00+25:00", "offset out of range"),
+    ("0001-01-01T00:00:00+01:00", "out of range"),
+    ("9999-12-31T23:00:00-05:00", "out of range"),
+])
+def test_zone_abbreviations_and_out_of_range_times_are_usage_errors_naming_the_value(value, says):
+    with pytest.raises(UsageError, match=re.escape(says)) as caught:
+        parse_time(value, option="--start")
+    assert repr(value) in str(caught.value)
+
+
+@pytest.mark.parametrize("since", ["3000000d", "99999999999999999999d"])
+def test_a_duration_past_the_calendar_is_a_usage_error(since):
+    with pytest.raises(UsageError, match="--since"):
+        make_window(start=None, end=None, since=since)
+
+
+@pytest.mark.parametrize("value", ["2025-02-10 00:00 UTC", "2025-02-10 00:00 GMT", "2025-02-10T00:00Z"])
+def test_utc_by_name_is_still_utc(value):
+    assert parse_time(value, option="--start") == dt.datetime(2025, 2, 10, tzinfo=dt.UTC)
+
+
+def test_the_cli_rejects_a_zone_abbreviation_with_exit_2_and_no_warning():
+    from click.testing import CliRunner
+
+    from ops.cli import cli
+
+    result = CliRunner().invoke(cli, ["ls", "--bucket", "b", "--start", "2025-02-10 00:00 PST", "--end", "2025-02-11"])
+    assert result.exit_code == 2
+    assert "'2025-02-10 00:00 PST'" in result.stderr and "-08:00" in result.stderr
+    assert "UnknownTimezoneWarning" not in result.output
