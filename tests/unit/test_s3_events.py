@@ -149,3 +149,23 @@ def test_an_s3_event_as_a_json_string_and_an_sns_envelope_are_unwrapped():
 def test_an_sns_record_without_a_message_is_skipped():
     assert skipped(extract({"Records": [{"EventSource": "aws:sns", "Sns": {}}]}, "m")) == [("body is not JSON", "m")]
     assert skipped(extract({"Records": [{"EventSource": "aws:sns"}]})) == [("body is not JSON", None)]
+
+
+def test_records_without_a_body_or_message_are_skipped_with_nothing_to_show():
+    items = list(extract({"Records": [{"eventSource": "aws:sqs", "messageId": "m1"},
+                                      {"EventSource": "aws:sns", "Sns": {"Type": "Notification"}}]}))
+    assert [(s.reason, s.source_id, s.detail) for s in items] == [("body is not JSON", "m1", ""),
+                                                                  ("body is not JSON", None, "")]
+
+
+def test_an_eventbridge_object_without_etag_or_sequencer_has_them_empty():
+    event = load_event("eventbridge_object_created.json")
+    for name in ("etag", "eTag", "sequencer"):
+        event["detail"]["object"].pop(name, None)
+    (obj,) = extract(event)
+    assert (obj.etag, obj.sequencer) == ("", "")
+
+
+def test_the_field_names_of_an_unknown_event_are_shown_up_to_200_characters():
+    (skip,) = extract({f"field{i:03d}": i for i in range(100)})
+    assert skip.detail == ",".join(f"field{i:03d}" for i in range(100))[:200] and len(skip.detail) == 200
