@@ -10,6 +10,7 @@ and writes the same file.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -156,21 +157,54 @@ def provision_queue(sqs, *, name: str, with_dlq: bool = True, max_receive_count:
                            notes=notes)
 
 
-def ensure_dlq(sqs, *, queue_url: str, dlq_name: str, max_receive_count: int = 5, dry_run: bool = False,
-               out: str | None = None) -> ProvisionReport:
+DEFAULT_MAX_RECEIVE_COUNT = 5  # for a queue that has no redrive policy yet
+
+
+def redrive_policy_change(current: str | None, *, dlq_arn: str, max_receive_count: int | None) -> str | None:
+    """The RedrivePolicy to set, or None when the current one already says it. Only what was asked
+    changes: an existing policy keeps its maxReceiveCount unless one is given."""
+    try:
+        old = json.loads(current) if current else None
+    except ValueError:
+        old = None
+    if not isinstance(old, dict):
+        old = None
+    count = max_receive_count if max_receive_count is not None else (
+        int(old.get("maxReceiveCount", DEFAULT_MAX_RECEIVE_COUNT)) if old else DEFAULT_MAX_RECEIVE_COUNT)
+    new = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": count}, separators=(",", ":"))
+    return None if _same("RedrivePolicy", current, new) else new
+
+
+def policy_diff(old: str | None, new: str) -> list[str]:
+    """`field: old -> new` lines between two redrive policies (what a confirmation shows)."""
+    before = json.loads(old) if old else {}
+    after = json.loads(new)
+    return [f"{name}: {before.get(name, '(none)')} -> {after[name]}" for name in sorted(after)
+            if str(before.get(name)) != str(after[name])]
+
+
+def ensure_dlq(sqs, *, queue_url: str, dlq_name: str, max_receive_count: int | None = None, dry_run: bool = False,
+               out: str | None = None, confirm: Callable[[list[str]], bool] | None = None) -> ProvisionReport:
     """Create the DLQ if missing and attach it to an existing queue (only its RedrivePolicy is
-    touched); a rerun is a no-op."""
+    touched, and in it only what was asked); a rerun is a no-op. Changing a policy the queue
+    already has needs `confirm(diff lines)` to say yes (the CLI asks, or --yes)."""
     current = _attributes(sqs, queue_url)
     name = queue_url.rstrip("/").rsplit("/", 1)[-1]
     if name.endswith(".fifo") != dlq_name.endswith(".fifo"):
         raise UsageError(f"--dlq-name {dlq_name!r}: a FIFO queue needs a FIFO DLQ (name ending .fifo) and a "
                          "standard queue a standard one")
+    queue = QueueState(name=name, url=queue_url, arn=current["QueueArn"])
+    # The DLQ lives in the queue's account and region: its ARN is known before it exists.
+    dlq_arn = f"{queue.arn.rsplit(':', 1)[0]}:{dlq_name}"
+    redrive = redrive_policy_change(current.get("RedrivePolicy"), dlq_arn=dlq_arn,
+                                    max_receive_count=max_receive_count)
+    if redrive is not None and current.get("RedrivePolicy") and not dry_run:
+        diff = policy_diff(current.get("RedrivePolicy"), redrive)
+        if confirm is None or not confirm(diff):
+            raise OpsError(f"not confirmed; {queue_url} keeps its RedrivePolicy ({'; '.join(diff)} not applied)")
     dlq = ensure_queue(sqs, name=dlq_name, attributes={"SqsManagedSseEnabled": "true",
                                                        "MessageRetentionPeriod": DLQ_RETENTION}, dry_run=dry_run)
-    queue = QueueState(name=name, url=queue_url, arn=current["QueueArn"])
-    redrive = json.dumps({"deadLetterTargetArn": dlq.arn or _arn_for(sqs, dlq_name),
-                          "maxReceiveCount": max_receive_count}, separators=(",", ":"))
-    if not _same("RedrivePolicy", current.get("RedrivePolicy"), redrive):
+    if redrive is not None:
         queue.changed["RedrivePolicy"] = (current.get("RedrivePolicy"), redrive)
         if not dry_run:
             _call(lambda: sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"RedrivePolicy": redrive}),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ops.commands.root import QUEUE_URL, QueueName, cli, common_options, render, settings
+from ops.commands.root import QUEUE_URL, QueueName, cli, common_options, confirm, info, render, settings
 
 
 @cli.group()
@@ -68,19 +68,30 @@ def provision_queue_command(ctx, name, with_dlq, max_receive_count, visibility_t
 @click.option("--queue-url", required=True, type=QUEUE_URL, help="The existing queue.")
 @click.option("--dlq-name", required=True, type=QueueName(),
               help="DLQ name (created when missing; ending .fifo for a FIFO queue's).")
-@click.option("--max-receive-count", type=int, default=5, show_default=True, help="Receives before the DLQ.")
+@click.option("--max-receive-count", type=click.IntRange(1, 1000),
+              help="Receives before the DLQ [default: the queue's current policy's, or 5 when it has none].")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write existing_* values to this *.auto.tfvars.json.")
 @click.option("--dry-run", is_flag=True, help="Say what would be created or changed; change nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Change an existing RedrivePolicy without asking.")
 @click.pass_context
-def ensure_dlq_command(ctx, queue_url, dlq_name, max_receive_count, out, dry_run):
+def ensure_dlq_command(ctx, queue_url, dlq_name, max_receive_count, out, dry_run, yes):
     """Create the DLQ if missing and attach it to an existing queue; a rerun is a no-op.
+
+    Only what you give changes: an existing RedrivePolicy keeps its maxReceiveCount unless
+    --max-receive-count is given. Changing an existing policy shows the difference and asks first
+    (or --yes).
 
     \b
     Example:
       eltops provision ensure-dlq --queue-url $ELT_QUEUE_URL --dlq-name elt-dev-events-dlq
+      eltops provision ensure-dlq --queue-url $ELT_QUEUE_URL --dlq-name elt-dev-events-dlq --max-receive-count 5 --yes
     """
     from ops.provision import ensure_dlq
 
+    def ask(diff: list[str]) -> bool:
+        info(ctx, f"{queue_url} already has a RedrivePolicy; this changes:\n  " + "\n  ".join(diff))
+        return confirm(ctx, "Change it?", yes)
+
     report = ensure_dlq(settings(ctx).aws().client("sqs"), queue_url=queue_url, dlq_name=dlq_name,
-                        max_receive_count=max_receive_count, dry_run=dry_run, out=out)
+                        max_receive_count=max_receive_count, dry_run=dry_run, out=out, confirm=ask)
     render(ctx, report, _text)

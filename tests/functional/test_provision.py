@@ -159,3 +159,27 @@ def test_against_sqs_that_keeps_every_attribute_a_rerun_makes_no_write():
         report = provision_queue(client, name="e")
     stub.assert_no_pending_responses()  # and any SetQueueAttributes/CreateQueue would have raised
     assert report.changed is False and report.notes == []
+
+
+def test_ensure_dlq_changes_only_what_was_given_and_asks_before_changing_a_live_policy(sqs):
+    url = sqs.create_queue(QueueName="live")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=sqs.create_queue(QueueName="live-dlq")["QueueUrl"],
+                                       AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": json.dumps(
+        {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 3})})
+
+    def policy():
+        return json.loads(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])
+                          ["Attributes"]["RedrivePolicy"])
+
+    untouched = run("provision", "ensure-dlq", "--queue-url", url, "--dlq-name", "live-dlq", "--json")
+    assert untouched.exit_code == 0, untouched.output
+    assert policy()["maxReceiveCount"] == 3 and json.loads(untouched.stdout)["queue"]["changed"] == {}
+    refused = run("provision", "ensure-dlq", "--queue-url", url, "--dlq-name", "live-dlq", "--max-receive-count", "5")
+    assert refused.exit_code == 2 and "--yes" in refused.stderr  # no terminal to ask on
+    assert "maxReceiveCount: 3 -> 5" in refused.stderr
+    assert policy()["maxReceiveCount"] == 3
+    changed = run("provision", "ensure-dlq", "--queue-url", url, "--dlq-name", "live-dlq", "--max-receive-count", "5",
+                  "--yes")
+    assert changed.exit_code == 0, changed.output
+    assert policy() == {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5}
