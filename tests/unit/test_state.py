@@ -1,3 +1,4 @@
+import datetime as dt
 import json
 import os
 import signal
@@ -10,7 +11,17 @@ import pytest
 
 from ops import state
 from ops.errors import UsageError
-from ops.state import Checkpoint, Report, atomic_write, default_checkpoint, identity_hash
+from ops.state import (
+    FAILED,
+    FINISHED,
+    INTERRUPTED,
+    RUNNING,
+    Checkpoint,
+    Report,
+    atomic_write,
+    default_checkpoint,
+    identity_hash,
+)
 
 IDENTITY = {"command": "replay copy", "bucket": "b", "window": ["2025-01-01", "2025-01-02"]}
 ROOT = Path(__file__).resolve().parents[2]
@@ -237,3 +248,69 @@ def test_a_finished_run_is_retired_and_an_unfinished_one_resumed(tmp_path):
     fresh.mark(["k9"])
     fresh.save()
     assert not Checkpoint(tmp_path / "other.json", {"a": 1}, fresh=True).resumed
+
+
+# --- how a run ended ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(("state", "stamp", "not_there"), [
+    (FINISHED, "finished_at", "stopped_at"), (FAILED, "stopped_at", "finished_at"),
+    (INTERRUPTED, "stopped_at", "finished_at"),
+])
+def test_a_run_records_how_it_ended_and_when(tmp_path, state, stamp, not_there):
+    path = tmp_path / "run.json"
+    checkpoint = Checkpoint(path, IDENTITY)
+    checkpoint.mark("key-a")
+    running = json.loads(path.read_text())
+    assert running["state"] == RUNNING and "finished_at" not in running and "stopped_at" not in running
+    checkpoint.finish(state)
+    data = json.loads(path.read_text())
+    assert (data["state"], data[stamp], data["started_at"]) == (state, data["saved_at"], running["started_at"])
+    assert not_there not in data
+    assert dt.datetime.fromisoformat(data["saved_at"]).utcoffset() == dt.timedelta(0)
+
+
+def test_a_resumed_run_keeps_its_start_and_knows_how_the_last_one_ended(tmp_path):
+    path = tmp_path / "run.json"
+    first = Checkpoint(path, IDENTITY)
+    first.mark(["key-a"])
+    first.finish(FAILED)
+    started = json.loads(path.read_text())["started_at"]
+    path.with_name("run.json.journal").write_bytes(b'"key-b"\n')
+    again = Checkpoint(path, IDENTITY)
+    assert (again.resumed, again.previous_state, again.started_at) == (True, FAILED, started)
+    assert again.done == {"key-a", "key-b"}
+
+
+def test_a_run_killed_before_its_first_save_resumes_as_running(tmp_path):
+    path = tmp_path / "run.json"
+    path.with_name("run.json.journal").write_bytes(b'"key-a"\n')
+    again = Checkpoint(path, IDENTITY)
+    assert (again.resumed, again.previous_state, again.done) == (True, RUNNING, {"key-a"})
+    assert Checkpoint(tmp_path / "other.json", IDENTITY).previous_state is None
+
+
+def test_one_key_is_marked_whole_and_the_journal_folder_is_created(tmp_path):
+    path = tmp_path / "new" / "deeper" / "run.json"
+    checkpoint = Checkpoint(path, IDENTITY, interval=3600)
+    checkpoint.save = lambda: None  # only the journal, as between two saves
+    checkpoint.mark("key-a")
+    assert checkpoint.done == {"key-a"}
+    assert path.with_name("run.json.journal").read_bytes() == b'"key-a"\n'
+
+
+def test_something_that_is_not_a_checkpoint_is_refused_saying_what_a_checkpoint_is(tmp_path):
+    path = tmp_path / "run.json"
+    for content in ("[1, 2]", '{"done": "a"}', '{"values": []}'):
+        path.write_text(content)
+        with pytest.raises(UsageError) as info:
+            Checkpoint(path, IDENTITY)
+        assert str(info.value) == (f"checkpoint {path} is not an eltops checkpoint (a JSON object with identity, "
+                                   "values and done); point --checkpoint elsewhere, or delete it to start over")
+
+
+def test_an_atomic_write_goes_through_a_hidden_temporary_file_beside_the_target(tmp_path, monkeypatch):
+    path = tmp_path / "f.json"
+    real, seen = os.replace, []
+    monkeypatch.setattr(state.os, "replace", lambda src, dst: (seen.append(Path(src)), real(src, dst)))
+    atomic_write(path, b"x")
+    (tmp,) = seen
+    assert tmp.parent == tmp_path and tmp.name.startswith(".f.json.") and path.read_bytes() == b"x"
