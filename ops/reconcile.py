@@ -28,6 +28,7 @@ partition's in-window bronze objects too); gaps go out through `on_gap` as they 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from dataclasses import dataclass, field
 from lambdas.shared.keys import BRONZE_ROOT, SILVER_ROOT, InvalidKey, parse_bronze_key
 from lambdas.shared.ledger import CLAIMED, DONE, FAILED, QUEUED, object_pk
 from ops.errors import UsageError
+from ops.executor import BoundedExecutor
 from ops.ledger import BATCH_GET_LIMIT, batch_get
 from ops.listing import REPLAY_PREFIX, ObjectInfo, _info, _pages, find_partitions
 from ops.timewindow import Window, as_utc
@@ -156,15 +158,17 @@ def _iso(epoch: float | None) -> str:
 class _Counting:
     """Counts a client's ListObjectsV2 calls (the report's cost figures); everything else passes."""
 
-    def __init__(self, client, calls: Counter):
-        self._client, self._calls = client, calls
+    def __init__(self, client, calls: Counter, lock: threading.Lock):
+        self._client, self._calls, self._lock = client, calls, lock
 
     def list_objects_v2(self, **kwargs):
-        self._calls["s3:ListObjectsV2"] += 1
+        with self._lock:
+            self._calls["s3:ListObjectsV2"] += 1
         return self._client.list_objects_v2(**kwargs)
 
     def get_object(self, **kwargs):  # an inventory report's manifest and data files
-        self._calls["s3:GetObject"] += 1
+        with self._lock:
+            self._calls["s3:GetObject"] += 1
         return self._client.get_object(**kwargs)
 
     def __getattr__(self, name):
@@ -174,15 +178,23 @@ class _Counting:
 class _Reconciler:
     def __init__(self, s3, ddb, *, bucket: str, silver_bucket: str, table: str, window: Window,
                  queued_max_age: float, now: float, on_gap: Callable[[Gap], None], report: ReconcileReport,
-                 silver_s3=None):
+                 silver_s3=None, concurrency: int = 4):
         self.calls: Counter = Counter()
-        self.s3, self.silver_s3 = _Counting(s3, self.calls), _Counting(silver_s3 or s3, self.calls)
+        self.lock = threading.Lock()  # counters shared by the partition workers
+        self.local = threading.local()  # a partition worker's gaps, emitted in partition order
+        self.concurrency = concurrency
+        self.s3 = _Counting(s3, self.calls, self.lock)
+        self.silver_s3 = _Counting(silver_s3 or s3, self.calls, self.lock)
         self.ddb = ddb
         self.bucket, self.silver_bucket, self.table = bucket, silver_bucket, table
         self.window, self.queued_max_age, self.now = window, queued_max_age, now
         self.on_gap, self.report = on_gap, report
 
     def gap(self, g: Gap) -> None:
+        buffer = getattr(self.local, "buffer", None)
+        if buffer is not None:  # in a partition worker: the main thread emits it
+            buffer.append(g)
+            return
         r = self.report
         r.gaps += 1
         r.by_category[g.category] = r.by_category.get(g.category, 0) + 1
@@ -201,18 +213,23 @@ class _Reconciler:
                 if "/" in rest or not rest.endswith(".parquet"):
                     continue
                 names[rest[: -len(".parquet")]] = as_utc(obj["LastModified"]).timestamp()
-        self.report.silver_objects += len(names)
+        self.count("silver_objects", len(names))
         return names
+
+    def count(self, name: str, n: int = 1) -> None:
+        with self.lock:
+            setattr(self.report, name, getattr(self.report, name) + n)
 
     def check(self, batch: list[tuple[ObjectInfo, str]], silver: dict[str, float]) -> None:
         """Classify bronze objects (with their names), reading their ledger items in one batch."""
         def count_call():
-            self.calls["dynamodb:BatchGetItem"] += 1
+            with self.lock:
+                self.calls["dynamodb:BatchGetItem"] += 1
 
         items = batch_get(self.ddb, table=self.table, keys=[(object_pk(o.bucket, o.key), o.etag) for o, _ in batch],
                           on_call=count_call)
+        self.count("objects", len(batch))
         for obj, name in batch:
-            self.report.objects += 1
             found = classify(obj, items.get((object_pk(obj.bucket, obj.key), obj.etag)), silver.get(name),
                              now=self.now, queued_max_age=self.queued_max_age)
             if found:
@@ -235,7 +252,7 @@ class _Reconciler:
         try:
             return parse_bronze_key(key)
         except InvalidKey:
-            self.report.not_bronze_keys += 1
+            self.count("not_bronze_keys")
             return None
 
     # --- by partition: every object of each dt= day the window overlaps ---------------------------
@@ -244,9 +261,27 @@ class _Reconciler:
         silver_prefix = SILVER_ROOT + prefix[len(BRONZE_ROOT):]
         silver = find_partitions(self.silver_s3, bucket=self.silver_bucket, prefix=silver_prefix, window=self.window)
         parts = sorted({p[len(BRONZE_ROOT):] for p in bronze} | {p[len(SILVER_ROOT):] for p in silver})
-        for part in parts:  # "<type>/dt=YYYY-MM-DD/"
+        self.report.partitions = len(parts)
+        emitted: dict[int, list[Gap]] = {}
+        following = 0
+
+        def emit(item: tuple[int, str], gaps: list[Gap]) -> None:  # in this thread, in partition order
+            nonlocal following
+            emitted[item[0]] = gaps
+            while following in emitted:
+                for g in emitted.pop(following):
+                    self.gap(g)
+                following += 1
+
+        # Partitions are joined side by side (memory: one partition's silver names per worker).
+        with BoundedExecutor(self.concurrency, name="reconcile") as executor:
+            executor.run(lambda item: self.join_partition(item[1]), list(enumerate(parts)), on_result=emit)
+
+    def join_partition(self, part: str) -> list[Gap]:
+        """One partition ("<type>/dt=YYYY-MM-DD/"): its gaps, in key order."""
+        self.local.buffer = []
+        try:
             type_, _, day = part.rstrip("/").partition("/dt=")
-            self.report.partitions += 1
             names = self.silver_partition(type_, day)
             seen: set[str] = set()
             batch: list[tuple[ObjectInfo, str]] = []
@@ -263,6 +298,9 @@ class _Reconciler:
             if batch:
                 self.check(batch, names)
             self.orphans(type_, day, names, seen, only_in_window=False)
+            return self.local.buffer
+        finally:
+            self.local.buffer = None
 
     # --- from an S3 Inventory report: its objects of the window, grouped by partition -------------
     def from_report(self, objects, prefix: str, by: str) -> None:
@@ -319,7 +357,7 @@ class _Reconciler:
 def reconcile(s3, ddb, *, bucket: str, prefix: str, window: Window, silver_bucket: str, table: str,
               by: str = "partition", queued_max_age: float = 3600.0, now: float | None = None,
               on_gap: Callable[[Gap], None] = lambda gap: None, silver_s3=None, from_inventory: str | None = None,
-              live_tail: bool | None = None) -> ReconcileReport:
+              live_tail: bool | None = None, concurrency: int = 4) -> ReconcileReport:
     """Every gap of the window, handed to `on_gap` as found; returns the summary. With
     `from_inventory` (an S3 Inventory manifest or configuration folder) the bronze objects come
     from that report (and its live tail, `ops.inventory`) instead of ListObjectsV2."""
@@ -334,7 +372,7 @@ def reconcile(s3, ddb, *, bucket: str, prefix: str, window: Window, silver_bucke
                              by_category={c: 0 for c in CATEGORIES})
     worker = _Reconciler(s3, ddb, bucket=bucket, silver_bucket=silver_bucket, table=table, window=window,
                          queued_max_age=queued_max_age, now=time.time() if now is None else now, on_gap=on_gap,
-                         report=report, silver_s3=silver_s3)
+                         report=report, silver_s3=silver_s3, concurrency=concurrency)
     if from_inventory:
         from ops.inventory import open_inventory
 

@@ -39,6 +39,8 @@ def _window(start, end, since):
 @click.option("--live-tail/--no-live-tail", default=None,
               help="With --from-inventory: list objects newer than the report live [default: yes with --by "
                    "partition, no with --by modified].")
+@click.option("--list-concurrency", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Partitions joined side by side (--by partition); memory holds one partition's names per worker.")
 @click.option("--silver-bucket", envvar="ELT_SILVER_BUCKET", required=True, help="Silver bucket [env ELT_SILVER_BUCKET].")
 @click.option("--table", envvar="ELT_LEDGER_TABLE", required=True, help="Ledger table [env ELT_LEDGER_TABLE].")
 @click.option("--queued-max-age", default="1h", show_default=True,
@@ -58,7 +60,8 @@ def _window(start, end, since):
 @click.option("--dry-run", is_flag=True, help="With --replay: say what would be replayed; change nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Replay without asking for confirmation.")
 @click.pass_context
-def reconcile_command(ctx, bucket, prefix, start, end, since, by, from_inventory, live_tail, silver_bucket, table,
+def reconcile_command(ctx, bucket, prefix, start, end, since, by, from_inventory, live_tail, list_concurrency,
+                      silver_bucket, table,
                       queued_max_age, jsonl,
                       out_path, how, queue_url, dest_prefix, concurrency, max_rps, checkpoint, report_path, dry_run,
                       yes):
@@ -84,7 +87,7 @@ def reconcile_command(ctx, bucket, prefix, start, end, since, by, from_inventory
         report = lib.reconcile(aws.client("s3"), aws.client("dynamodb"), bucket=bucket, prefix=prefix,
                                window=_window(start, end, since), silver_bucket=silver_bucket, table=table, by=by,
                                on_gap=output.gap, queued_max_age=_duration(queued_max_age, "--queued-max-age"),
-                               from_inventory=from_inventory, live_tail=live_tail)
+                               from_inventory=from_inventory, live_tail=live_tail, concurrency=list_concurrency)
     gaps = output.kept
     if report.inventory:
         from ops.commands.listing import _say_inventory

@@ -220,3 +220,21 @@ def test_bad_options_are_usage_errors(pipeline):
     assert eltops(pipeline, "reconcile", "--since", "1d", "--prefix", "silver/").exit_code == 2
     assert eltops(pipeline, "reconcile", "--since", "1d", "--yes").exit_code == 2
     assert eltops(pipeline, "reconcile", "--since", "1d", "--queued-max-age", "soon").exit_code == 2
+
+
+def test_partitions_joined_side_by_side_give_the_same_gaps_in_the_same_order(pipeline):
+    for day in range(1, 7):
+        for i in range(3):
+            pipeline.put(key(f"n{i}", type_=("orders", "shipments")[day % 2], day=f"2025-03-{day:02d}"), b'{"a":1}\n')
+    drop_notifications(pipeline)
+    window = make_window(start="2025-03-01", end="2025-03-07", since=None)
+    results = []
+    for concurrency in (1, 4):
+        gaps = []
+        report = reconcile(pipeline.s3, pipeline.ddb, bucket=pipeline.bronze, prefix="bronze/", window=window,
+                           silver_bucket=pipeline.silver, table=pipeline.names.ledger_table, on_gap=gaps.append,
+                           concurrency=concurrency)
+        results.append(([g.key for g in gaps], report.objects, report.partitions, report.api_calls))
+    assert results[0] == results[1]
+    keys = results[0][0]
+    assert len(keys) == 18 and keys == sorted(keys, key=lambda k: (k.split("/")[1], k.split("/")[2], k))
