@@ -47,7 +47,7 @@ TRANSFORM_ENV: tuple[EnvVar, ...] = (
     ),
     EnvVar(
         "ELT_QUARANTINE_MAX_LINES",
-        "100000",
+        "10000",
         "quarantine records kept per object; past the cap rejects are counted in one summary record",
     ),
     EnvVar(

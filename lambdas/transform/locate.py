@@ -26,6 +26,10 @@ Words used here:
 - two-value line: `{..} {..}` or `{..}null`. Arrow reads it as two rows, which shifts the line of
   every row after it in a read that maps rows to lines by count (the probe's, the full read's), so
   such lines are taken out first wherever counts must match.
+- flood: the quarantine cap is reached (sinks.py), so rejects are only counted. Lines that lack a
+  required top-level field are then taken out by one narrow read (those fields' kinds only, about
+  a sixth of a full read's cost on a flood of `{}`) before the full read; their reasons are not
+  worded, since nothing would keep them.
 - accept: hand parsed rows (with their line numbers and a way to get a row's raw bytes) to the
   pipeline, which checks them as a batch (row_checks.py) and writes them.
 """
@@ -99,8 +103,12 @@ class Locator:
     """Locates and rejects the bad lines of one object's blocks; accepts the rest."""
 
     def __init__(self, *, parse_options: pj.ParseOptions, suspects: Suspects, diagnose: Diagnoser,
-                 quarantine: Quarantine, accept: Accept):
+                 quarantine: Quarantine, accept: Accept, required: tuple[str, ...] = ()):
         self.parse_options = parse_options
+        read_schema = parse_options.explicit_schema
+        self.required_options = pj.ParseOptions(  # for floods: the required top-level fields' kinds
+            explicit_schema=pa.schema([pa.field(n, kind_only(read_schema.field(n).type)) for n in required]),
+            unexpected_field_behavior="ignore") if required else None
         self.suspects = suspects
         self.diagnose = diagnose
         self.quarantine = quarantine
@@ -151,6 +159,7 @@ class Locator:
 
     def read(self, lines: Lines) -> None:
         """Lines that are probably clean: one read; if it fails, sift them."""
+        lines = self._without_missing_required(lines)
         if not len(lines):
             return
         outcome = self._read_whole(lines)
@@ -166,11 +175,33 @@ class Locator:
         if error is not None and named_row(str(error)) is None:
             self._probe(lines, error)  # a conversion error: every line parsed, there is nothing to screen
             return
-        kept = lines.without(self._screen(lines, error))
+        filtered = self._without_missing_required(lines)
+        if filtered is not lines:  # the error's row no longer matches a line
+            lines, error = filtered, None
+        kept = self._without_missing_required(lines.without(self._screen(lines, error)))
         if len(kept):
             outcome = self._read_whole(kept)
             if outcome is not True:
                 self._probe(kept, outcome)
+
+    def _without_missing_required(self, lines: Lines) -> Lines:
+        """In a flood (see the module's words): the lines without those lacking a required
+        top-level field, which are rejected: counted, not worded."""
+        if not (self.quarantine.full and self.required_options and len(lines) >= 64):
+            return lines
+        try:
+            table = arrow_read.read_one_block(lines.span(0, len(lines)), self.required_options)
+        except pa.ArrowInvalid:
+            return lines  # a bad line of another kind: the usual path finds it
+        if table.num_rows != len(lines):
+            return lines  # a line held two values
+        missing = np.logical_or.reduce([column.is_null().to_numpy(zero_copy_only=False)
+                                        for column in table.combine_chunks().columns])
+        if not missing.any():
+            return lines
+        cut = np.flatnonzero(missing)
+        self.quarantine.reject_many(lines.numbers[cut], "missing required field(s) (not worded: quarantine cap reached)")
+        return lines.without(cut)
 
     def _read_whole(self, lines: Lines) -> pa.ArrowInvalid | bool | None:
         """One read of all the lines: True when they were accepted, the error when it failed, None

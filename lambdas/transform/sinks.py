@@ -29,7 +29,7 @@ from lambdas.shared.schemas import TS, EventSchema
 
 RAW_PREVIEW_CHARS = 1 << 20  # quarantine keeps at most this much of one rejected line
 FIRST_REJECTS = 5  # rejects whose reasons the result carries for the log
-DEFAULT_QUARANTINE_MAX_LINES = 100_000
+DEFAULT_QUARANTINE_MAX_LINES = 10_000
 DEFAULT_QUARANTINE_MAX_BYTES = 64 << 20
 
 _RECORD = json.JSONEncoder(ensure_ascii=False)  # built once, not per record

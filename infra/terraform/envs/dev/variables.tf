@@ -202,7 +202,7 @@ variable "max_object_bytes" {
 variable "quarantine_max_lines" {
   description = "Quarantine records kept per object; past it one summary record counts the rest."
   type        = number
-  default     = 100000
+  default     = 10000
 }
 
 variable "quarantine_max_bytes" {
