@@ -314,3 +314,52 @@ def test_an_atomic_write_goes_through_a_hidden_temporary_file_beside_the_target(
     atomic_write(path, b"x")
     (tmp,) = seen
     assert tmp.parent == tmp_path and tmp.name.startswith(".f.json.") and path.read_bytes() == b"x"
+
+
+def test_resuming_a_run_that_does_not_exist_or_finished_is_refused_saying_what_to_do(tmp_path):
+    path = tmp_path / "run.json"
+    with pytest.raises(UsageError) as info:
+        Checkpoint(path, IDENTITY, resume_only=True)
+    assert str(info.value) == f"--resume {path}: no such checkpoint; run without --resume to start a new run"
+    Checkpoint(path, IDENTITY).finish(FINISHED)
+    finished_at = json.loads(path.read_text())["finished_at"]
+    with pytest.raises(UsageError) as info:
+        Checkpoint(path, IDENTITY, resume_only=True)
+    assert str(info.value) == (f"--resume {path}: that run finished at {finished_at}; there is nothing to resume "
+                               "(run without --resume for a new run)")
+
+
+def test_another_run_s_checkpoint_is_refused_naming_that_run_and_the_ways_out(tmp_path):
+    path = tmp_path / "run.json"
+    Checkpoint(path, {"run": 1}).save()
+    with pytest.raises(UsageError) as info:
+        Checkpoint(path, {"run": 2})
+    assert str(info.value) == (f"checkpoint {path} belongs to a different run ({{'run': 1}}); use another "
+                               "--checkpoint, --fresh to start over in this file, or delete it")
+
+
+def test_a_checkpoint_with_only_its_identity_resumes_as_a_running_run_with_nothing_done(tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"identity": IDENTITY}))
+    before = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    checkpoint = Checkpoint(path, IDENTITY)
+    assert (checkpoint.resumed, checkpoint.previous_state, checkpoint.done, checkpoint.values) == (
+        True, RUNNING, set(), {})
+    started = dt.datetime.fromisoformat(checkpoint.started_at)
+    assert started.utcoffset() == dt.timedelta(0) and before <= started <= dt.datetime.now(dt.UTC)
+    assert started.microsecond == 0
+
+
+def test_a_new_run_starts_now_in_utc_and_is_not_resumed(tmp_path):
+    checkpoint = Checkpoint(tmp_path / "run.json", IDENTITY)
+    assert checkpoint.resumed is False and checkpoint.previous_state is None and checkpoint.state == RUNNING
+    assert dt.datetime.fromisoformat(checkpoint.started_at).utcoffset() == dt.timedelta(0)
+
+
+def test_a_report_creates_its_folders_and_writes_odd_values_as_text(tmp_path):
+    path = tmp_path / "a" / "b" / "run.jsonl"
+    report = Report(path)
+    report.write(key=Path("bronze/x.jsonl"), at=dt.date(2025, 1, 2))
+    report.close()
+    (line,) = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
+    assert (line["key"], line["at"]) == ("bronze/x.jsonl", "2025-01-02")
