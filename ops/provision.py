@@ -5,6 +5,10 @@ Queues are created without tags (no sqs:TagQueue needed, and nothing here calls 
 with SSE-SQS on, the queue's RedrivePolicy pointing at the DLQ and the DLQ's RedriveAllowPolicy
 naming the queue. Everything is find-or-create and compare-then-set: a second run changes nothing
 and writes the same file.
+
+A queue must suit the event source mapping that consumes it: a standard queue (a FIFO events queue
+is refused with the reason) whose visibility timeout covers 6x the consumer's timeout plus the
+batching window. That timeout is written to the file too, so Terraform checks it at plan time.
 """
 
 from __future__ import annotations
@@ -19,16 +23,42 @@ from ops.errors import AccessDenied, OpsError, UsageError
 from ops.state import atomic_write
 
 TFVARS_KEYS = ("existing_queue_url", "existing_queue_arn", "existing_dlq_url", "existing_dlq_arn",
+               "existing_queue_visibility_timeout_seconds",
                "existing_ingest_queue_url", "existing_ingest_queue_arn", "existing_ingest_dlq_url",
-               "existing_ingest_dlq_arn")
+               "existing_ingest_dlq_arn", "existing_ingest_queue_visibility_timeout_seconds")
 QUEUE_ROLES = ("events", "ingest")  # the events queue (work units) or the ingest queue (S3 events)
 
 
-def tfvars_for(role: str, *, queue_url, queue_arn, dlq_url, dlq_arn) -> dict:
+# The consumer of each queue role, as envs/dev sets it up: (Lambda timeout, batching window) in seconds.
+CONSUMERS = {"events": (300, 5), "ingest": (30, 0)}  # transform_timeout/_batching_window; ingest_timeout
+FIFO_REFUSED = ("the events queue cannot be FIFO: ingest sends no MessageGroupId, and Lambda allows no "
+                "batching window on a FIFO event source mapping (transform_batching_window_seconds); use a "
+                "standard queue (version order is kept by the ledger's sequencers, not by the queue)")
+
+
+def tfvars_for(role: str, *, queue_url, queue_arn, dlq_url, dlq_arn, visibility_timeout) -> dict:
     """The existing_* Terraform variables of one queue role (existing_ingest_* for the ingest queue)."""
     infix = "" if role == "events" else f"{role}_"
     return {f"existing_{infix}queue_url": queue_url, f"existing_{infix}queue_arn": queue_arn,
-            f"existing_{infix}dlq_url": dlq_url, f"existing_{infix}dlq_arn": dlq_arn}
+            f"existing_{infix}dlq_url": dlq_url, f"existing_{infix}dlq_arn": dlq_arn,
+            f"existing_{infix}queue_visibility_timeout_seconds": visibility_timeout}
+
+
+def minimum_visibility_timeout(*, consumer_timeout: int, batching_window: int) -> int:
+    """What Lambda's event source mapping needs of its queue: 6x the function's timeout (AWS
+    guidance) plus the batching window."""
+    return 6 * consumer_timeout + batching_window
+
+
+def _consumer(role: str, consumer_timeout: int | None, batching_window: int | None) -> tuple[int, int]:
+    default_timeout, default_window = CONSUMERS[role]
+    timeout = default_timeout if consumer_timeout is None else consumer_timeout
+    window = default_window if batching_window is None else batching_window
+    if not 1 <= timeout <= 900:
+        raise UsageError(f"--consumer-timeout {timeout} is outside 1..900 seconds (Lambda's limit)")
+    if not 0 <= window <= 300:
+        raise UsageError(f"--batching-window {window} is outside 0..300 seconds")
+    return timeout, window
 RUNBOOK = "runbooks/restricted-account-queues.md"
 DLQ_RETENTION = "1209600"  # 14 days, the SQS maximum: time to triage
 
@@ -120,7 +150,8 @@ def _arn_for(sqs, name: str) -> str:
 
 
 def provision_queue(sqs, *, name: str, with_dlq: bool = True, max_receive_count: int = 5,
-                    visibility_timeout: int = 1800, dry_run: bool = False, out: str | None = None,
+                    visibility_timeout: int | None = None, consumer_timeout: int | None = None,
+                    batching_window: int | None = None, dry_run: bool = False, out: str | None = None,
                     dlq_name: str | None = None, role: str = "events") -> ProvisionReport:
     """Create, or find, the events or ingest queue (and its DLQ) and write existing_* (or
     existing_ingest_*) for Terraform."""
@@ -129,12 +160,18 @@ def provision_queue(sqs, *, name: str, with_dlq: bool = True, max_receive_count:
     if role == "ingest" and name.endswith(".fifo"):
         raise UsageError(f"--name {name}: the ingest queue receives S3 event notifications, which S3 cannot send "
                          "to a FIFO queue; use a standard queue name")
+    if name.endswith(".fifo"):
+        raise UsageError(f"--name {name!r}: {FIFO_REFUSED}")
     if max_receive_count < 1 or max_receive_count > 1000:
         raise UsageError(f"--max-receive-count {max_receive_count} is outside 1..1000")
-    if not 0 <= visibility_timeout <= 43200:
-        raise UsageError(f"--visibility-timeout {visibility_timeout} is outside 0..43200 seconds")
-    fifo = name.endswith(".fifo")
-    dlq_name = dlq_name or (name[:-5] + "-dlq.fifo" if fifo else f"{name}-dlq")
+    timeout, window = _consumer(role, consumer_timeout, batching_window)
+    minimum = minimum_visibility_timeout(consumer_timeout=timeout, batching_window=window)
+    visibility_timeout = minimum if visibility_timeout is None else visibility_timeout
+    if not minimum <= visibility_timeout <= 43200:
+        raise UsageError(f"--visibility-timeout {visibility_timeout} must be between 6 x --consumer-timeout + "
+                         f"--batching-window = {minimum} and 43200 seconds: a shorter one makes the event "
+                         "source mapping fail")
+    dlq_name = dlq_name or f"{name}-dlq"
     dlq = None
     if with_dlq:
         dlq = ensure_queue(sqs, name=dlq_name, attributes={"SqsManagedSseEnabled": "true",
@@ -148,8 +185,11 @@ def provision_queue(sqs, *, name: str, with_dlq: bool = True, max_receive_count:
     notes: list[str] = []
     if dlq:
         _ensure_allow_policy(sqs, dlq, queue.arn or _arn_for(sqs, name), dry_run, notes)
+    else:
+        notes.append("no DLQ: a poison message is retried until the queue's retention drops it (Terraform warns; "
+                     "attach one later with eltops provision ensure-dlq)")
     tfvars = tfvars_for(role, queue_url=queue.url, queue_arn=queue.arn, dlq_url=dlq.url if dlq else None,
-                        dlq_arn=dlq.arn if dlq else None)
+                        dlq_arn=dlq.arn if dlq else None, visibility_timeout=visibility_timeout)
     changed = bool(queue.created or queue.changed or (dlq and (dlq.created or dlq.changed)))
     if out and not dry_run:
         write_tfvars(out, tfvars)
@@ -184,7 +224,8 @@ def policy_diff(old: str | None, new: str) -> list[str]:
 
 
 def ensure_dlq(sqs, *, queue_url: str, dlq_name: str, max_receive_count: int | None = None, dry_run: bool = False,
-               out: str | None = None, confirm: Callable[[list[str]], bool] | None = None) -> ProvisionReport:
+               out: str | None = None, confirm: Callable[[list[str]], bool] | None = None,
+               consumer_timeout: int | None = None, batching_window: int | None = None) -> ProvisionReport:
     """Create the DLQ if missing and attach it to an existing queue (only its RedrivePolicy is
     touched, and in it only what was asked); a rerun is a no-op. Changing a policy the queue
     already has needs `confirm(diff lines)` to say yes (the CLI asks, or --yes)."""
@@ -211,8 +252,21 @@ def ensure_dlq(sqs, *, queue_url: str, dlq_name: str, max_receive_count: int | N
                   "sqs:SetQueueAttributes", queue_url)
     notes: list[str] = []
     _ensure_allow_policy(sqs, dlq, queue.arn, dry_run, notes)
-    tfvars = {"existing_queue_url": queue.url, "existing_queue_arn": queue.arn, "existing_dlq_url": dlq.url,
-              "existing_dlq_arn": dlq.arn}
+    # Only the RedrivePolicy is ensure-dlq's to change; a short visibility timeout is reported (and
+    # written, so that Terraform refuses it at plan time with the same numbers).
+    timeout, window = _consumer("events", consumer_timeout, batching_window)
+    visibility = int(current.get("VisibilityTimeout", 30))
+    minimum = minimum_visibility_timeout(consumer_timeout=timeout, batching_window=window)
+    if visibility < minimum:
+        notes.append(f"the queue's VisibilityTimeout {visibility} s is below 6 x {timeout} s + {window} s = "
+                     f"{minimum} s: the transform's event source mapping fails to create. Raise it with eltops "
+                     f"provision queue --name {name} --consumer-timeout {timeout} --batching-window {window}, or "
+                     "ask the queue's owner")
+    if name.endswith(".fifo"):
+        notes.append(f"{name} is a FIFO queue: fine for a DLQ of its own, but not as the pipeline's events queue "
+                     f"({FIFO_REFUSED.split(': ', 1)[1]})")
+    tfvars = tfvars_for("events", queue_url=queue.url, queue_arn=queue.arn, dlq_url=dlq.url, dlq_arn=dlq.arn,
+                        visibility_timeout=visibility)
     if out and not dry_run:
         write_tfvars(out, tfvars)
     return ProvisionReport(queue=queue, dlq=dlq, dry_run=dry_run, out=out, tfvars=tfvars,

@@ -87,7 +87,11 @@ class Terraform:
     def __init__(self, text: str, *, name_prefix: str, region: str = REGION, account: str = ACCOUNT,
                  variables: dict | None = None):
         self.doc = hcl2.loads(text)
-        self.variables = {"name_prefix": name_prefix, "region": region, "kms_key_arn": None, **(variables or {})}
+        # The embedded AWS names its buckets <prefix>-bronze/-silver; the Terraform derives
+        # <prefix>-bronze-<account>-<region> unless the names are given, as they are here.
+        self.variables = {"name_prefix": name_prefix, "region": region, "kms_key_arn": None,
+                          "bronze_bucket_name": f"{name_prefix}-bronze", "silver_bucket_name": f"{name_prefix}-silver",
+                          **(variables or {})}
         self.region, self.account = region, account
         self.modules = _blocks(self.doc.get("module", []))
         self.documents = _blocks(self.doc.get("data", []), "aws_iam_policy_document")
@@ -99,8 +103,21 @@ class Terraform:
 
     # -- expressions -----------------------------------------------------------------------------
     def resolve(self, text: str) -> str:
+        """Each ${...} replaced by its value; a template may nest inside one (coalesce's default)."""
         text = _unquote(text)
-        return re.sub(r"\$\{([^}]*)\}", lambda m: self._reference(m.group(1).strip()), text)
+        out, i = [], 0
+        while (start := text.find("${", i)) >= 0:
+            out.append(text[i:start])
+            depth, j = 1, start + 2
+            while depth and j < len(text):
+                if text.startswith("${", j):
+                    depth, j = depth + 1, j + 2
+                    continue
+                depth -= text[j] == "}"
+                j += 1
+            out.append(self._reference(text[start + 2:j - 1].strip()))
+            i = j
+        return "".join(out) + text[i:]
 
     def _reference(self, ref: str) -> str:
         if ref.startswith("var."):
@@ -112,6 +129,10 @@ class Terraform:
             return "aws"
         if ref == "data.aws_caller_identity.current.account_id":
             return self.account
+        m = re.fullmatch(r'coalesce\((var\.\w+),\s*"(.*)"\)', ref, re.S)
+        if m:  # a given value, else the derived default (bucket names)
+            value = self.variables.get(m.group(1)[4:])
+            return str(value) if value is not None else self.resolve(m.group(2))
         if ref.startswith("local."):
             value = self.locals
             for part in ref.split(".")[1:]:

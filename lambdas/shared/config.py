@@ -55,6 +55,13 @@ TRANSFORM_ENV: tuple[EnvVar, ...] = (
         str(64 * 1024 * 1024),
         "quarantine bytes kept per object (it is staged in /tmp); past the cap as for the line cap",
     ),
+    EnvVar(
+        "ELT_MIN_SECONDS_TO_START",
+        "0",
+        "a batch's next item starts only while more than this many seconds of the invocation remain; the "
+        "rest are reported as failed items (retried) instead of being cut off by the timeout, which "
+        "would retry the whole batch (0: no check; Terraform sets 60)",
+    ),
     LOG_LEVEL,
 )
 

@@ -43,6 +43,7 @@ class Deps:
     max_json_bytes: int
     row_group_rows: int
     limits: dict | None = None  # transform_stream's bounds on hostile input (ELT_MAX_OBJECT_BYTES, ELT_QUARANTINE_MAX_*)
+    min_ms_to_start: int = 0  # ELT_MIN_SECONDS_TO_START, in ms
 
 
 _DEPS: Deps | None = None
@@ -60,6 +61,7 @@ def build_deps(environ=None, make_client=client) -> Deps:
         limits={"max_object_bytes": int(env["ELT_MAX_OBJECT_BYTES"]),
                 "quarantine_max_lines": int(env["ELT_QUARANTINE_MAX_LINES"]),
                 "quarantine_max_bytes": int(env["ELT_QUARANTINE_MAX_BYTES"])},
+        min_ms_to_start=int(float(env["ELT_MIN_SECONDS_TO_START"]) * 1000),
     )
 
 
@@ -85,8 +87,18 @@ def handler(event, context=None):
     failures: list[str] = []
     metrics = Metrics("transform")
     try:
-        for record in event.get("Records") or []:
+        records = event.get("Records") or []
+        for index, record in enumerate(records):
             message_id = record.get("messageId")
+            if _out_of_time(d, context):
+                # Finished items stay finished: only the ones not started are retried.
+                not_started = [r.get("messageId") for r in records[index:]]
+                log(LOG, logging.WARNING, "too little time left: items not started are reported as failed",
+                    not_started=len(not_started), remaining_ms=context.get_remaining_time_in_millis())
+                if not all(not_started):
+                    raise RuntimeError("an item not started has no messageId; failing the whole batch")
+                failures.extend(not_started)
+                break
             started = time.monotonic()
             try:
                 summary = process_record(d, record)
@@ -101,6 +113,11 @@ def handler(event, context=None):
     finally:
         metrics.flush()
     return {"batchItemFailures": [{"itemIdentifier": m} for m in failures]}
+
+
+def _out_of_time(d: Deps, context) -> bool:
+    return bool(d.min_ms_to_start and context is not None
+                and context.get_remaining_time_in_millis() <= d.min_ms_to_start)
 
 
 def _unit_type(record: dict) -> str | None:
@@ -159,6 +176,10 @@ def _transform(d: Deps, unit: work_unit.WorkUnit) -> dict:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if code in ("PreconditionFailed", "412") or status == 412:
             return _superseded_on_read(d, unit, parsed)
+        if code == "NoSuchKey" and parsed.replay_stamp:
+            expired = _copy_gone(d, unit, parsed)
+            if expired is not None:
+                return expired
         if code == "NoSuchKey":
             # Only a missing key in a bucket that exists is a deleted source. S3 says NoSuchKey only
             # to a caller with s3:ListBucket on the bucket; without it the answer is 403 (below).
@@ -330,6 +351,22 @@ def _rewrite_current(d: Deps, parsed, *, bucket: str, current: dict) -> dict:
         current = moved
     raise ItemFailed(f"s3://{bucket}/{key} changed {REPAIR_ROUNDS} times while it was being transformed; "
                      "the item is retried")
+
+
+def _copy_gone(d: Deps, unit: work_unit.WorkUnit, parsed) -> dict | None:
+    """A replay copy that is gone (its lifecycle rule expired it before a late redrive): when the
+    logical original still holds the version the copy was made of (a single-part copy keeps its
+    source's ETag), transform the original instead. None when it does not (nothing to stand in)."""
+    current = _head(d, bucket=unit.bucket, key=parsed.logical_key)
+    if current is None or work_unit.normalize_etag(current.etag) != unit.etag:
+        return None
+    done = _rewrite_current(d, parsed, bucket=unit.bucket, current={"etag": unit.etag})
+    reason = f"the replay copy was gone; its original s3://{unit.bucket}/{parsed.logical_key} still held this version"
+    d.ledger.mark_done(bucket=unit.bucket, key=unit.key, etag=unit.etag, silver_key=parsed.silver_key, rows=0,
+                       rejected_rows=0, outcome="original-transformed", reason=reason, sequencer=unit.sequencer)
+    log(LOG, logging.WARNING, "replay copy gone; transformed its original instead", object=unit.object_id,
+        original=parsed.logical_key, silver_etag_of=done["silver_etag_of"])
+    return {"outcome": "original-transformed", "reason": reason}
 
 
 def _superseded_on_read(d: Deps, unit: work_unit.WorkUnit, parsed) -> dict:

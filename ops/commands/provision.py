@@ -33,18 +33,25 @@ def _text(r) -> str:
 @provision.command("queue")
 @common_options
 @click.option("--name", required=True, type=QueueName("-dlq"),
-              help="Queue name, ending .fifo for a FIFO events queue (the DLQ is <name>-dlq; for x.fifo, x-dlq.fifo).")
+              help="Queue name (the DLQ is <name>-dlq). A standard queue: the pipeline cannot use FIFO.")
 @click.option("--with-dlq/--without-dlq", default=True, show_default=True, help="Also create and attach the DLQ.")
 @click.option("--max-receive-count", type=int, default=5, show_default=True, help="Receives before the DLQ.")
-@click.option("--visibility-timeout", type=int, default=1800, show_default=True,
-              help="Seconds; at least 6x the transform timeout.")
+@click.option("--consumer-timeout", type=int,
+              help="Timeout of the Lambda that consumes the queue: transform_timeout_seconds (300) for events, "
+                   "ingest_timeout_seconds (30) for ingest.")
+@click.option("--batching-window", type=int,
+              help="Batching window of its event source mapping: transform_batching_window_seconds (5) for "
+                   "events, 0 for ingest.")
+@click.option("--visibility-timeout", type=int,
+              help="Seconds; at least 6 x --consumer-timeout + --batching-window, which is the default.")
 @click.option("--for", "role", type=click.Choice(["events", "ingest"]), default="events", show_default=True,
               help="Which queue: events (work units for transform; writes existing_*) or ingest (S3 events for "
                    "ingest; writes existing_ingest_*).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write existing_* values to this *.auto.tfvars.json.")
 @click.option("--dry-run", is_flag=True, help="Say what would be created or changed; change nothing.")
 @click.pass_context
-def provision_queue_command(ctx, name, with_dlq, max_receive_count, visibility_timeout, role, out, dry_run):
+def provision_queue_command(ctx, name, with_dlq, max_receive_count, consumer_timeout, batching_window,
+                            visibility_timeout, role, out, dry_run):
     """Create, or find, the events queue and its DLQ without tags, and write their URLs and ARNs
     for Terraform (which then creates no queue). A second run changes nothing.
 
@@ -59,6 +66,7 @@ def provision_queue_command(ctx, name, with_dlq, max_receive_count, visibility_t
 
     report = provision_queue(settings(ctx).aws().client("sqs"), name=name, with_dlq=with_dlq,
                              max_receive_count=max_receive_count, visibility_timeout=visibility_timeout,
+                             consumer_timeout=consumer_timeout, batching_window=batching_window,
                              dry_run=dry_run, out=out, role=role)
     render(ctx, report, _text)
 
@@ -70,11 +78,15 @@ def provision_queue_command(ctx, name, with_dlq, max_receive_count, visibility_t
               help="DLQ name (created when missing; ending .fifo for a FIFO queue's).")
 @click.option("--max-receive-count", type=click.IntRange(1, 1000),
               help="Receives before the DLQ [default: the queue's current policy's, or 5 when it has none].")
+@click.option("--consumer-timeout", type=int,
+              help="The transform's timeout (300 by default): the queue's visibility timeout is checked against it.")
+@click.option("--batching-window", type=int, help="The event source mapping's batching window (5 by default).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write existing_* values to this *.auto.tfvars.json.")
 @click.option("--dry-run", is_flag=True, help="Say what would be created or changed; change nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Change an existing RedrivePolicy without asking.")
 @click.pass_context
-def ensure_dlq_command(ctx, queue_url, dlq_name, max_receive_count, out, dry_run, yes):
+def ensure_dlq_command(ctx, queue_url, dlq_name, max_receive_count, consumer_timeout, batching_window, out,
+                       dry_run, yes):
     """Create the DLQ if missing and attach it to an existing queue; a rerun is a no-op.
 
     Only what you give changes: an existing RedrivePolicy keeps its maxReceiveCount unless
@@ -93,5 +105,6 @@ def ensure_dlq_command(ctx, queue_url, dlq_name, max_receive_count, out, dry_run
         return confirm(ctx, "Change it?", yes)
 
     report = ensure_dlq(settings(ctx).aws().client("sqs"), queue_url=queue_url, dlq_name=dlq_name,
-                        max_receive_count=max_receive_count, dry_run=dry_run, out=out, confirm=ask)
+                        max_receive_count=max_receive_count, dry_run=dry_run, out=out, confirm=ask,
+                        consumer_timeout=consumer_timeout, batching_window=batching_window)
     render(ctx, report, _text)

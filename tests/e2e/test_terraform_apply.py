@@ -224,6 +224,40 @@ def run_pipeline(endpoint: str, environment: dict, *, poison: bool) -> None:
         assert runtime.stats.transform_invocations >= 1 and runtime.stats.ingest_invocations >= 1
 
 
+BOUNDARY = "arn:aws:iam::123456789012:policy/platform-boundary"
+
+
+def check_what_apply_made(endpoint: str, created: dict, restricted: dict) -> None:
+    """The settings of the review list, read back from the resources (apply-time checks)."""
+    s3, lam, sqs, iam = (client(endpoint, s) for s in ("s3", "lambda", "sqs", "iam"))
+    # Bucket names are unique per account and region unless given.
+    assert created["bronze_bucket"] == f"elt-tf-created-bronze-123456789012-{REGION}"
+    # Bronze is versioned and expires noncurrent versions; silver was never versioned (no Suspended).
+    assert s3.get_bucket_versioning(Bucket=created["bronze_bucket"]).get("Status") == "Enabled"
+    assert "Status" not in s3.get_bucket_versioning(Bucket=created["silver_bucket"])
+    rules = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket=created["bronze_bucket"])["Rules"]}
+    assert rules["expire-noncurrent-versions"]["NoncurrentVersionExpiration"]["NoncurrentDays"] == 30
+    assert rules["expire-replay-copies"]["Expiration"]["Days"] == 15
+    assert "expire-noncurrent-versions" not in {
+        r["ID"] for r in s3.get_bucket_lifecycle_configuration(Bucket=created["silver_bucket"])["Rules"]}
+    # /tmp sized to the largest object transform accepts (4 GiB + 64 MiB quarantine + 256 MB); ingest keeps 512.
+    transform = lam.get_function_configuration(FunctionName=created["transform_function"])
+    assert transform["EphemeralStorage"]["Size"] == 4096 + 64 + 256
+    assert transform["Environment"]["Variables"]["ELT_MIN_SECONDS_TO_START"] == "0"
+    assert lam.get_function_configuration(FunctionName=created["ingest_function"])["EphemeralStorage"]["Size"] == 512
+    # Reserved concurrency only where asked for.
+    assert lam.get_function_concurrency(FunctionName=created["transform_function"])["ReservedConcurrentExecutions"] == 5
+    assert "ReservedConcurrentExecutions" not in lam.get_function_concurrency(FunctionName=created["ingest_function"])
+    assert "ReservedConcurrentExecutions" not in lam.get_function_concurrency(
+        FunctionName=restricted["transform_function"])
+    # The permissions boundary from envs/dev reaches every role.
+    role = transform["Role"].rsplit("/", 1)[1]
+    assert iam.get_role(RoleName=role)["Role"]["PermissionsBoundary"]["PermissionsBoundaryArn"] == BOUNDARY
+    # The queue Terraform made: visibility 6 x 1 s + 0 s window, retention 13 days.
+    attrs = sqs.get_queue_attributes(QueueUrl=created["queue_url"], AttributeNames=["All"])["Attributes"]
+    assert (attrs["VisibilityTimeout"], attrs["MessageRetentionPeriod"]) == ("6", "1123200")
+
+
 def test_terraform_plans_applies_runs_the_pipeline_and_destroys(terraform_tools, embedded_aws, tmp_path):
     binary, plugins = terraform_tools
     endpoint = embedded_aws
@@ -237,24 +271,28 @@ def test_terraform_plans_applies_runs_the_pipeline_and_destroys(terraform_tools,
         "region": REGION, "dist_dir": str(dist), "aws_sdk_pandas_layer_arn": stand_in_pandas_layer(endpoint),
         "force_destroy": True, "ledger_deletion_protection": False,
         # Short timeouts so that a poison object reaches the DLQ in seconds: visibility timeout
-        # 6 x 1 s, two receives.
+        # 6 x 1 s, two receives; with 1 s there is no room for a start reserve.
         "transform_timeout_seconds": 1, "transform_batching_window_seconds": 0, "max_receive_count": 2,
+        "transform_min_seconds_to_start": 0,
     }
     # The created stack also makes the optional S3 Batch Operations role (replay copy at scale).
     created = Stack(binary=binary, folder=tmp_path / "created", endpoint_url=endpoint,
-                    variables={**common, "name_prefix": "elt-tf-created", "batch_operations_role_enabled": True})
+                    variables={**common, "name_prefix": "elt-tf-created", "batch_operations_role_enabled": True,
+                               "permissions_boundary_arn": BOUNDARY, "transform_reserved_concurrency": 5,
+                               "transform_max_concurrency": 2})
     restricted = Stack(binary=binary, folder=tmp_path / "restricted", endpoint_url=endpoint,
                        variables={**common, "name_prefix": "elt-tf-restricted"})
 
     # The restricted account's path: the platform engineer pre-creates the queues.
     tfvars = restricted.dir / "queue.auto.tfvars.json"
     done = eltops(endpoint, "provision", "queue", "--name", "elt-tf-restricted-events", "--with-dlq",
-                  "--max-receive-count", "2", "--visibility-timeout", "6", "--out", str(tfvars), "--json")
+                  "--max-receive-count", "2", "--consumer-timeout", "1", "--batching-window", "0",
+                  "--out", str(tfvars), "--json")
     assert done.returncode == 0, done.stderr
     provisioned = json.loads(tfvars.read_text())
     ingest_tfvars = restricted.dir / "ingest-queue.auto.tfvars.json"
     done = eltops(endpoint, "provision", "queue", "--for", "ingest", "--name", "elt-tf-restricted-ingest-events",
-                  "--with-dlq", "--visibility-timeout", "180", "--out", str(ingest_tfvars), "--json")
+                  "--with-dlq", "--out", str(ingest_tfvars), "--json")  # 6 x ingest's 30 s by default
     assert done.returncode == 0, done.stderr
     provisioned.update(json.loads(ingest_tfvars.read_text()))
 
@@ -271,6 +309,7 @@ def test_terraform_plans_applies_runs_the_pipeline_and_destroys(terraform_tools,
     assert managed and not [r for r in managed if ".aws_sqs_" in r], managed
 
     created_outputs, restricted_outputs = created.outputs(), restricted.outputs()
+    check_what_apply_made(endpoint, created_outputs, restricted_outputs)
     created_env = created_outputs["eltops_environment"]
     restricted_env = restricted_outputs["eltops_environment"]
     assert created_outputs["batch_operations_role_arn"].endswith(":role/elt-tf-created-batch-operations")
@@ -298,3 +337,15 @@ def test_terraform_plans_applies_runs_the_pipeline_and_destroys(terraform_tools,
     assert sorted(q.rsplit("/", 1)[1] for q in queues) == [
         "elt-tf-restricted-events", "elt-tf-restricted-events-dlq", "elt-tf-restricted-ingest-events",
         "elt-tf-restricted-ingest-events-dlq"]
+
+
+def test_terraform_test_runs_the_plan_time_checks(terraform_tools, tmp_path):
+    """envs/dev/tests/*.tftest.hcl with a mocked provider: each validation refuses its bad value."""
+    binary, plugins = terraform_tools
+    dist = tmp_path / "dist"
+    build_all(dist)
+    stack = Stack(binary=binary, folder=tmp_path / "tf", endpoint_url="http://127.0.0.1:9", variables={})
+    (stack.dir / "zz_embedded_aws_override.tf").unlink()  # mocked provider: no endpoint, no backend
+    stack.run("init", "-no-color", "-backend=false", f"-plugin-dir={plugins}")
+    out = stack.run("test", "-no-color", "-var-file=dev.tfvars", f"-var=dist_dir={dist}", timeout=400)
+    assert "0 failed" in out and " passed" in out, out

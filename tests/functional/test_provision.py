@@ -30,7 +30,8 @@ def test_provision_queue_twice_changes_nothing_the_second_time_and_writes_the_sa
     assert first.exit_code == 0, first.output + first.stderr
     assert json.loads(first.stdout)["changed"] is True
     values = json.loads(out.read_text())
-    assert set(values) == {"existing_queue_url", "existing_queue_arn", "existing_dlq_url", "existing_dlq_arn"}
+    assert set(values) == {"existing_queue_url", "existing_queue_arn", "existing_dlq_url", "existing_dlq_arn",
+                           "existing_queue_visibility_timeout_seconds"}
 
     queue = sqs.get_queue_attributes(QueueUrl=values["existing_queue_url"], AttributeNames=["All"])["Attributes"]
     dlq = sqs.get_queue_attributes(QueueUrl=values["existing_dlq_url"], AttributeNames=["All"])["Attributes"]
@@ -71,14 +72,14 @@ def test_provision_queue_twice_changes_nothing_the_second_time_and_writes_the_sa
 
 
 def test_a_changed_setting_is_applied_and_shown_and_dry_run_changes_nothing(sqs, tmp_path):
-    run("provision", "queue", "--name", "q1", "--visibility-timeout", "600")
-    dry = run("provision", "queue", "--name", "q1", "--visibility-timeout", "900", "--dry-run")
-    assert "would set VisibilityTimeout: 600 -> 900" in dry.stdout
+    run("provision", "queue", "--name", "q1", "--visibility-timeout", "1900")
+    dry = run("provision", "queue", "--name", "q1", "--visibility-timeout", "2000", "--dry-run")
+    assert "would set VisibilityTimeout: 1900 -> 2000" in dry.stdout
     url = sqs.get_queue_url(QueueName="q1")["QueueUrl"]
     assert sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])["Attributes"][
-        "VisibilityTimeout"] == "600"
-    real = run("provision", "queue", "--name", "q1", "--visibility-timeout", "900")
-    assert "set VisibilityTimeout: 600 -> 900" in real.stdout
+        "VisibilityTimeout"] == "1900"
+    real = run("provision", "queue", "--name", "q1", "--visibility-timeout", "2000")
+    assert "set VisibilityTimeout: 1900 -> 2000" in real.stdout
     fresh = run("provision", "queue", "--name", "brand-new", "--dry-run", "--json")
     assert json.loads(fresh.stdout)["queue"]["created"] is True
     assert "brand-new" not in json.dumps(sqs.list_queues())
@@ -97,15 +98,18 @@ def test_ensure_dlq_attaches_a_new_dlq_once_and_leaves_the_queue_alone(sqs, tmp_
     assert json.loads(second.stdout)["changed"] is False
 
 
-def test_fifo_queue_names_are_accepted_and_get_a_fifo_dlq(sqs, tmp_path):
-    made = run("provision", "queue", "--name", "elt-dev-events.fifo", "--json")
-    assert made.exit_code == 0, made.output + made.stderr
-    dlq_url = json.loads(made.stdout)["tfvars"]["existing_dlq_url"]
-    assert dlq_url.endswith("/elt-dev-events-dlq.fifo")
-    assert sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["FifoQueue"])["Attributes"]["FifoQueue"] == "true"
+def test_a_fifo_events_queue_is_refused_with_the_reason_and_nothing_is_created(sqs, tmp_path):
+    made = run("provision", "queue", "--name", "elt-dev-events.fifo", "--out", str(tmp_path / "q.auto.tfvars.json"))
+    assert made.exit_code == 2
+    assert "cannot be FIFO" in made.stderr and "MessageGroupId" in made.stderr and "batching window" in made.stderr
+    assert sqs.list_queues().get("QueueUrls", []) == [] and not (tmp_path / "q.auto.tfvars.json").exists()
+
+
+def test_ensure_dlq_still_attaches_a_fifo_dlq_to_a_fifo_queue_and_says_the_pipeline_cannot_use_it(sqs):
     legacy = sqs.create_queue(QueueName="legacy.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
     attached = run("provision", "ensure-dlq", "--queue-url", legacy, "--dlq-name", "legacy-dlq.fifo", "--json")
     assert attached.exit_code == 0, attached.output + attached.stderr
+    assert any("FIFO queue" in n for n in json.loads(attached.stdout)["notes"])
     mixed = run("provision", "ensure-dlq", "--queue-url", legacy, "--dlq-name", "legacy-dlq")
     assert mixed.exit_code != 0 and "a FIFO queue needs a FIFO DLQ" in mixed.stderr
 
@@ -147,7 +151,7 @@ def test_against_sqs_that_keeps_every_attribute_a_rerun_makes_no_write():
     arn = "arn:aws:sqs:us-east-1:123456789012:"
     dlq_attrs = {"QueueArn": arn + "e-dlq", "SqsManagedSseEnabled": "true", "MessageRetentionPeriod": "1209600",
                  "RedriveAllowPolicy": json.dumps({"redrivePermission": "byQueue", "sourceQueueArns": [arn + "e"]})}
-    queue_attrs = {"QueueArn": arn + "e", "SqsManagedSseEnabled": "true", "VisibilityTimeout": "1800",
+    queue_attrs = {"QueueArn": arn + "e", "SqsManagedSseEnabled": "true", "VisibilityTimeout": "1805",
                    "RedrivePolicy": json.dumps({"deadLetterTargetArn": arn + "e-dlq", "maxReceiveCount": 5})}
     stub = Stubber(client)
     stub.add_response("get_queue_url", {"QueueUrl": base + "e-dlq"}, {"QueueName": "e-dlq"})
@@ -183,3 +187,43 @@ def test_ensure_dlq_changes_only_what_was_given_and_asks_before_changing_a_live_
                   "--yes")
     assert changed.exit_code == 0, changed.output
     assert policy() == {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5}
+
+
+def test_the_visibility_timeout_defaults_to_six_transform_timeouts_plus_the_batching_window(sqs, tmp_path):
+    out = tmp_path / "queue.auto.tfvars.json"
+    made = run("provision", "queue", "--name", "q2", "--consumer-timeout", "120", "--batching-window", "10",
+               "--out", str(out))
+    assert made.exit_code == 0, made.output + made.stderr
+    url = sqs.get_queue_url(QueueName="q2")["QueueUrl"]
+    assert sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])["Attributes"][
+        "VisibilityTimeout"] == "730"
+    assert json.loads(out.read_text())["existing_queue_visibility_timeout_seconds"] == 730
+
+
+def test_a_visibility_timeout_below_what_the_event_source_mapping_needs_is_refused(sqs):
+    # Exactly 6 x 300 s leaves the default 5 s batching window uncovered.
+    short = run("provision", "queue", "--name", "q3", "--visibility-timeout", "1800")
+    assert short.exit_code == 2 and "6 x --consumer-timeout + --batching-window = 1805" in short.stderr
+    assert sqs.list_queues().get("QueueUrls", []) == []
+
+
+def test_ensure_dlq_reports_an_existing_queues_short_visibility_timeout_and_writes_it_for_terraform(sqs, tmp_path):
+    url = sqs.create_queue(QueueName="platform-events")["QueueUrl"]  # SQS's default: 30 s
+    out = tmp_path / "dlq.auto.tfvars.json"
+    done = run("provision", "ensure-dlq", "--queue-url", url, "--dlq-name", "platform-events-dlq", "--out", str(out),
+               "--json")
+    assert done.exit_code == 0, done.output + done.stderr
+    notes = " ".join(json.loads(done.stdout)["notes"])
+    assert "VisibilityTimeout 30 s is below 6 x 300 s + 5 s = 1805 s" in notes
+    assert json.loads(out.read_text())["existing_queue_visibility_timeout_seconds"] == 30  # Terraform refuses it
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])["Attributes"]
+    assert attrs["VisibilityTimeout"] == "30"  # not ensure-dlq's to change
+
+
+def test_without_dlq_writes_no_dlq_and_says_what_that_means(sqs, tmp_path):
+    out = tmp_path / "queue.auto.tfvars.json"
+    done = run("provision", "queue", "--name", "q4", "--without-dlq", "--out", str(out), "--json")
+    assert done.exit_code == 0, done.output + done.stderr
+    values = json.loads(out.read_text())
+    assert values["existing_dlq_url"] is None and values["existing_dlq_arn"] is None
+    assert any("no DLQ" in n for n in json.loads(done.stdout)["notes"])

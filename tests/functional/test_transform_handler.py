@@ -204,3 +204,76 @@ def test_log_lines_hold_no_rejected_value_only_line_numbers_field_names_and_coun
     quarantine = pipeline.s3.get_object(Bucket=pipeline.silver, Key="quarantine/shipments/dt=2025-01-01/batch.jsonl")
     kept = quarantine["Body"].read().decode()
     assert all(str(value) in kept for value in PLANTED)  # the data is kept where it belongs
+
+
+class _Clock:
+    """A Lambda context whose remaining time drops by `per_call_ms` each time it is asked."""
+
+    def __init__(self, remaining_ms: int, per_call_ms: int):
+        self.remaining_ms, self.per_call_ms = remaining_ms, per_call_ms
+        self.aws_request_id = "clock"
+
+    def get_remaining_time_in_millis(self) -> int:
+        self.remaining_ms -= self.per_call_ms
+        return self.remaining_ms
+
+
+def test_items_not_started_when_time_runs_low_are_failed_items_and_finished_ones_stay_done(pipeline):
+    import dataclasses
+
+    keys = [f"bronze/shipments/dt=2025-01-01/part-{i}.jsonl" for i in range(4)]
+    units = [work_unit.build(bucket=pipeline.bronze, key=k, etag=pipeline.put(k, events(5, seed=i)[0]), size=1,
+                             origin="s3-event") for i, k in enumerate(keys)]
+    messages = [{"MessageId": f"m{i}", "ReceiptHandle": "r", "Body": u.body()} for i, u in enumerate(units)]
+    app = pipeline.transform_app
+    app._DEPS = dataclasses.replace(app._DEPS, min_ms_to_start=60_000)
+    # Each look at the clock costs 20 s: 90 s and 70 s left start items 0 and 1; 50 s is inside the reserve.
+    result = app.handler(pipeline.sqs_event(messages), _Clock(remaining_ms=110_000, per_call_ms=20_000))
+    assert result == {"batchItemFailures": [{"itemIdentifier": "m2"}, {"itemIdentifier": "m3"}]}
+    statuses = [pipeline.ledger.versions(bucket=pipeline.bronze, key=k) for k in keys]
+    assert [s[0]["status"] for s in statuses[:2]] == ["DONE", "DONE"]
+    assert statuses[2:] == [[], []]  # never started: no ledger change, retried from the queue as they were
+    listed = pipeline.s3.list_objects_v2(Bucket=pipeline.silver, Prefix="silver/")["Contents"]
+    assert sorted(o["Key"] for o in listed) == [f"silver/shipments/dt=2025-01-01/part-{i}.parquet" for i in (0, 1)]
+
+
+def test_without_a_time_reserve_every_item_runs_whatever_the_remaining_time(pipeline):
+    key = "bronze/shipments/dt=2025-01-01/late.jsonl"
+    unit = work_unit.build(bucket=pipeline.bronze, key=key, etag=pipeline.put(key, events(3)[0]), size=1,
+                           origin="s3-event")
+    result = pipeline.transform_app.handler(
+        pipeline.sqs_event([{"MessageId": "m", "ReceiptHandle": "r", "Body": unit.body()}]),
+        _Clock(remaining_ms=1_000, per_call_ms=500))
+    assert result == {"batchItemFailures": []}
+
+
+def _copy_unit(pipeline, original: str, body: bytes, stamp: str = "20260101T000000Z"):
+    """A replay copy's work unit whose copy has since expired (deleted), as after the lifecycle rule."""
+    copy_key = original.replace("bronze/", f"bronze/replay/{stamp}/", 1)
+    etag = pipeline.put(copy_key, body)
+    pipeline.s3.delete_object(Bucket=pipeline.bronze, Key=copy_key)
+    unit = work_unit.build(bucket=pipeline.bronze, key=copy_key, etag=etag, size=len(body), origin="redrive")
+    return copy_key, [{"MessageId": "m", "ReceiptHandle": "r", "Body": unit.body()}]
+
+
+def test_a_redrive_after_its_replay_copy_expired_transforms_the_original_when_it_holds_the_same_version(pipeline):
+    original = "bronze/shipments/dt=2025-01-01/late-redrive.jsonl"
+    body, good = events(12, seed=7)
+    pipeline.put(original, body)
+    copy_key, messages = _copy_unit(pipeline, original, body)
+    assert pipeline.transform_app.handler(pipeline.sqs_event(messages)) == {"batchItemFailures": []}
+    assert silver_table(pipeline, "silver/shipments/dt=2025-01-01/late-redrive.parquet").num_rows == good
+    item = pipeline.ledger.versions(bucket=pipeline.bronze, key=copy_key)[0]
+    assert (item["status"], item["outcome"]) == ("DONE", "original-transformed")
+    assert "still held this version" in item["superseded_reason"]
+
+
+def test_a_redrive_after_its_copy_expired_and_the_original_changed_is_a_deleted_source_not_old_rows(pipeline):
+    original = "bronze/shipments/dt=2025-01-01/moved-on.jsonl"
+    old, _ = events(12, seed=8)
+    copy_key, messages = _copy_unit(pipeline, original, old)
+    pipeline.put(original, events(3, seed=9)[0])  # the original now holds a newer version
+    assert pipeline.transform_app.handler(pipeline.sqs_event(messages)) == {"batchItemFailures": []}
+    assert "Contents" not in pipeline.s3.list_objects_v2(Bucket=pipeline.silver, Prefix="silver/")
+    item = pipeline.ledger.versions(bucket=pipeline.bronze, key=copy_key)[0]
+    assert (item["status"], item["outcome"]) == ("DONE", "source-deleted")

@@ -107,7 +107,7 @@ def test_terraform_sets_exactly_the_environment_variables_the_handlers_read():
         assert block, f"local.{name}_environment not found"
         keys = set(re.findall(r"^\s*(ELT_[A-Z_]+)\s*=", block.group(1), re.M))
         assert keys == {v.name for v in env_vars}, f"{name}: terraform sets {sorted(keys)}"
-        assert f"environment          = local.{name}_environment" in text
+        assert re.search(rf"^\s*environment\s+= local\.{name}_environment$", text, re.M)
 
 
 def test_restricted_account_defaults_tags_off_for_roles_and_queues_and_observability_off():
@@ -187,3 +187,60 @@ def test_the_batch_operations_role_is_optional_and_writes_only_replay_copies_and
     assert unquote(assume["condition"][0]["variable"]) == "aws:SourceAccount"
     assert all(unquote(labelled("resource", kind, "batch_operations")["count"]) == "${var.batch_operations_role_enabled ? 1 : 0}"
                for kind in ("aws_iam_role", "aws_iam_role_policy"))
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split("."))
+
+
+def test_the_backend_placeholder_is_a_valid_bucket_name_and_use_lockfile_has_the_terraform_it_needs():
+    backend = load(ENV / "backend" / "backend.hcl")
+    assert re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", unquote(backend["bucket"])), backend["bucket"]
+    required = unquote(load(ENV / "main.tf")["terraform"][0]["required_version"])
+    floor = re.fullmatch(r">=\s*([0-9.]+)", required)
+    assert floor, f"required_version {required!r} is not a plain lower bound"
+    if backend.get("use_lockfile"):  # S3-native locking arrived in Terraform 1.10
+        assert _version(floor.group(1)) >= (1, 10), required
+
+
+def test_the_provider_is_held_to_one_major_version_and_the_lock_file_matches_it():
+    provider = load(ENV / "main.tf")["terraform"][0]["required_providers"][0]["aws"]
+    constraint = unquote(provider["version"])
+    pessimistic = re.fullmatch(r"~>\s*(\d+)\.(\d+)", constraint)
+    assert pessimistic, f"aws provider constraint {constraint!r} spans more than one major version"
+    lock = (ENV / ".terraform.lock.hcl").read_text()
+    locked = re.search(r'provider "registry.terraform.io/hashicorp/aws" \{\s*version\s*=\s*"([0-9.]+)"', lock)
+    assert locked, ".terraform.lock.hcl pins no hashicorp/aws version: run terraform init and commit it"
+    major, minor = int(pessimistic.group(1)), int(pessimistic.group(2))
+    version = _version(locked.group(1))
+    assert version[0] == major and version[1] >= minor, (constraint, locked.group(1))
+    assert f'constraints = "{constraint}"' in lock, "the lock file was made for another constraint: rerun terraform init"
+
+
+# Settings an account may require that every environment must be able to reach (docs/infrastructure.md).
+ESCAPE_HATCHES = ("permissions_boundary_arn", "log_kms_key_arn")
+
+
+def test_account_level_settings_are_variables_of_envs_dev_and_reach_every_module_that_takes_them():
+    declared = blocks(ENV, "variable")
+    for name in ESCAPE_HATCHES:
+        assert name in declared, f"envs/dev cannot set {name}"
+    reached = 0
+    for module, call in blocks(ENV, "module").items():
+        takes = blocks((ENV / unquote(call["source"])).resolve(), "variable")
+        for name in set(ESCAPE_HATCHES) & set(takes):
+            assert unquote(call.get(name, "")) == f"${{var.{name}}}", f"module {module} does not get var.{name}"
+            reached += 1
+    assert reached == 4  # ingest and transform: the boundary and the log key
+    assert unquote(blocks(ENV, "module")["storage"]["kms_key_arn"]) == "${var.kms_key_arn}"
+    batch = (ENV / "batch_operations.tf").read_text()
+    assert "permissions_boundary = var.permissions_boundary_arn" in batch
+
+
+def test_every_variable_a_checkov_skip_relies_on_can_be_set_from_envs_dev():
+    """A skip that says 'set var.X' holds only if an environment can set X and passes it on."""
+    env_vars = set(blocks(ENV, "variable"))
+    for path in TF.rglob("*.tf"):
+        for match in re.finditer(r"#checkov:skip=(\w+):(.*)", path.read_text()):
+            for name in re.findall(r"var\.(\w+)", match.group(2)):
+                assert name in env_vars, f"{path}: {match.group(1)}'s reason relies on var.{name}, which envs/dev lacks"

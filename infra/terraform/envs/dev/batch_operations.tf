@@ -83,10 +83,11 @@ data "aws_iam_policy_document" "batch_operations" {
 }
 
 resource "aws_iam_role" "batch_operations" {
-  count              = var.batch_operations_role_enabled ? 1 : 0
-  name               = "${var.name_prefix}-batch-operations"
-  assume_role_policy = data.aws_iam_policy_document.batch_operations_assume[0].json
-  tags               = local.role_tags
+  count                = var.batch_operations_role_enabled ? 1 : 0
+  name                 = "${var.iam_name_prefix}${var.name_prefix}-batch-operations"
+  assume_role_policy   = data.aws_iam_policy_document.batch_operations_assume[0].json
+  permissions_boundary = var.permissions_boundary_arn
+  tags                 = local.role_tags
 }
 
 resource "aws_iam_role_policy" "batch_operations" {

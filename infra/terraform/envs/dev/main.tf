@@ -4,11 +4,13 @@
 # here: Terraform reads *.auto.tfvars.json automatically and then creates no queue.
 
 terraform {
-  required_version = ">= 1.5.0"
+  # 1.10: backend.hcl's use_lockfile (S3-native state locking); validations that name other variables need 1.9.
+  required_version = ">= 1.10.0"
   required_providers {
     aws = {
+      # One major version, as tested (tests/e2e/test_terraform_apply.py); .terraform.lock.hcl pins the build.
       source  = "hashicorp/aws"
-      version = ">= 5.40, < 7.0"
+      version = "~> 5.100"
     }
   }
   backend "s3" {} # settings in backend/backend.hcl: terraform init -backend-config=backend/backend.hcl
@@ -24,9 +26,11 @@ data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
 
 locals {
+  account_id = data.aws_caller_identity.current.account_id
   names = {
-    bronze       = "${var.name_prefix}-bronze"
-    silver       = "${var.name_prefix}-silver"
+    # Bucket names are global: unless given, they carry the account and region to be unique.
+    bronze       = coalesce(var.bronze_bucket_name, "${var.name_prefix}-bronze-${local.account_id}-${var.region}")
+    silver       = coalesce(var.silver_bucket_name, "${var.name_prefix}-silver-${local.account_id}-${var.region}")
     queue        = "${var.name_prefix}-events"
     ingest_queue = "${var.name_prefix}-ingest-events"
     ledger       = "${var.name_prefix}-ledger"
@@ -54,28 +58,38 @@ locals {
     ELT_MAX_OBJECT_BYTES     = tostring(var.max_object_bytes)
     ELT_QUARANTINE_MAX_LINES = tostring(var.quarantine_max_lines)
     ELT_QUARANTINE_MAX_BYTES = tostring(var.quarantine_max_bytes)
+    ELT_MIN_SECONDS_TO_START = tostring(var.transform_min_seconds_to_start)
     ELT_LOG_LEVEL            = var.log_level
   }
+  # /tmp holds the Parquet being written (at most about the decompressed input) and the quarantine
+  # staged for one object, plus room for the runtime.
+  transform_ephemeral_storage_mb = max(512, ceil((var.max_object_bytes + var.quarantine_max_bytes) / 1048576) + 256)
 }
 
 module "storage" {
-  source                     = "../../modules/storage"
-  kms_key_arn                = var.kms_key_arn
-  bronze_bucket_name         = local.names.bronze
-  silver_bucket_name         = local.names.silver
-  versioning_enabled         = var.versioning_enabled
-  quarantine_expiration_days = var.quarantine_expiration_days
-  replay_expiration_days     = var.replay_expiration_days
-  force_destroy              = var.force_destroy
-  tags                       = var.tags
+  source                             = "../../modules/storage"
+  kms_key_arn                        = var.kms_key_arn
+  bronze_bucket_name                 = local.names.bronze
+  silver_bucket_name                 = local.names.silver
+  bronze_versioning                  = var.bronze_versioning
+  silver_versioning                  = var.silver_versioning
+  noncurrent_version_expiration_days = var.noncurrent_version_expiration_days
+  quarantine_expiration_days         = var.quarantine_expiration_days
+  replay_expiration_days             = var.replay_expiration_days
+  force_destroy                      = var.force_destroy
+  access_log_bucket                  = var.access_log_bucket
+  access_log_prefix                  = var.access_log_prefix
+  tags                               = var.tags
 }
 
 module "queue" {
   source                     = "../../modules/queue"
   name                       = local.names.queue
   consumer_timeout_seconds   = var.transform_timeout_seconds
-  visibility_timeout_seconds = 6 * var.transform_timeout_seconds
+  batching_window_seconds    = var.transform_batching_window_seconds
+  visibility_timeout_seconds = 6 * var.transform_timeout_seconds + var.transform_batching_window_seconds
   max_receive_count          = var.max_receive_count
+  message_retention_seconds  = var.events_retention_seconds
   existing_queue_url         = var.existing_queue_url
   existing_queue_arn         = var.existing_queue_arn
   existing_dlq_url           = var.existing_dlq_url
@@ -93,6 +107,7 @@ module "ingest_queue" {
   consumer_timeout_seconds   = var.ingest_timeout_seconds
   visibility_timeout_seconds = 6 * var.ingest_timeout_seconds
   max_receive_count          = var.ingest_max_receive_count
+  message_retention_seconds  = var.events_retention_seconds
   existing_queue_url         = var.existing_ingest_queue_url
   existing_queue_arn         = var.existing_ingest_queue_arn
   existing_dlq_url           = var.existing_ingest_dlq_url
@@ -231,38 +246,43 @@ data "aws_iam_policy_document" "transform" {
 }
 
 module "ingest" {
-  source               = "../../modules/lambda_function"
-  function_name        = local.names.ingest
-  handler              = "lambdas.ingest.app.handler"
-  zip_path             = "${var.dist_dir}/ingest.zip"
-  runtime              = var.lambda_runtime
-  memory_size          = 256
-  timeout              = var.ingest_timeout_seconds
-  environment          = local.ingest_environment
-  policy_json          = data.aws_iam_policy_document.ingest.json
-  reserved_concurrency = var.ingest_reserved_concurrency
-  iam_name_prefix      = var.iam_name_prefix
-  role_tags            = local.role_tags
-  log_retention_days   = var.log_retention_days
-  tags                 = var.tags
+  source                   = "../../modules/lambda_function"
+  function_name            = local.names.ingest
+  handler                  = "lambdas.ingest.app.handler"
+  zip_path                 = "${var.dist_dir}/ingest.zip"
+  runtime                  = var.lambda_runtime
+  memory_size              = 256
+  timeout                  = var.ingest_timeout_seconds
+  environment              = local.ingest_environment
+  policy_json              = data.aws_iam_policy_document.ingest.json
+  reserved_concurrency     = var.ingest_reserved_concurrency
+  iam_name_prefix          = var.iam_name_prefix
+  permissions_boundary_arn = var.permissions_boundary_arn
+  log_kms_key_arn          = var.log_kms_key_arn
+  role_tags                = local.role_tags
+  log_retention_days       = var.log_retention_days
+  tags                     = var.tags
 }
 
 module "transform" {
-  source               = "../../modules/lambda_function"
-  function_name        = local.names.transform
-  handler              = "lambdas.transform.app.handler"
-  zip_path             = "${var.dist_dir}/transform.zip"
-  runtime              = var.lambda_runtime
-  memory_size          = var.transform_memory_mb
-  timeout              = var.transform_timeout_seconds
-  layers               = [var.aws_sdk_pandas_layer_arn]
-  environment          = local.transform_environment
-  policy_json          = data.aws_iam_policy_document.transform.json
-  reserved_concurrency = var.transform_reserved_concurrency
-  iam_name_prefix      = var.iam_name_prefix
-  role_tags            = local.role_tags
-  log_retention_days   = var.log_retention_days
-  tags                 = var.tags
+  source                   = "../../modules/lambda_function"
+  function_name            = local.names.transform
+  handler                  = "lambdas.transform.app.handler"
+  zip_path                 = "${var.dist_dir}/transform.zip"
+  runtime                  = var.lambda_runtime
+  memory_size              = var.transform_memory_mb
+  timeout                  = var.transform_timeout_seconds
+  layers                   = [var.aws_sdk_pandas_layer_arn]
+  environment              = local.transform_environment
+  policy_json              = data.aws_iam_policy_document.transform.json
+  reserved_concurrency     = var.transform_reserved_concurrency
+  ephemeral_storage_mb     = local.transform_ephemeral_storage_mb
+  iam_name_prefix          = var.iam_name_prefix
+  permissions_boundary_arn = var.permissions_boundary_arn
+  log_kms_key_arn          = var.log_kms_key_arn
+  role_tags                = local.role_tags
+  log_retention_days       = var.log_retention_days
+  tags                     = var.tags
 }
 
 resource "aws_s3_bucket_notification" "bronze" {
@@ -303,6 +323,7 @@ module "observability" {
   name_prefix                = var.name_prefix
   region                     = var.region
   queue_name                 = module.queue.queue_name
+  dlq_enabled                = module.queue.has_dlq
   dlq_name                   = module.queue.dlq_name
   ingest_queue_name          = module.ingest_queue.queue_name
   ingest_dlq_name            = module.ingest_queue.dlq_name
@@ -310,4 +331,19 @@ module "observability" {
   transform_function_name    = module.transform.function_name
   oldest_message_age_seconds = var.oldest_message_alarm_seconds
   alarm_actions              = var.alarm_actions
+}
+
+# Warnings on every plan (check blocks never fail it): what a deployment that holds real data must turn on.
+check "alarms_reach_someone" {
+  assert {
+    condition     = var.observability_enabled && length(var.alarm_actions) > 0
+    error_message = "No alarm notifies anyone (observability_enabled = false or alarm_actions empty): a full DLQ or work units ageing towards the queues' retention go unnoticed. Set observability_enabled = true and alarm_actions = [an SNS topic ARN]."
+  }
+}
+
+check "events_queue_has_a_dlq" {
+  assert {
+    condition     = module.queue.has_dlq
+    error_message = "The events queue has no DLQ (provisioned with --without-dlq): a poison object is retried until the queue's retention drops it. Attach one with eltops provision ensure-dlq and rerun provision with --out."
+  }
 }

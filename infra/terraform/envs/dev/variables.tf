@@ -4,8 +4,45 @@ variable "region" {
 }
 
 variable "name_prefix" {
-  description = "Prefix of every resource name: <prefix>-bronze, -silver, -events, -events-dlq, -ingest-events, -ingest-events-dlq, -ledger, -ingest, -transform."
+  description = "Prefix of every resource name: <prefix>-events, -events-dlq, -ingest-events, -ingest-events-dlq, -ledger, -ingest, -transform; buckets <prefix>-bronze-<account>-<region> and -silver-… unless named."
   type        = string
+  validation {
+    # 28 characters leave room for "-silver-<12-digit account>-<longest region>" in 63.
+    condition     = can(regex("^[a-z0-9]([a-z0-9-]{0,26}[a-z0-9])?$", var.name_prefix))
+    error_message = "name_prefix must be 1-28 lowercase letters, digits or hyphens, not starting or ending with a hyphen (it becomes part of bucket names)."
+  }
+}
+
+variable "bronze_bucket_name" {
+  description = "Bronze bucket name; null derives <name_prefix>-bronze-<account>-<region> (bucket names are global)."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.bronze_bucket_name == null ? true : can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.bronze_bucket_name))
+    error_message = "bronze_bucket_name must be a valid S3 bucket name: 3-63 lowercase letters, digits, dots or hyphens."
+  }
+}
+
+variable "silver_bucket_name" {
+  description = "Silver bucket name; null derives <name_prefix>-silver-<account>-<region>."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.silver_bucket_name == null ? true : can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.silver_bucket_name))
+    error_message = "silver_bucket_name must be a valid S3 bucket name: 3-63 lowercase letters, digits, dots or hyphens."
+  }
+}
+
+variable "permissions_boundary_arn" {
+  description = "Permissions boundary put on every IAM role this stack creates (accounts that require one)."
+  type        = string
+  default     = null
+}
+
+variable "log_kms_key_arn" {
+  description = "Customer-managed KMS key for the functions' log groups (its key policy must allow CloudWatch Logs); null for CloudWatch's encryption."
+  type        = string
+  default     = null
 }
 
 variable "iam_name_prefix" {
@@ -45,8 +82,22 @@ variable "lambda_runtime" {
 }
 
 variable "aws_sdk_pandas_layer_arn" {
-  description = "AWS SDK for pandas layer ARN for the region and runtime; it supplies pyarrow (>= 14) and numpy to transform."
+  description = "AWS SDK for pandas layer ARN for the region and runtime (https://aws-sdk-pandas.readthedocs.io/en/stable/layers.html); it supplies pyarrow (>= 14) and numpy to transform."
   type        = string
+  validation {
+    condition     = can(regex("^arn:aws[a-z-]*:lambda:[a-z0-9-]+:[0-9]{12}:layer:AWSSDKPandas-Python3[0-9]+(-Arm64)?:[0-9]+$", var.aws_sdk_pandas_layer_arn))
+    error_message = "aws_sdk_pandas_layer_arn must be an AWS SDK for pandas layer version ARN like arn:aws:lambda:eu-west-1:336392948345:layer:AWSSDKPandas-Python312:16."
+  }
+  validation {
+    # A layer is regional: a function cannot use another region's layer.
+    condition     = try(split(":", var.aws_sdk_pandas_layer_arn)[3], "") == var.region
+    error_message = "aws_sdk_pandas_layer_arn is not in var.region: take the ARN for that region from https://aws-sdk-pandas.readthedocs.io/en/stable/layers.html."
+  }
+  validation {
+    # AWSSDKPandas-Python312 is built for python3.12: pyarrow's compiled parts fail on another runtime.
+    condition     = try(regex("layer:AWSSDKPandas-Python([0-9]+)", var.aws_sdk_pandas_layer_arn)[0], "") == replace(trimprefix(var.lambda_runtime, "python"), ".", "")
+    error_message = "aws_sdk_pandas_layer_arn is built for another Python than lambda_runtime: take the AWSSDKPandas-PythonXY layer matching the runtime."
+  }
 }
 
 variable "ingest_timeout_seconds" {
@@ -62,9 +113,13 @@ variable "ingest_batch_size" {
 }
 
 variable "ingest_max_concurrency" {
-  description = "Maximum concurrent ingest invocations from the ingest queue (2 to below the reserved concurrency, so throttles do not count as receives)."
+  description = "Maximum concurrent ingest invocations from the ingest queue (2 to 1000, and not above the reserved concurrency, so throttles do not count as receives)."
   type        = number
   default     = 10
+  validation {
+    condition     = var.ingest_max_concurrency >= 2 && var.ingest_max_concurrency <= 1000
+    error_message = "ingest_max_concurrency must be between 2 and 1000 (the event source mapping's limits)."
+  }
 }
 
 variable "ingest_max_receive_count" {
@@ -84,6 +139,16 @@ variable "existing_ingest_queue_arn" {
   type        = string
   default     = null
 }
+variable "existing_ingest_queue_visibility_timeout_seconds" {
+  description = "The pre-created ingest queue's VisibilityTimeout (eltops provision queue --for ingest writes it); checked against 6 x ingest_timeout_seconds."
+  type        = number
+  default     = null
+  validation {
+    condition     = var.existing_ingest_queue_url == null && var.existing_ingest_queue_arn == null ? true : coalesce(var.existing_ingest_queue_visibility_timeout_seconds, -1) >= 6 * var.ingest_timeout_seconds
+    error_message = "The pre-created ingest queue's visibility timeout (existing_ingest_queue_visibility_timeout_seconds) is missing or below 6 x ingest_timeout_seconds: its event source mapping would fail. Rerun eltops provision queue --for ingest with --consumer-timeout (it sets the timeout and writes it here)."
+  }
+}
+
 
 variable "existing_ingest_dlq_url" {
   description = "Pre-created ingest DLQ URL."
@@ -104,15 +169,32 @@ variable "kms_key_arn" {
 }
 
 variable "ingest_reserved_concurrency" {
-  description = "Reserved concurrency of ingest."
+  description = "Reserved concurrency of ingest; null reserves none (AWS keeps 100 of an account's concurrency unreserved, so reservations fail in new accounts). When set, at least 5 and at least ingest_max_concurrency."
   type        = number
-  default     = 20
+  default     = null
+  validation {
+    condition     = var.ingest_reserved_concurrency == null ? true : (var.ingest_reserved_concurrency >= 5 && var.ingest_reserved_concurrency >= var.ingest_max_concurrency)
+    error_message = "ingest_reserved_concurrency must be null (none), or at least 5 and at least ingest_max_concurrency (0 would stop ingest; fewer than the mapping's maximum throttles it)."
+  }
 }
 
 variable "transform_timeout_seconds" {
-  description = "Transform timeout; the events queue's visibility timeout is six times this."
+  description = "Transform timeout; the events queue's visibility timeout is six times this plus the batching window."
   type        = number
   default     = 300
+  validation {
+    condition     = var.transform_timeout_seconds >= 1 && var.transform_timeout_seconds <= 900
+    error_message = "transform_timeout_seconds must be between 1 and 900 (Lambda's limit)."
+  }
+}
+variable "transform_min_seconds_to_start" {
+  description = "Transform starts a batch's next item only while more than this many seconds of the invocation remain; the rest are reported as failed items and retried (not lost to a timeout that would retry the whole batch)."
+  type        = number
+  default     = 60
+  validation {
+    condition     = var.transform_min_seconds_to_start >= 0 && var.transform_min_seconds_to_start < var.transform_timeout_seconds
+    error_message = "transform_min_seconds_to_start must be at least 0 and below transform_timeout_seconds."
+  }
 }
 
 variable "transform_memory_mb" {
@@ -122,9 +204,13 @@ variable "transform_memory_mb" {
 }
 
 variable "transform_reserved_concurrency" {
-  description = "Reserved concurrency of transform."
+  description = "Reserved concurrency of transform; null reserves none. When set, at least 5 and at least transform_max_concurrency, or the event source mapping is throttled."
   type        = number
-  default     = 50
+  default     = null
+  validation {
+    condition     = var.transform_reserved_concurrency == null ? true : (var.transform_reserved_concurrency >= 5 && var.transform_reserved_concurrency >= var.transform_max_concurrency)
+    error_message = "transform_reserved_concurrency must be null (none), or at least 5 and at least transform_max_concurrency."
+  }
 }
 
 variable "transform_batch_size" {
@@ -140,9 +226,13 @@ variable "transform_batching_window_seconds" {
 }
 
 variable "transform_max_concurrency" {
-  description = "Maximum concurrent transform invocations from the queue (2 to the reserved concurrency)."
+  description = "Maximum concurrent transform invocations from the queue (2 to 1000, and not above the reserved concurrency)."
   type        = number
   default     = 20
+  validation {
+    condition     = var.transform_max_concurrency >= 2 && var.transform_max_concurrency <= 1000
+    error_message = "transform_max_concurrency must be between 2 and 1000 (the event source mapping's limits)."
+  }
 }
 
 variable "max_receive_count" {
@@ -161,6 +251,20 @@ variable "existing_queue_arn" {
   description = "Pre-created events queue ARN."
   type        = string
   default     = null
+  validation {
+    # FIFO event source mappings allow no batching window, and ingest sends no MessageGroupId.
+    condition     = var.existing_queue_arn == null ? true : !endswith(var.existing_queue_arn, ".fifo")
+    error_message = "existing_queue_arn names a FIFO queue: the events queue must be a standard queue (ingest sends no MessageGroupId; a FIFO event source mapping allows no batching window)."
+  }
+}
+variable "existing_queue_visibility_timeout_seconds" {
+  description = "The pre-created events queue's VisibilityTimeout (eltops provision writes it); checked against 6 x transform_timeout_seconds + transform_batching_window_seconds."
+  type        = number
+  default     = null
+  validation {
+    condition     = var.existing_queue_url == null && var.existing_queue_arn == null ? true : coalesce(var.existing_queue_visibility_timeout_seconds, -1) >= 6 * var.transform_timeout_seconds + var.transform_batching_window_seconds
+    error_message = "The pre-created events queue's visibility timeout (existing_queue_visibility_timeout_seconds) is missing or below 6 x transform_timeout_seconds + transform_batching_window_seconds: the event source mapping would fail. Rerun eltops provision queue with --consumer-timeout and --batching-window (it sets the timeout and writes it here)."
+  }
 }
 
 variable "existing_dlq_url" {
@@ -194,9 +298,13 @@ variable "max_json_bytes" {
 }
 
 variable "max_object_bytes" {
-  description = "Largest bronze object (decompressed) transform reads; past it the object is a failed item."
+  description = "Largest bronze object (decompressed) transform reads; past it the object is a failed item. Transform's /tmp (ephemeral storage) is sized from it."
   type        = number
   default     = 4294967296
+  validation {
+    condition     = ceil((var.max_object_bytes + var.quarantine_max_bytes) / 1048576) + 256 <= 10240
+    error_message = "max_object_bytes + quarantine_max_bytes (+ 256 MB) must fit in Lambda's largest /tmp, 10240 MB: transform spools an object's Parquet and quarantine there."
+  }
 }
 
 variable "quarantine_max_lines" {
@@ -229,10 +337,47 @@ variable "log_retention_days" {
   default     = 14
 }
 
-variable "versioning_enabled" {
-  description = "Keep object versions in the buckets."
-  type        = bool
-  default     = false
+variable "bronze_versioning" {
+  description = "Bronze versioning: Enabled (undo an overwrite or delete of raw data), Suspended (a bucket versioned before), or Disabled (never versioned)."
+  type        = string
+  default     = "Enabled"
+  validation {
+    condition     = contains(["Enabled", "Suspended", "Disabled"], var.bronze_versioning)
+    error_message = "bronze_versioning must be Enabled, Suspended (a bucket that was versioned before) or Disabled (never versioned)."
+  }
+}
+variable "silver_versioning" {
+  description = "Silver versioning (silver is rebuilt from bronze): Enabled, Suspended, or Disabled (never versioned)."
+  type        = string
+  default     = "Disabled"
+  validation {
+    condition     = contains(["Enabled", "Suspended", "Disabled"], var.silver_versioning)
+    error_message = "silver_versioning must be Enabled, Suspended (a bucket that was versioned before) or Disabled (never versioned)."
+  }
+}
+variable "noncurrent_version_expiration_days" {
+  description = "Days a noncurrent version is kept in a versioned bucket (expired delete markers go too)."
+  type        = number
+  default     = 30
+}
+variable "access_log_bucket" {
+  description = "Existing bucket for bronze's S3 server access logs (who read the raw data); null for none. Its policy must let logging.s3.amazonaws.com write."
+  type        = string
+  default     = null
+}
+variable "access_log_prefix" {
+  description = "Prefix of bronze's access logs in access_log_bucket."
+  type        = string
+  default     = "s3-access/"
+}
+variable "events_retention_seconds" {
+  description = "Events queue retention (13 days: the most that stays below the DLQ's 14, which count from a message's first enqueue)."
+  type        = number
+  default     = 1123200
+  validation {
+    condition     = var.events_retention_seconds >= 60 && var.events_retention_seconds < 1209600
+    error_message = "events_retention_seconds must be at least 60 and below the DLQ's 1209600 (14 days)."
+  }
 }
 
 variable "quarantine_expiration_days" {
@@ -242,13 +387,17 @@ variable "quarantine_expiration_days" {
 }
 
 variable "replay_expiration_days" {
-  description = "Days bronze/replay/ copies are kept."
+  description = "Days bronze/replay/ copies are kept: longer than a work unit can wait in the queues (14 days in the DLQ), so a late redrive still finds its copy."
   type        = number
-  default     = 7
+  default     = 15
+  validation {
+    condition     = var.replay_expiration_days >= 15
+    error_message = "replay_expiration_days must be at least 15: a work unit for a copy can wait up to 14 days in the DLQ, and a redrive after the copy expired finds nothing to read."
+  }
 }
 
 variable "force_destroy" {
-  description = "Allow destroying non-empty buckets."
+  description = "Allow destroying non-empty buckets (throwaway stacks only: destroy, or a renamed bucket, then deletes every object and version)."
   type        = bool
   default     = false
 }

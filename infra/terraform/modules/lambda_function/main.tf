@@ -26,7 +26,7 @@ resource "aws_iam_role_policy" "this" {
 }
 
 resource "aws_cloudwatch_log_group" "this" {
-  #checkov:skip=CKV_AWS_158:Log data is encrypted by CloudWatch Logs; a KMS key can be set with var.log_kms_key_arn.
+  #checkov:skip=CKV_AWS_158:CloudWatch Logs encrypts log data; var.log_kms_key_arn (exposed in envs/dev) sets a customer-managed key.
   #checkov:skip=CKV_AWS_338:Retention is a per-environment choice (var.log_retention_days); dev keeps two weeks.
   name              = "/aws/lambda/${var.function_name}"
   retention_in_days = var.log_retention_days
@@ -38,7 +38,7 @@ resource "aws_lambda_function" "this" {
   #checkov:skip=CKV_AWS_117:No VPC by design: the functions only call S3, SQS and DynamoDB public endpoints.
   #checkov:skip=CKV_AWS_272:Code signing needs an AWS Signer profile per account; zips are reproducible and hashed instead.
   #checkov:skip=CKV_AWS_173:Environment variables hold resource names only, no secrets; encrypted with the AWS-managed key.
-  #checkov:skip=CKV_AWS_116:Both functions are fed by SQS event source mappings, whose queues have their own DLQs (events DLQ, ingest DLQ); a Lambda DLQ only applies to asynchronous invocation. var.dead_letter_target_arn adds one.
+  #checkov:skip=CKV_AWS_116:Both functions are fed by SQS event source mappings, whose queues have their own DLQs (events DLQ, ingest DLQ); a Lambda DLQ only applies to asynchronous invocation; the module's dead_letter_target_arn input adds one.
   function_name                  = var.function_name
   role                           = aws_iam_role.this.arn
   handler                        = var.handler
@@ -49,6 +49,10 @@ resource "aws_lambda_function" "this" {
   timeout                        = var.timeout
   layers                         = var.layers
   reserved_concurrent_executions = var.reserved_concurrency
+
+  ephemeral_storage {
+    size = var.ephemeral_storage_mb
+  }
 
   environment {
     variables = var.environment

@@ -48,9 +48,19 @@ variable "layers" {
 }
 
 variable "reserved_concurrency" {
-  description = "Reserved concurrent executions (caps the fleet and protects the account's other functions)."
+  description = "Reserved concurrent executions; null reserves none (the account's unreserved pool)."
   type        = number
-  default     = 50
+  default     = null
+}
+
+variable "ephemeral_storage_mb" {
+  description = "Size of /tmp in MB (512 to 10240)."
+  type        = number
+  default     = 512
+  validation {
+    condition     = var.ephemeral_storage_mb >= 512 && var.ephemeral_storage_mb <= 10240
+    error_message = "ephemeral_storage_mb must be between 512 and 10240 (Lambda's limits)."
+  }
 }
 
 variable "iam_name_prefix" {

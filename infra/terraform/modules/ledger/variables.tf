@@ -4,7 +4,7 @@ variable "table_name" {
 }
 
 variable "kms_key_arn" {
-  description = "Customer-managed KMS key; null uses the AWS-owned key."
+  description = "Customer-managed KMS key; null uses the AWS-managed key (aws/dynamodb), since encryption is enabled."
   type        = string
   default     = null
 }

@@ -37,7 +37,8 @@ locals {
 
 # One alarm per DLQ (anything in it) and per queue (its oldest message too old).
 resource "aws_cloudwatch_metric_alarm" "dlq_depth" {
-  for_each            = var.enabled ? local.dlq_alarms : {}
+  # A pre-created events queue may have no DLQ (provision --without-dlq): then no alarm for it.
+  for_each            = var.enabled ? { for k, v in local.dlq_alarms : k => v if k != "dlq-not-empty" || var.dlq_enabled } : {}
   alarm_name          = "${var.name_prefix}-${each.key}"
   alarm_description   = each.value.description
   namespace           = "AWS/SQS"
@@ -151,11 +152,13 @@ resource "aws_cloudwatch_dashboard" "pipeline" {
           title  = "Queues"
           region = var.region
           metrics = [
-            ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", var.queue_name],
-            ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", var.dlq_name],
-            ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", var.ingest_queue_name],
-            ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", var.ingest_dlq_name],
-            ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", var.queue_name, { yAxis = "right" }],
+            for metric in [
+              ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", var.queue_name],
+              ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", var.dlq_name],
+              ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", var.ingest_queue_name],
+              ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", var.ingest_dlq_name],
+              ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", var.queue_name, { yAxis = "right" }],
+            ] : metric if var.dlq_enabled || metric[3] != var.dlq_name
           ]
         }
       },

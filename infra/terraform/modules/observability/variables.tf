@@ -19,9 +19,16 @@ variable "queue_name" {
   type        = string
 }
 
+variable "dlq_enabled" {
+  description = "The events queue has a DLQ (a pre-created queue may have none)."
+  type        = bool
+  default     = true
+}
+
 variable "dlq_name" {
-  description = "DLQ name."
+  description = "DLQ name; null when the events queue has none (no DLQ alarm then)."
   type        = string
+  default     = null
 }
 
 variable "ingest_queue_name" {

@@ -4,6 +4,9 @@
 
 locals {
   create = var.existing_queue_url == null && var.existing_queue_arn == null
+  # Lambda's event source mapping needs the visibility timeout to cover the function's timeout plus
+  # the batching window; AWS advises 6x the timeout so that retries of throttled batches fit.
+  minimum_visibility_timeout = 6 * var.consumer_timeout_seconds + var.batching_window_seconds
 }
 
 resource "aws_sqs_queue" "dlq" {
@@ -29,8 +32,14 @@ resource "aws_sqs_queue" "events" {
 
   lifecycle {
     precondition {
-      condition     = var.visibility_timeout_seconds >= 6 * var.consumer_timeout_seconds
-      error_message = "visibility_timeout_seconds must be at least 6 x consumer_timeout_seconds (AWS guidance for SQS event sources)."
+      condition     = var.visibility_timeout_seconds >= local.minimum_visibility_timeout
+      error_message = "visibility_timeout_seconds must be at least 6 x consumer_timeout_seconds + the batching window (AWS guidance for SQS event sources)."
+    }
+    precondition {
+      # SQS keeps a moved message's original enqueue time: a DLQ that expires messages no later
+      # than the source queue could drop them on arrival.
+      condition     = var.message_retention_seconds < 1209600
+      error_message = "message_retention_seconds must stay below the DLQ's 1209600 s (14 days)."
     }
   }
 }

@@ -25,5 +25,11 @@ output "dlq_arn" {
 }
 
 output "dlq_name" {
-  value = element(split(":", local.dlq_arn), 5)
+  description = "null when a pre-created queue has no DLQ (eltops provision queue --without-dlq)."
+  value       = local.dlq_arn == null ? null : element(split(":", local.dlq_arn), 5)
+}
+
+output "has_dlq" {
+  description = "Known at plan time (unlike the ARN of a DLQ still to be created)."
+  value       = local.create || var.existing_dlq_arn != null
 }

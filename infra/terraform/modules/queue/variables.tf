@@ -8,6 +8,12 @@ variable "consumer_timeout_seconds" {
   type        = number
 }
 
+variable "batching_window_seconds" {
+  description = "The consuming event source mapping's batching window; the visibility timeout must cover it too."
+  type        = number
+  default     = 0
+}
+
 variable "visibility_timeout_seconds" {
   description = "Visibility timeout of the queue."
   type        = number
@@ -20,9 +26,9 @@ variable "max_receive_count" {
 }
 
 variable "message_retention_seconds" {
-  description = "Retention of the queue (its DLQ keeps messages 14 days)."
+  description = "Retention of the queue: below its DLQ's 14 days, which count from a message's first enqueue."
   type        = number
-  default     = 345600
+  default     = 1123200
 }
 
 variable "existing_queue_url" {

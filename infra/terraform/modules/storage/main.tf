@@ -1,5 +1,7 @@
-# Bronze and silver buckets: public access blocked, encrypted, TLS-only, optional versioning, and
-# lifecycle rules for quarantine/ (silver) and bronze/replay/ copies (bronze).
+# Bronze and silver buckets: public access blocked, encrypted, TLS-only, versioning per bucket
+# (bronze on by default: an overwrite or a delete of raw data can be undone), lifecycle rules for
+# quarantine/ (silver), bronze/replay/ copies (bronze) and noncurrent versions, optional server
+# access logs for bronze (who read the raw data).
 
 locals {
   buckets = {
@@ -10,13 +12,20 @@ locals {
     bronze = { name = "replay-copies", prefix = "bronze/replay/", days = var.replay_expiration_days }
     silver = { name = "quarantine", prefix = "quarantine/", days = var.quarantine_expiration_days }
   }
+  # "Disabled" means never versioned: no versioning resource at all. "Suspended" is only for a
+  # bucket that was versioned once; on it, deleting a key that does not exist adds a delete marker.
+  versioning = {
+    bronze = var.bronze_versioning
+    silver = var.silver_versioning
+  }
+  versioned = { for k, status in local.versioning : k => status if status != "Disabled" }
 }
 
 resource "aws_s3_bucket" "this" {
-  #checkov:skip=CKV_AWS_18:Access logging needs a separate log bucket; enable it per account through the organisation's logging bucket.
+  #checkov:skip=CKV_AWS_18:Bronze server access logs go to var.access_log_bucket when set (an existing log bucket that S3 logging may write to); silver is derived data.
   #checkov:skip=CKV_AWS_144:Cross-region replication is a disaster-recovery choice per environment, not a pipeline requirement.
-  #checkov:skip=CKV_AWS_145:SSE-S3 (AES256) is used; a customer-managed KMS key can be set through var.kms_key_arn.
-  #checkov:skip=CKV_AWS_21:Versioning is optional (var.versioning_enabled); the pipeline is idempotent and bronze copies are replayable.
+  #checkov:skip=CKV_AWS_145:SSE-S3 (AES256) unless var.kms_key_arn (exposed in envs/dev) names a customer-managed key; then SSE-KMS with a bucket key.
+  #checkov:skip=CKV_AWS_21:Bronze is versioned by default (var.bronze_versioning); silver is rebuilt from bronze, so its versioning is off unless var.silver_versioning.
   #checkov:skip=CKV2_AWS_62:Bronze notifications are configured in the environment (S3 -> ingest); silver has no consumers to notify.
   for_each      = local.buckets
   bucket        = each.value
@@ -46,11 +55,18 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "this" {
 }
 
 resource "aws_s3_bucket_versioning" "this" {
-  for_each = aws_s3_bucket.this
-  bucket   = each.value.id
+  for_each = local.versioned
+  bucket   = aws_s3_bucket.this[each.key].id
   versioning_configuration {
-    status = var.versioning_enabled ? "Enabled" : "Suspended"
+    status = each.value
   }
+}
+
+resource "aws_s3_bucket_logging" "bronze" {
+  count         = var.access_log_bucket == null ? 0 : 1
+  bucket        = aws_s3_bucket.this["bronze"].id
+  target_bucket = var.access_log_bucket
+  target_prefix = "${var.access_log_prefix}${aws_s3_bucket.this["bronze"].id}/"
 }
 
 data "aws_iam_policy_document" "tls_only" {
@@ -96,6 +112,22 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
       days = local.expiring[each.key].days
     }
   }
+  dynamic "rule" {
+    # Noncurrent versions and the delete markers left alone once they are gone would otherwise
+    # be kept (and paid for) forever.
+    for_each = contains(keys(local.versioned), each.key) ? [1] : []
+    content {
+      id     = "expire-noncurrent-versions"
+      status = "Enabled"
+      filter {}
+      noncurrent_version_expiration {
+        noncurrent_days = var.noncurrent_version_expiration_days
+      }
+      expiration {
+        expired_object_delete_marker = true
+      }
+    }
+  }
   rule {
     id     = "abort-incomplete-uploads"
     status = "Enabled"
@@ -106,4 +138,5 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
       days_after_initiation = 7
     }
   }
+  depends_on = [aws_s3_bucket_versioning.this]
 }

@@ -8,10 +8,42 @@ variable "silver_bucket_name" {
   type        = string
 }
 
-variable "versioning_enabled" {
-  description = "Keep object versions in both buckets."
-  type        = bool
-  default     = false
+variable "bronze_versioning" {
+  description = "Bronze versioning: Enabled, Suspended (a bucket that was versioned), or Disabled (never versioned)."
+  type        = string
+  default     = "Enabled"
+  validation {
+    condition     = contains(["Enabled", "Suspended", "Disabled"], var.bronze_versioning)
+    error_message = "bronze_versioning must be Enabled, Suspended or Disabled."
+  }
+}
+
+variable "silver_versioning" {
+  description = "Silver versioning: Enabled, Suspended (a bucket that was versioned), or Disabled (never versioned)."
+  type        = string
+  default     = "Disabled"
+  validation {
+    condition     = contains(["Enabled", "Suspended", "Disabled"], var.silver_versioning)
+    error_message = "silver_versioning must be Enabled, Suspended or Disabled."
+  }
+}
+
+variable "noncurrent_version_expiration_days" {
+  description = "Days a noncurrent object version is kept in a versioned bucket."
+  type        = number
+  default     = 30
+}
+
+variable "access_log_bucket" {
+  description = "Existing bucket receiving bronze's S3 server access logs; null for none."
+  type        = string
+  default     = null
+}
+
+variable "access_log_prefix" {
+  description = "Prefix of bronze's access logs in access_log_bucket (the bucket name is appended)."
+  type        = string
+  default     = "s3-access/"
 }
 
 variable "quarantine_expiration_days" {
