@@ -81,11 +81,13 @@ def calls():
     return found
 
 
-def test_every_call_the_lambdas_made_is_allowed_by_the_policy_terraform_gives_their_role(calls):
+def test_every_call_the_lambdas_made_is_allowed_by_the_policy_terraform_gives_their_role(calls, request):
     tf = policy.load(name_prefix=PREFIX)
     verdict = policy.evaluate(tf.role_policies(), lambda_needs(calls, tf))
     print(report(verdict))
     assert not verdict.denied, "calls the Terraform policy does not allow:\n" + report(verdict)
+    if not any(item.nodeid.startswith("tests/functional/") for item in request.session.items):
+        return  # a partial run (e.g. only tests/e2e): grants used by the functional tests look unused
     unexplained = [u for u in verdict.unused if (u[0], u[2]) not in NOT_EXERCISED]
     assert not unexplained, ("grants no recorded call used (remove them, or say in NOT_EXERCISED why no test "
                              "reaches them):\n" + "\n".join(map(str, unexplained)))

@@ -58,22 +58,6 @@ class Wiring:
     notification_filter: dict
     transform: Mapping
 
-    @property
-    def ingest_function(self) -> str:
-        return self.ingest.function
-
-    @property
-    def ingest_environment(self) -> dict:
-        return self.ingest.environment
-
-    @property
-    def transform_function(self) -> str:
-        return self.transform.function
-
-    @property
-    def transform_environment(self) -> dict:
-        return self.transform.environment
-
 
 class AttachedRuntime:
     """Run ingest and transform in-process on resources Terraform created in the embedded AWS."""

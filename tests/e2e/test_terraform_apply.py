@@ -198,8 +198,8 @@ def run_pipeline(endpoint: str, environment: dict, *, poison: bool) -> None:
     s3, sqs = client(endpoint, "s3"), client(endpoint, "sqs")
     bronze, silver = environment["ELT_BRONZE_BUCKET"], environment["ELT_SILVER_BUCKET"]
     with AttachedRuntime(endpoint_url=endpoint, region=REGION, environment=environment) as runtime:
-        assert runtime.wiring.transform_environment["ELT_SILVER_BUCKET"] == silver
-        assert runtime.wiring.transform_environment["ELT_LEDGER_TABLE"] == environment["ELT_LEDGER_TABLE"]
+        assert runtime.wiring.transform.environment["ELT_SILVER_BUCKET"] == silver
+        assert runtime.wiring.transform.environment["ELT_LEDGER_TABLE"] == environment["ELT_LEDGER_TABLE"]
         s3.put_object(Bucket=bronze, Key="bronze/orders/dt=2025-03-04/from-terraform.jsonl",
                       Body=events("orders", 20, seed=3))
         s3.put_object(Bucket=bronze, Key="elsewhere/orders/dt=2025-03-04/ignored.jsonl", Body=events("orders", 2, 4))
