@@ -336,3 +336,16 @@ def test_a_completion_report_file_that_fails_its_md5_is_not_turned_into_a_report
     aws.stub.add_response("describe_job", describe("Complete", total=1, ok=1), {"AccountId": "123456789012", "JobId": JOB})
     with pytest.raises(OpsError, match="MD5 does not match the completion report's manifest"):
         job_status(aws.control, aws.s3, job_id=JOB, account_id="123456789012")
+
+
+def test_batch_job_status_finds_the_account_from_sts_and_exits_0_while_the_job_runs(cli_aws):
+    from click.testing import CliRunner
+
+    from ops.cli import cli
+
+    cli_aws.stub.add_response("describe_job", describe("Active", total=4, ok=1), {"AccountId": "123456789012",
+                                                                                   "JobId": JOB})
+    result = CliRunner().invoke(cli, ["batch-job", "status", JOB, "--json"])  # moto's STS says 123456789012
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.stdout)
+    assert (status["status"], status["succeeded"], status["total"], status["replay"]) == ("Active", 1, 4, None)
