@@ -248,6 +248,16 @@ def test_a_status_update_that_dynamodb_refuses_raises_and_changes_nothing(ddb, m
 
 
 @pytest.mark.parametrize("code", OTHER_ERRORS)
+def test_reading_an_item_that_dynamodb_refuses_raises_instead_of_reading_as_absent(ddb, code):
+    ledger = Ledger(ddb, "ledger", clock=Clock())
+    ledger.claim(**OBJ, lease_seconds=60)
+    answer_next_call_with(ddb, "GetItem", code)
+    with pytest.raises(ClientError) as info:
+        ledger.get(**K)
+    assert info.value.response["Error"]["Code"] == code
+
+
+@pytest.mark.parametrize("code", OTHER_ERRORS)
 def test_reading_versions_that_dynamodb_refuses_raises(ddb, code):
     ledger = Ledger(ddb, "ledger", clock=Clock())
     answer_next_call_with(ddb, "Query", code)
