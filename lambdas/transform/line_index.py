@@ -71,17 +71,29 @@ class Lines:
         """Lines i..j-1 (j > i) as one zero-copy buffer."""
         return self.view.slice(int(self.starts[i]), int(self.ends[j - 1] - self.starts[i]))
 
+    def maybe_blank(self) -> np.ndarray:
+        """Indexes of lines that may be blank or a bare `null`: short, or starting with ASCII
+        whitespace."""
+        if not self.buf:
+            return np.arange(len(self))
+        first = np.frombuffer(self.buf, dtype=np.uint8)[np.minimum(self.starts, len(self.buf) - 1)]
+        return np.flatnonzero((self.ends - self.starts < 16) | WHITESPACE[first])
+
     def blank_and_null(self) -> tuple[np.ndarray, np.ndarray]:
-        """Indexes of the blank lines (only whitespace) and of the bare `null` lines, by counting
-        each line's non-whitespace bytes at once: a flood of blank lines costs no Python per line."""
-        if not len(self):
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        """Indexes of the blank lines (only whitespace) and of the bare `null` lines, among those
+        that may be either. A few are looked at one by one; many (a flood of blank lines) by
+        counting each line's non-whitespace bytes at once, with no Python per line."""
+        candidates = self.maybe_blank()
+        if len(candidates) <= 256:
+            content = [(i, self.raw(i).strip()) for i in candidates.tolist()]
+            return (np.array([i for i, c in content if not c], dtype=np.int64),
+                    np.array([i for i, c in content if c == b"null"], dtype=np.int64))
         arr = np.frombuffer(self.buf, dtype=np.uint8)
         content = np.zeros(len(arr) + 1, dtype=np.int64)
         np.cumsum(~WHITESPACE[arr], out=content[1:])
-        counts = content[self.ends] - content[self.starts]
-        nulls = [i for i in np.flatnonzero(counts == 4).tolist() if self.raw(i).strip() == b"null"]
-        return np.flatnonzero(counts == 0), np.array(nulls, dtype=np.int64)
+        counts = content[self.ends[candidates]] - content[self.starts[candidates]]
+        nulls = [i for i in candidates[counts == 4].tolist() if self.raw(i).strip() == b"null"]
+        return candidates[counts == 0], np.array(nulls, dtype=np.int64)
 
     def containing(self, needle: bytes, cursor: int, *, limit: int, within: int) -> list[int]:
         """Up to `limit` lines from `cursor` on whose bytes contain `needle`, looking `within` bytes."""
@@ -128,6 +140,8 @@ class Lines:
         breaks = np.diff(index) != 1
         run_first = index[np.concatenate(([True], breaks))]
         run_last = index[np.concatenate((breaks, [True]))]
+        if len(run_first) <= 64:  # a few runs: joined slices of a view
+            return self.pick(list(zip(run_first.tolist(), (run_last + 1).tolist(), strict=True)))
         # Each run's bytes with the newline after it (a removed line follows), the last without.
         begin, end = self.starts[run_first], self.ends[run_last] + 1
         end[-1] -= 1

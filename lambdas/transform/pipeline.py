@@ -19,7 +19,8 @@ Words used here:
   quarantine and the rest to silver.
 - sniffing: the format is taken from the content, not the file name (a `.json` holding JSONL and a
   `.jsonl` holding an array both work; the mismatch is noted). A JSON array or one JSON document is
-  read whole, up to `max_json_bytes`, and its elements take the JSONL path re-serialized as lines.
+  read whole, up to `max_json_bytes`; an array's elements are cut into lines by json_array.py and
+  take the JSONL path (or, where that cannot be done safely, are decoded one by one).
 - line numbers: 1-based lines of the bronze object; for a JSON array, 1-based element indexes.
 """
 
@@ -51,6 +52,7 @@ from lambdas.transform.blocks import (
 )
 from lambdas.transform.diagnose import Diagnoser
 from lambdas.transform.drift import Drift
+from lambdas.transform.json_array import elements_as_lines
 from lambdas.transform.line_index import Lines, is_utf8, scan_block
 from lambdas.transform.locate import Locator, Suspects
 from lambdas.transform.results import TransformResult, UnreadableObject
@@ -307,6 +309,13 @@ def _run(t: ObjectTransform, chunks: Iterator[bytes], suffix_format: str) -> Non
         mode = sniff(head)
         if mode != "jsonl":
             whole, rest = _read_document(t, buf, chunks, mode)
+            elements = elements_as_lines(whole) if whole is not None and mode == "array" else None
+            if elements is not None:  # one element per line: the JSONL path, element k on line k
+                t.result.fmt = "json"
+                _note_mismatch(t, suffix_format)
+                t.quarantine.subject = "array element"
+                _jsonl(t, elements, iter(()))
+                return
             if whole is not None and t.document(whole):
                 t.result.fmt = "json"
                 _note_mismatch(t, suffix_format)

@@ -99,10 +99,13 @@ class Quarantine:
         self.rejected = 0
         self.syntax_rejects = 0  # rejects that are not JSON at all
         self.first_rejects: list[tuple[int, str]] = []
+        self.subject = "line"  # what a reason calls the rejected thing ("array element" for arrays)
         self.dropped = 0  # rejects past the cap
         self.first_dropped = self.last_dropped = 0
 
     def reject(self, line_no: int, raw: bytes, reason: str, *, syntax: bool = False) -> None:
+        if self.subject != "line" and reason.startswith("line "):
+            reason = self.subject + reason[4:]
         self.rejected += 1
         self.syntax_rejects += syntax
         if len(self.first_rejects) < FIRST_REJECTS:

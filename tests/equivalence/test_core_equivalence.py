@@ -67,6 +67,20 @@ def outcome(module, data: bytes, **kwargs):
     return fields, table.sort_by("_line").to_pylist(), rejects
 
 
+def as_values(outcome_):
+    """For JSON arrays: quarantine's raw was the element re-serialized, and is now the element's
+    own text (json_array.py); the same element either way."""
+    fields, rows, rejects = outcome_
+
+    def value(raw: str):
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw  # a malformed line (the gzipped JSONL case): its text
+
+    return fields, rows, [dict(r, raw=value(r["raw"])) for r in rejects]
+
+
 def generated(type_: str, seed: int, ratio: float, count: int, fmt: str = "jsonl") -> list[str]:
     return [text for _, text in generate(type_=type_, count=count, seed=seed, bad_ratio=ratio, fmt=fmt)]
 
@@ -131,7 +145,7 @@ def test_json_arrays_and_gzip_give_the_same_rows_and_rejects(legacy, seed, ratio
     for data, kwargs in ((array, {"suffix_format": "json"}), (array, {"block_bytes": 8192}),
                          (gzip.compress(lines), {"gzipped": True, "block_bytes": 8192})):
         kwargs["schema"] = schemas.get("orders")
-        assert outcome(core, data, **kwargs) == outcome(legacy, data, **kwargs)
+        assert as_values(outcome(core, data, **kwargs)) == as_values(outcome(legacy, data, **kwargs))
 
 
 @pytest.mark.parametrize("seed", range(1, 13))

@@ -231,3 +231,34 @@ def test_past_the_cap_a_flood_with_good_lines_among_it_loses_no_good_line():
     assert table.column("_line").to_pylist() == list(range(1, 20_001, 100))
     assert (result.rows, result.rejected) == (200, 19_800)
     assert len(rejects) == 101 and rejects[-1]["dropped_lines"] == 19_700
+
+
+@pytest.mark.parametrize(("document", "lines"), [
+    (b'[{"a": 1}, {"b": "x,]}{"}]', [b'{"a": 1}', b'{"b": "x,]}{"}']),
+    (b'[\n  {"a": [1, 2]},\n  {"b": "q\\"uo,te\\\\"}\n]\n', [b'{"a": [1, 2]}', b'{"b": "q\\"uo,te\\\\"}']),
+    (b" [ ] ", []),
+    (b'[1, null, "s", [2, 3]]', [b"1", b"null", b'"s"', b"[2, 3]"]),
+])
+def test_an_array_is_cut_into_one_line_per_element_outside_strings(document, lines):
+    from lambdas.transform.json_array import elements_as_lines
+
+    assert [line.strip() for line in elements_as_lines(document).split(b"\n") if line.strip()] == lines
+
+
+@pytest.mark.parametrize("document", [b'[{"a": 1}] x', b'[{"a": 1}][2]', b'[{"a": "raw\nbreak"}]', b'{"a": 1}',
+                                      b'[{"a": "unterminated}]', b"[[1]"])
+def test_an_array_that_cannot_be_cut_safely_is_left_to_the_element_decoder(document):
+    from lambdas.transform.json_array import elements_as_lines
+
+    assert elements_as_lines(document) is None
+
+
+def test_a_large_array_of_mixed_elements_keeps_element_numbers_and_reasons():
+    events = [json.loads(x) for x in good_lines(300)]
+    elements = [*events[:100], 7, None, {"shipment_id": "no, other fields"}, *events[100:]]
+    result, table, rejects = run(json.dumps(elements, indent=1).encode(), block_bytes=8192)
+    assert (result.fmt, result.rows) == ("json", 300)
+    assert [(r["line"], r["reason"].split(",")[0]) for r in rejects] == [
+        (101, "array element is a JSON number"), (102, "array element is a JSON null"),
+        (103, "missing required field(s) 'carrier'")]
+    assert table.column("_line").to_pylist() == [*range(1, 101), *range(104, 304)]
