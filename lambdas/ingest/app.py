@@ -12,7 +12,7 @@ The same ETag can come back after another version (upload A, B, then A's bytes a
 carries a newer `sequencer` than the ledger item of that ETag, so it retakes the item and the
 version is queued again (silver holds B until then). A redelivery of the same event carries the same
 sequencer and stays a no-op; so does an identical re-upload in an account whose events carry no
-sequencer (see README "Version ordering").
+sequencer (see docs/version-ordering.md).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ object (given the same origin and clock), apart from the optional `sequencer`.
 versions of one key. Only S3 notifications and EventBridge events carry it; a unit without it
 (replay sqs, redrive, messages from before the field existed) is ordered by its read instead: the
 transform reads with `IfMatch=<etag>`, so it only ever writes a version that was current when read
-(see README "Version ordering"). The field is left out of the body when absent, so bodies from
+(see docs/version-ordering.md). The field is left out of the body when absent, so bodies from
 before it existed parse unchanged.
 """
 

@@ -166,8 +166,8 @@ def process_record(d: Deps, record: dict) -> dict:
 
 
 def _transform(d: Deps, unit: work_unit.WorkUnit) -> dict:
-    """Make silver hold this unit's version if it is (still) the current one; see README
-    "Version ordering" for the rule every writer follows."""
+    """Make silver hold this unit's version if it is (still) the current one; see
+    docs/version-ordering.md for the rule every writer follows."""
     parsed = parse_bronze_key(unit.key)
     try:
         obj = d.s3.get_object(Bucket=unit.bucket, Key=unit.key, IfMatch=f'"{unit.etag}"')

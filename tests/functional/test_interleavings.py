@@ -14,12 +14,12 @@ ELT_INTERLEAVINGS sets the number of orders (default 200).
 
 from __future__ import annotations
 
-import io
 import os
 import random
 import threading
 from collections.abc import Callable
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lambdas.shared import steps
@@ -174,7 +174,7 @@ class World:
         p, why = self.p, f"seed {self.seed}: {self.trace}"
         latest = self.versions[-1]
         body = p.s3.get_object(Bucket=p.silver, Key=self.silver)["Body"].read()
-        got = sorted(pq.read_table(io.BytesIO(body)).column("order_id").to_pylist())
+        got = sorted(pq.read_table(pa.BufferReader(body)).column("order_id").to_pylist())
         want = sorted(line.split('"order_id": "')[1].split('"')[0] for line in latest.decode().splitlines())
         assert got == want, why
         assert p.s3.head_object(Bucket=p.silver, Key=self.silver)["Metadata"]["source-etag"] == self.uploaded[-1][0], why
