@@ -551,9 +551,12 @@ def test_an_item_without_an_expiration_reads_as_expired_and_a_page_without_items
     assert ledger.versions(bucket=OBJ["bucket"], key=OBJ["key"]) == []
 
 
-def test_values_written_to_dynamodb_read_back_as_they_were():
+def test_values_written_to_dynamodb_read_back_as_they_were(ddb):
     values = {"none": None, "yes": True, "no": False, "n": 5, "f": 1.5, "s": "x", "zero": 0}
-    assert plain({k: _av(v) for k, v in values.items()}) == values
+    key = {"pk": {"S": "s3://b/k"}, "etag": {"S": "e"}}
+    ddb.put_item(TableName="ledger", Item={**key, **{k: _av(v) for k, v in values.items()}})
+    item = plain(ddb.get_item(TableName="ledger", Key=key)["Item"])
+    assert {k: item[k] for k in values} == values and _av(None) == {"NULL": True}
 
 
 def test_a_get_reads_consistently_and_items_live_30_days_by_default(ddb):
@@ -565,3 +568,26 @@ def test_a_get_reads_consistently_and_items_live_30_days_by_default(ddb):
     ledger.claim(**OBJ, lease_seconds=60)
     assert ledger.get(**K)["expiration"] == int(clock.t) + 30 * 86400
     assert reads == [True]
+
+
+def test_schema_drift_is_recorded_with_a_written_object_and_cleared_by_the_next_clean_one(ddb):
+    ledger = Ledger(ddb, "ledger", clock=Clock())
+    ledger.claim(**OBJ, lease_seconds=60)
+    drift = {"zeta": 2, "größe": 1}
+    ledger.mark_done(**K, silver_key="s", rows=3, rejected_rows=0, unknown_fields=drift, fields_examined=3)
+    item = ledger.get(**K)
+    assert item["unknown_fields"] == '{"größe": 1, "zeta": 2}' and item["fields_examined"] == 3
+    ledger.mark_done(**K, silver_key="s", rows=0, rejected_rows=0, outcome="source-deleted")
+    assert ledger.get(**K)["unknown_fields"] == '{"größe": 1, "zeta": 2}'  # not a written version: kept
+    ledger.mark_done(**K, silver_key="s", rows=3, rejected_rows=0)
+    item = ledger.get(**K)
+    assert "unknown_fields" not in item and "fields_examined" not in item
+
+
+def test_a_long_drift_record_is_cut_at_the_error_limit(ddb):
+    ledger = Ledger(ddb, "ledger", clock=Clock())
+    ledger.claim(**OBJ, lease_seconds=60)
+    drift = {f"field_{i:04d}": i for i in range(500)}
+    ledger.mark_done(**K, silver_key="s", rows=1, rejected_rows=0, unknown_fields=drift)
+    item = ledger.get(**K)
+    assert len(item["unknown_fields"]) == MAX_ERROR_CHARS and item["fields_examined"] == 0
