@@ -1,10 +1,10 @@
 """Listing a bucket from an S3 Inventory report vs live ListObjectsV2, on an embedded moto server.
 
-    python bench/listing.py [--keys 1000000] [--live-keys 5000] [--latency-ms 20] [--json]
+    python bench/listing.py [--keys 1000000] [--live-keys 5000] [--latency-ms 20] [--format CSV] [--json]
 
-The bench writes an inventory report of --keys objects (gzipped CSV, 250,000 rows per data file,
-the documented layout; moto delivers no reports) into moto's server, which runs in its own
-process. Then, each in a fresh child process so that its peak RSS is its own:
+The bench writes an inventory report of --keys objects (--format: gzipped CSV, Parquet or ORC;
+250,000 rows per data file, the documented layout; moto delivers no reports) into moto's server,
+which runs in its own process. Then, each in a fresh child process so that its peak RSS is its own:
 
   inventory-stream: the report read as `replay copy --engine batch-operations` reads it (rows
                     streamed into a Batch Operations manifest uploaded to S3): API calls, wall
@@ -87,8 +87,20 @@ def child(mode: str, endpoint: str, manifest: str, latency_s: float) -> dict:
 
         objects = len(list_window(s3, bucket=BRONZE, prefix="bronze/", window=window).objects)
     wall = time.perf_counter() - start
-    return {"objects": objects, "calls": dict(meter.calls), "wall_s": round(wall, 2),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    return {"objects": objects, "calls": dict(meter.calls), "wall_s": round(wall, 2), "peak_rss_mb": _peak_rss_mb()}
+
+
+def _peak_rss_mb() -> float:
+    """This process's own peak RSS: VmHWM of its address space. (ru_maxrss would not do: Linux
+    carries the forking parent's high-water mark across exec.)"""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _run_child(mode: str, endpoint: str, manifest: str, latency_ms: float) -> dict:
@@ -102,6 +114,8 @@ def main(argv=None) -> int:
     parser.add_argument("--keys", type=int, default=1_000_000, help="objects in the inventory report")
     parser.add_argument("--live-keys", type=int, default=5_000, help="real objects listed live (then projected)")
     parser.add_argument("--latency-ms", type=float, default=20.0, help="simulated round trip per request")
+    parser.add_argument("--format", dest="file_format", choices=["CSV", "Parquet", "ORC"], default="CSV",
+                        help="the report's data file format")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--child", choices=["inventory-stream", "inventory-list", "live"], help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
@@ -124,7 +138,7 @@ def main(argv=None) -> int:
             s3.create_bucket(Bucket=bucket)
         began = time.perf_counter()
         manifest = write_report(s3, source_bucket=BRONZE, entries=_entries(args.keys), report_bucket=REPORTS,
-                                taken=dt.datetime(2025, 2, 2, tzinfo=dt.UTC))
+                                taken=dt.datetime(2025, 2, 2, tzinfo=dt.UTC), file_format=args.file_format)
         written_s = time.perf_counter() - began
         data_mb = sum(f["size"] for f in json.loads(s3.get_object(
             Bucket=REPORTS, Key=manifest.split("/", 3)[3])["Body"].read())["files"]) / 1e6
@@ -139,7 +153,7 @@ def main(argv=None) -> int:
     projected_wall = live["wall_s"] * projected_calls / max(1, live_calls)
     stream_calls = sum(stream["calls"].values())
     report = {
-        "keys": args.keys, "latency_ms": args.latency_ms,
+        "keys": args.keys, "format": args.file_format, "latency_ms": args.latency_ms,
         "report_write_s": round(written_s, 1), "report_data_mb": round(data_mb, 1),
         "inventory_stream_calls": stream["calls"], "inventory_stream_wall_s": stream["wall_s"],
         "inventory_stream_peak_rss_mb": stream["peak_rss_mb"], "inventory_stream_objects": stream["objects"],

@@ -51,7 +51,7 @@ REPORT_STAMP = re.compile(r"(?:^|/)(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}Z)/?$")
 NEEDED = {"bucket": "Bucket", "key": "Key", "size": "Size", "lastmodifieddate": "LastModifiedDate",
           "etag": "ETag"}
 CHUNK = 1024 * 1024
-BATCH_ROWS = 65_536
+BATCH_ROWS = 8_192  # Parquet/ORC rows turned into Python objects at once (bench/listing.py: peak RSS)
 
 
 class InventoryError(OpsError):
@@ -285,8 +285,10 @@ def _columnar_rows(manifest: Manifest, data: DataFile, handle) -> Iterator[Row]:
     columns = [by_norm[c] for c in wanted]
     if manifest.file_format == "Parquet":
         batches = reader.iter_batches(batch_size=BATCH_ROWS, columns=columns)
-    else:
-        batches = (reader.read_stripe(i, columns=columns) for i in range(reader.nstripes))
+    else:  # a stripe is read whole (up to 64 MB); its rows become Python objects a slice at a time
+        batches = (stripe.slice(offset, BATCH_ROWS) for i in range(reader.nstripes)
+                   for stripe in (reader.read_stripe(i, columns=columns),)
+                   for offset in range(0, stripe.num_rows, BATCH_ROWS))
     for batch in batches:
         values = {c: batch.column(batch.schema.get_field_index(by_norm[c])).to_pylist() for c in wanted}
         latest, marker = values.get("islatest"), values.get("isdeletemarker")
