@@ -83,7 +83,7 @@ def build_inputs(workdir: Path, *, mb: float, bomb_gib: float) -> list[tuple[str
         return workdir / filename
 
     add("JSON array of 4M {} (12 MB)", "empties.json").write_bytes(b"[" + b"{}," * 3_999_999 + b"{}]")
-    add("20 MiB of blank lines", "blank.jsonl").write_bytes(b"\n" * (20 << 20))
+    add("20 MiB of blank lines, then one event", "blank.jsonl").write_bytes(b"\n" * (20 << 20) + good[0].encode())
     add("2M {} lines (6 MB)", "empties.jsonl").write_bytes(b"{}\n" * 2_000_000)
     deep = json.dumps(dict(event, tags="X")).replace('"X"', "[" * 10_000 + "]" * 10_000)
     _write_lines(add("a line nested 10,000 deep first, then 5 MB", "deep.jsonl"), [deep], good, 5 << 20)

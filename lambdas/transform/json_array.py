@@ -27,49 +27,65 @@ _OPEN[[ord("["), ord("{")]] = 1
 _CLOSE[[ord("]"), ord("}")]] = 1
 
 
+PIECE_BYTES = 1 << 20  # looked at a piece at a time, so the index arrays stay small
+EDGE_BYTES = 1 << 20  # where the array's first and last bytes are looked for
+
+
 def elements_as_lines(data: bytes) -> bytes | None:
     """The array's elements, one per line, or None when `data` is not safe to split."""
     arr = np.frombuffer(data, dtype=np.uint8)
-    content = np.flatnonzero(~WHITESPACE[arr])
+    content = np.flatnonzero(~WHITESPACE[arr[:EDGE_BYTES]])
     if not len(content) or arr[content[0]] != ord("["):
         return None
-    quotes = _unescaped_quotes(arr)
-    if len(quotes) % 2:
-        return None
-    starts, ends = quotes[0::2], quotes[1::2]
-    structural = np.flatnonzero(_STRUCTURAL[arr])
-    span = np.searchsorted(starts, structural, side="right") - 1
-    inside = (span >= 0) & (structural < (ends[np.maximum(span, 0)] if len(ends) else 0))
-    breaks_inside = arr[structural[inside]]
-    if np.any((breaks_inside == 10) | (breaks_inside == 13)):
-        return None
-    outside = structural[~inside]
-    chars = arr[outside]
-    delta = _OPEN[chars] - _CLOSE[chars]
-    depth = np.cumsum(delta)  # after each structural byte
-    brackets = np.flatnonzero(delta)
-    last = brackets[-1] if len(brackets) else -1
-    if (last < 0 or outside[brackets[0]] != content[0] or outside[last] != content[-1] or depth[last] != 0
-            or np.any(depth[brackets[:-1]] <= 0) or arr[outside[last]] != ord("]")):
-        return None
+    first = int(content[0])
+    tail = np.flatnonzero(~WHITESPACE[arr[-EDGE_BYTES:]])
+    if not len(tail):
+        return None  # a long run of whitespace after it: the decoder handles that
+    last = len(arr) - min(len(arr), EDGE_BYTES) + int(tail[-1])  # the last non-whitespace byte
     out = arr.copy()
-    out[outside[(chars == 10) | (chars == 13)]] = 32  # a pretty-printed element becomes one line
-    out[outside[brackets[0]]] = out[outside[last]] = 32
-    if not np.any(~WHITESPACE[out]):
+    in_string, depth, closed_at = False, 0, None
+    for low in range(0, len(arr), PIECE_BYTES):
+        piece = arr[low:low + PIECE_BYTES]
+        quotes = _unescaped_quotes(arr, low, piece)
+        structural = np.flatnonzero(_STRUCTURAL[piece])
+        # Inside a string when an odd number of unescaped quotes precede it (from the piece's state).
+        inside = (np.searchsorted(quotes, structural).astype(np.int64) + in_string) % 2 == 1
+        in_string ^= bool(len(quotes) % 2)
+        chars = piece[structural]
+        if np.any((chars[inside] == 10) | (chars[inside] == 13)):
+            return None  # a raw line break in a string: invalid JSON, let the decoder say so
+        outside, chars = structural[~inside] + low, chars[~inside]
+        delta = _OPEN[chars] - _CLOSE[chars]
+        after = depth + np.cumsum(delta)
+        brackets = np.flatnonzero(delta)
+        if closed_at is not None and len(brackets):
+            return None  # brackets after the array closed: not one array
+        shut = brackets[after[brackets] <= 0]
+        if len(shut):
+            closed_at = int(outside[shut[0]])
+            if after[shut[0]] != 0 or len(brackets) and brackets[-1] != shut[0]:
+                return None
+        out[outside[(chars == 10) | (chars == 13)]] = 32  # a pretty-printed element becomes one line
+        out[outside[(chars == ord(",")) & (after - delta == 1)]] = 10  # the elements' commas
+        depth = int(after[-1]) if len(after) else depth
+    if in_string or closed_at != last or arr[last] != ord("]"):
+        return None
+    out[first] = out[last] = 32
+    if not np.any(~WHITESPACE[out[first:last + 1]]):
         return b""  # an empty array: no element, no line
-    commas = outside[(chars == ord(",")) & (depth - delta == 1)]
-    out[commas] = 10
     return out.tobytes()
 
 
-def _unescaped_quotes(arr: np.ndarray) -> np.ndarray:
-    quotes = np.flatnonzero(arr == 34)
-    after_backslash = quotes[(quotes > 0) & (arr[np.maximum(quotes - 1, 0)] == 92)]
+def _unescaped_quotes(arr: np.ndarray, low: int, piece: np.ndarray) -> np.ndarray:
+    """Positions (in `piece`, which starts at `low` in `arr`) of the quotes no backslash escapes."""
+    quotes = np.flatnonzero(piece == 34)
+    after_backslash = quotes[arr[np.maximum(quotes + low - 1, 0)] == 92] if low else \
+        quotes[(quotes > 0) & (piece[np.maximum(quotes - 1, 0)] == 92)]
     escaped = []
     for q in after_backslash.tolist():  # only quotes right after a backslash: count the run
-        i = q - 1
+        i = q + low - 1
         while i >= 0 and arr[i] == 92:
             i -= 1
-        if (q - 1 - i) % 2:
+        if (q + low - 1 - i) % 2:
             escaped.append(q)
     return np.setdiff1d(quotes, escaped, assume_unique=True) if escaped else quotes

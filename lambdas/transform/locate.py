@@ -135,21 +135,23 @@ class Locator:
         self.blank_lines += len(blank)
         for i in nulls.tolist():  # never handed to Arrow: a read that starts with one crashes it
             self._reject(lines, i, "line is a JSON null, expected an object")
-        removed = np.concatenate((blank, nulls)).tolist()
+        removed = np.concatenate((blank, nulls))  # numpy: a flood of blank lines costs no Python per line
         if two_values:  # known to be there: rows would not match lines in any read
-            removed += self._two_values(lines, skip=set(removed))
-        seen = set(removed)
+            found = self._two_values(lines, skip=set(removed.tolist()))
+            removed = np.concatenate((removed, np.array(found, dtype=np.int64)))
         if not (is_utf8(data) if utf8 is None else utf8):  # find the lines with invalid bytes
+            seen, invalid = set(removed.tolist()), []
             for i in range(len(lines)):
                 if i in seen:
                     continue
                 try:
                     lines.raw(i).decode("utf-8")
                 except UnicodeDecodeError as err:
-                    removed.append(i)
+                    invalid.append(i)
                     self._reject(lines, i, f"not valid UTF-8: {err.reason} at byte {err.start}", syntax=True)
+            removed = np.concatenate((removed, np.array(invalid, dtype=np.int64)))
         failed = error is not None or dirty or self.quarantine.rejected > rejects_before
-        if removed:  # rows would no longer match lines: keep only the others, and forget `error`
+        if len(removed):  # rows would no longer match lines: keep only the others, and forget `error`
             lines = lines.without(removed)
             error = None
         if failed:

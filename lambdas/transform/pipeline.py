@@ -298,14 +298,19 @@ def transform_stream(
 
 def _run(t: ObjectTransform, chunks: Iterator[bytes], suffix_format: str) -> None:
     buf = b""
+    skipped = 0  # whole blank lines before the first content, let go of as they come
     for chunk in chunks:
         buf += chunk
         if buf.startswith(BOM):
             buf = buf[len(BOM):]
             t.result.notes.append("UTF-8 byte order mark removed")
         head = buf.lstrip()
-        if not head:
+        if not head:  # only whitespace so far: keep the start of the last line, count the rest
+            cut = buf.rfind(b"\n")
+            skipped += buf.count(b"\n", 0, cut + 1)
+            buf = buf[cut + 1:]
             continue
+        t.locator.blank_lines += skipped
         mode = sniff(head)
         if mode != "jsonl":
             whole, rest = _read_document(t, buf, chunks, mode)
@@ -324,13 +329,13 @@ def _run(t: ObjectTransform, chunks: Iterator[bytes], suffix_format: str) -> Non
             buf, chunks = (whole if whole is not None else b""), rest
         t.result.fmt = "jsonl"
         _note_mismatch(t, suffix_format)
-        _jsonl(t, buf, chunks)
+        _jsonl(t, buf, chunks, first_line=1 + skipped)
         return
     t.result.notes.append("empty object")
 
 
-def _jsonl(t: ObjectTransform, buf: bytes, chunks: Iterator[bytes]) -> None:
-    line_no = 1
+def _jsonl(t: ObjectTransform, buf: bytes, chunks: Iterator[bytes], first_line: int = 1) -> None:
+    line_no = first_line
     if len(buf) > t.block_bytes:  # a would-be document: stream it like any JSONL
         buf, chunks = b"", itertools.chain(_pieces(buf, t.block_bytes), chunks)
     blocks = whole_line_blocks(buf, chunks, block_bytes=t.block_bytes, max_line_bytes=t.max_json_bytes)

@@ -239,18 +239,23 @@ def test_past_the_cap_a_flood_with_good_lines_among_it_loses_no_good_line():
     (b" [ ] ", []),
     (b'[1, null, "s", [2, 3]]', [b"1", b"null", b'"s"', b"[2, 3]"]),
 ])
-def test_an_array_is_cut_into_one_line_per_element_outside_strings(document, lines):
-    from lambdas.transform.json_array import elements_as_lines
+@pytest.mark.parametrize("piece", [1 << 20, 1, 2, 3, 7])
+def test_an_array_is_cut_into_one_line_per_element_outside_strings(document, lines, piece, monkeypatch):
+    from lambdas.transform import json_array
 
-    assert [line.strip() for line in elements_as_lines(document).split(b"\n") if line.strip()] == lines
+    monkeypatch.setattr(json_array, "PIECE_BYTES", piece)  # pieces that cut strings and escapes
+    assert [line.strip() for line in json_array.elements_as_lines(document).split(b"\n") if line.strip()] == lines
 
 
 @pytest.mark.parametrize("document", [b'[{"a": 1}] x', b'[{"a": 1}][2]', b'[{"a": "raw\nbreak"}]', b'{"a": 1}',
-                                      b'[{"a": "unterminated}]', b"[[1]"])
-def test_an_array_that_cannot_be_cut_safely_is_left_to_the_element_decoder(document):
-    from lambdas.transform.json_array import elements_as_lines
+                                      b'[{"a": "unterminated}]', b"[[1]",
+                                      b"[1]]", b"[1] [2]"])
+@pytest.mark.parametrize("piece", [1 << 20, 3])
+def test_an_array_that_cannot_be_cut_safely_is_left_to_the_element_decoder(document, piece, monkeypatch):
+    from lambdas.transform import json_array
 
-    assert elements_as_lines(document) is None
+    monkeypatch.setattr(json_array, "PIECE_BYTES", piece)
+    assert json_array.elements_as_lines(document) is None
 
 
 def test_a_large_array_of_mixed_elements_keeps_element_numbers_and_reasons():
