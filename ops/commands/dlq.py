@@ -173,6 +173,9 @@ def _redrive_text(r) -> str:
 def status_command(ctx, url, table, silver_bucket):
     """The ledger's story of one object: every version, what happened, and its silver object.
 
+    Each version shows its event order (sequencer) and, when superseded, why; the silver line
+    says which version silver holds (docs/version-ordering.md).
+
     \b
     Example:
       eltops status s3://$ELT_BRONZE_BUCKET/bronze/orders/dt=2025-01-02/batch-7.jsonl
