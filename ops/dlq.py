@@ -287,6 +287,7 @@ class RedriveReport:
     task_to_move: int | None = None
     note: str = ""
     seconds: float = 0.0
+    left_unreached: int = 0  # FIFO with filters: messages never received, behind filtered ones in their group
 
 
 def queue_arn(sqs, queue_url: str) -> str:
@@ -472,7 +473,26 @@ def redrive_manual(sqs, *, source_url: str, target_url: str, max_messages: int |
         executor.shutdown()
         held.release()
         report.seconds = round(time.monotonic() - started, 3)
+    if source_url.endswith(".fifo") and (filter_type or filter_dt):
+        _count_unreached(sqs, source_url, report)
     return report
+
+
+def _count_unreached(sqs, source_url: str, report: RedriveReport) -> None:
+    """A FIFO queue hands out a message group in order: a message the filters keep back blocks the
+    messages behind it in its group, so the redrive never sees them. Count them (the queue's
+    depth less what the filters kept and what failed) so the report says what was left and why."""
+    attributes = with_retries(lambda: sqs.get_queue_attributes(
+        QueueUrl=source_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]),
+        action="sqs:GetQueueAttributes", resource=source_url)["Attributes"]
+    depth = int(attributes.get("ApproximateNumberOfMessages", 0)) + int(
+        attributes.get("ApproximateNumberOfMessagesNotVisible", 0))
+    accounted = report.skipped_by_filter + len(report.failed) + (report.matched if report.dry_run else 0)
+    report.left_unreached = max(0, depth - accounted)
+    if report.left_unreached:
+        report.note = (f"{report.left_unreached} message(s) were never received: in a FIFO queue a message the "
+                       "filters keep back blocks the rest of its message group, so matching messages behind it "
+                       "cannot be reached; redrive without filters (or move the blocking ones first) to reach them")
 
 
 def _move(sqs, messages: list[DlqMessage], *, source_url: str, target_url: str, fifo: bool, limiter: RateLimiter,
@@ -534,6 +554,8 @@ class RedrivePlan:
     reason: str
     source: str
     target: str | None
+    messages: int = 0  # ApproximateNumberOfMessages in the DLQ now
+    filtered: bool = False  # only those matching --filter-type/--filter-dt will move
 
 
 def redrive(sqs, *, mode: str, source_url: str, target_url: str | None, confirm: Callable[[RedrivePlan], bool],
@@ -554,7 +576,12 @@ def redrive(sqs, *, mode: str, source_url: str, target_url: str | None, confirm:
     if target_url:
         require_queue(sqs, target_url, option="--to-url")
     say(f"mode: {chosen} ({why})")
-    if not dry_run and not confirm(RedrivePlan(mode=chosen, reason=why, source=source_url, target=target_url)):
+    depth = int(with_retries(lambda: sqs.get_queue_attributes(
+        QueueUrl=source_url, AttributeNames=["ApproximateNumberOfMessages"]), action="sqs:GetQueueAttributes",
+        resource=source_url)["Attributes"].get("ApproximateNumberOfMessages", 0))
+    plan = RedrivePlan(mode=chosen, reason=why, source=source_url, target=target_url, messages=depth,
+                       filtered=bool(filter_type or filter_dt))
+    if not dry_run and not confirm(plan):
         raise OpsError("not confirmed; nothing moved")
     if chosen == "native":
         try:
@@ -563,7 +590,7 @@ def redrive(sqs, *, mode: str, source_url: str, target_url: str | None, confirm:
         except NativeUnavailable as exc:
             if mode == "native" or not target_url:
                 raise
-            say(f"native move task unavailable ({str(exc)[:160]}); using manual mode")
+            say(f"native move task unavailable ({exc}); using manual mode")
     return redrive_manual(sqs, source_url=source_url, target_url=target_url, max_messages=max_messages,
                           max_rps=max_rps, filter_type=filter_type, filter_dt=filter_dt, dry_run=dry_run,
                           workers=workers, visibility=visibility)

@@ -210,3 +210,15 @@ def write_manifest(listing: Listing, path: str) -> int:
         for obj in listing.objects:
             writer.writerow([obj.bucket, quote(obj.key, safe="/")])
     return len(listing.objects)
+
+
+def partition_hint(s3, listing: Listing) -> str | None:
+    """When `--by modified` found nothing but `dt=` partitions fall in the window, say that
+    `--by partition` selects by the partition's day (objects uploaded later than their day)."""
+    if listing.by != "modified" or listing.objects:
+        return None
+    partitions = find_partitions(s3, bucket=listing.bucket, prefix=listing.prefix, window=listing.window)
+    if not partitions:
+        return None
+    return (f"no object was modified in the window, but {len(partitions)} dt= partition(s) fall in it (e.g. "
+            f"{partitions[0]}): --by partition selects objects by their partition's day")

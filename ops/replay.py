@@ -27,7 +27,7 @@ from lambdas.shared.keys import InvalidKey, parse_bronze_key, replay_key
 from ops.aws import require_queue, send_batch, with_retries
 from ops.errors import AccessDenied, OpsError, UsageError
 from ops.executor import BoundedExecutor
-from ops.listing import ObjectInfo, list_objects
+from ops.listing import ObjectInfo, list_objects, partition_hint
 from ops.ratelimit import RateLimiter
 from ops.state import FAILED, FINISHED, INTERRUPTED, Checkpoint, Report, default_checkpoint
 from ops.timewindow import Window, make_window
@@ -286,6 +286,7 @@ class ReplayPlan:
     inventory: dict | None = None  # where an --from-inventory listing came from (ops.inventory)
     previous_state: str | None = None  # how the resumed run ended: interrupted, failed, running (killed)
     started_at: str | None = None  # when the resumed run started
+    hint: str | None = None  # e.g. --by partition, when --by modified found nothing
 
 
 def checkpoint_for(command: str, identity: dict, path: str | None, dry_run: bool, *, fresh: bool = False,
@@ -390,7 +391,8 @@ def run(command: str, *, s3, sqs=None, bucket: str, prefix: str, start: str | No
                             already_done=len(checkpoint.done) if checkpoint else 0,
                             inventory=getattr(listing, "inventory", None),
                             previous_state=checkpoint.previous_state if checkpoint and checkpoint.resumed else None,
-                            started_at=checkpoint.started_at if checkpoint else None))
+                            started_at=checkpoint.started_at if checkpoint else None,
+                            hint=None if from_inventory else partition_hint(s3, listing)))
     if command == "replay copy":
         report = replay_copy(s3, objects=listing.objects, bucket=bucket,
                              dest_prefix=destination(checkpoint, dest_prefix), concurrency=concurrency,

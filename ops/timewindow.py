@@ -33,7 +33,13 @@ class Window:
         return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
 
     def describe(self) -> str:
-        return f"[{self.start.isoformat()}, {self.end.isoformat()})"
+        return f"[{_moment(self.start)}, {_moment(self.end)})"
+
+
+def _moment(moment: dt.datetime) -> str:
+    """2025-02-10T00:00:00Z, to the second (sub-second parts only when there are any worth showing)."""
+    text = moment.isoformat(timespec="seconds" if not moment.microsecond else "milliseconds")
+    return text.replace("+00:00", "Z")
 
 
 def as_utc(moment: dt.datetime) -> dt.datetime:

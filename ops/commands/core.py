@@ -7,7 +7,7 @@ import threading
 
 import click
 
-from ops.commands.root import cli, common_options, info, render
+from ops.commands.root import cli, common_options, human_size, info, render
 from ops.errors import OpsError, UsageError
 
 
@@ -66,12 +66,13 @@ def local():
 def local_up(ctx, port, log_file):
     """Serve the embedded AWS and run both Lambdas until Ctrl-C or SIGTERM.
 
-    Prints `export` lines for any client (the AWS CLI, boto3, eltops), then `ready`.
+    Prints `export` lines for any client (the AWS CLI, boto3, eltops), then `# ready` (a comment, so
+    the whole output can be sourced).
 
     \b
     Example:
       eltops local up --port 4566 > /tmp/elt.env &
-      # wait for "ready", then:
+      until grep -q '^# ready' /tmp/elt.env; do sleep 1; done
       source /tmp/elt.env
       aws s3 cp events.jsonl s3://$ELT_BRONZE_BUCKET/bronze/orders/dt=2025-01-01/events.jsonl
     """
@@ -91,7 +92,7 @@ def local_up(ctx, port, log_file):
         click.echo(f"export AWS_ENDPOINT_URL={env['AWS_ENDPOINT_URL']}")
         click.echo("export " + " ".join(f"{k}={env[k]}" for k in aws_keys))
         click.echo("export " + " ".join(f"{k}={env[k]}" for k in elt_keys))
-        click.echo("ready", nl=True)
+        click.echo("# ready")  # a comment: the whole output can be sourced by a shell
         import sys
 
         sys.stdout.flush()
@@ -130,5 +131,5 @@ def gen_events(ctx, type_, count, fmt, out, seed, bad_ratio, day):
     except schemas.UnknownType as exc:
         raise UsageError(f"--type: {exc}") from None
     result = write_events(out, type_=type_, count=count, fmt=fmt, seed=seed, bad_ratio=bad_ratio, day=day.date())
-    render(ctx, result, lambda r: f"wrote {r.rows} {r.type} events ({r.bad} bad) to {r.path} ({r.bytes} bytes)")
+    render(ctx, result, lambda r: f"wrote {r.rows} {r.type} events ({r.bad} bad) to {r.path} ({human_size(r.bytes)})")
 

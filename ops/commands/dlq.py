@@ -118,7 +118,11 @@ def dlq_redrive(ctx, queue_url, to_url, max_messages, max_rps, filter_type, filt
         to_url = _source_queue(ctx, sqs, queue_url, to_url)
 
     def ask(plan) -> bool:
-        return confirm(ctx, f"Move messages from {plan.source} to {plan.target or 'their source queue'}?", yes)
+        which = "those matching the filters, of about" if plan.filtered else "about"
+        if max_messages is not None:
+            which = f"at most {max_messages} of about"
+        return confirm(ctx, f"Move {which} {plan.messages} message(s) from {plan.source} to "
+                            f"{plan.target or 'their source queue'}?", yes)
 
     report = lib.redrive(sqs, mode=mode, source_url=queue_url, target_url=to_url, confirm=ask,
                          max_messages=max_messages, max_rps=max_rps, filter_type=filter_type, filter_dt=filter_dt,
@@ -127,6 +131,8 @@ def dlq_redrive(ctx, queue_url, to_url, max_messages, max_rps, filter_type, filt
     render(ctx, report, _redrive_text)
     if report.failed:
         raise PartialFailure(f"{len(report.failed)} message(s) not moved; they are still in the DLQ")
+    if report.left_unreached:
+        raise PartialFailure(report.note)
 
 
 def _source_queue(ctx, sqs, queue_url: str, default: str | None) -> str | None:
@@ -161,7 +167,8 @@ def _redrive_text(r) -> str:
                 f"{r.task_to_move if r.task_to_move is not None else '?'}" + (f" — {r.note}" if r.note else ""))
     verb = "would move" if r.dry_run else "moved"
     return (f"{verb} {r.matched if r.dry_run else r.moved} message(s) from {r.source} to {r.target}"
-            f" ({r.skipped_by_filter} left by the filters, {len(r.failed)} failed) in {r.seconds} s")
+            f" ({r.skipped_by_filter} left by the filters, {len(r.failed)} failed"
+            + (f", {r.left_unreached} never reached" if r.left_unreached else "") + f") in {r.seconds} s")
 
 
 @cli.command("status")
@@ -175,6 +182,8 @@ def status_command(ctx, url, table, silver_bucket):
 
     Each version shows its event order (sequencer) and, when superseded, why; the silver line
     says which version silver holds (docs/version-ordering.md).
+    Exits 1 when the ledger has no item for the key (never ingested, purged, or expired), after
+    printing what it found.
 
     \b
     Example:
@@ -210,6 +219,9 @@ def status_command(ctx, url, table, silver_bucket):
         return "\n".join(lines)
 
     render(ctx, result, text)
+    if not result.versions:
+        # Like `aws s3api head-object` on a missing key: a script can tell "never ingested" apart.
+        raise OpsError(f"{url}: no ledger item (never ingested, purged, or expired); exit 1")
 
 
 @cli.group()

@@ -6,7 +6,17 @@ from collections.abc import Callable
 
 import click
 
-from ops.commands.root import QUEUE_URL, Rate, cli, common_options, info, progress_bar, render, settings
+from ops.commands.root import (
+    QUEUE_URL,
+    Rate,
+    cli,
+    common_options,
+    human_size,
+    info,
+    progress_bar,
+    render,
+    settings,
+)
 from ops.errors import PartialFailure
 
 
@@ -97,10 +107,13 @@ def ls_command(ctx, bucket, prefix, start, end, since, by, list_concurrency, fro
       eltops ls --start 2025-01-01 --end 2025-01-03 --by partition --manifest-out m.csv
       eltops ls --from-inventory s3://inventory-bucket/bronze/elt-dev-bronze/daily/ --since 30d
     """
-    from ops.listing import write_manifest
+    from ops.listing import partition_hint, write_manifest
 
     listing = _listing(ctx, bucket, prefix, start, end, since, by, list_concurrency, from_inventory=from_inventory,
                        live_tail=live_tail)
+    hint = None if from_inventory else partition_hint(settings(ctx).aws().client("s3"), listing)
+    if hint:
+        info(ctx, f"hint: {hint}")
     if manifest_out:
         write_manifest(listing, manifest_out)
         info(ctx, f"manifest: {manifest_out} ({len(listing.objects)} rows, format S3BatchOperations_CSV_20180820)")
@@ -109,10 +122,10 @@ def ls_command(ctx, bucket, prefix, start, end, since, by, list_concurrency, fro
 
     def text(r):
         shown = listing.objects if limit == 0 else listing.objects[:limit]
-        lines = [f"{o.last_modified:%Y-%m-%dT%H:%M:%SZ}  {o.size:>12}  {o.key}" for o in shown]
+        lines = [f"{o.last_modified:%Y-%m-%dT%H:%M:%SZ}  {human_size(o.size):>10}  {o.key}" for o in shown]
         if len(shown) < len(listing.objects):
             lines.append(f"… {len(listing.objects) - len(shown)} more (--limit 0 shows all)")
-        lines.append(f"{r['objects']} objects, {r['bytes']} bytes in {listing.window.describe()} (by {by})")
+        lines.append(f"{r['objects']} objects, {human_size(r['bytes'])} in {listing.window.describe()} (by {by})")
         return "\n".join(lines)
 
     render(ctx, result, text)
@@ -158,6 +171,8 @@ class _Progress:
 
     def start(self, plan) -> None:
         _say_inventory(self.ctx, plan.inventory)
+        if plan.hint:
+            info(self.ctx, f"hint: {plan.hint}")
         if plan.resumed:
             info(self.ctx, f"resuming from {plan.checkpoint}: the {plan.previous_state or 'unfinished'} run started "
                            f"{plan.started_at}, window {plan.window.describe()}: {plan.already_done} object(s) "
@@ -189,7 +204,7 @@ def _run_replay(ctx, command: str, **options) -> None:
 
 def _replay_text(r) -> str:
     verb = "would replay" if r.dry_run else "replayed"
-    lines = [f"{verb} {r.planned - r.already_done} object(s), {r.bytes} bytes -> {r.target}"]
+    lines = [f"{verb} {r.planned - r.already_done} object(s), {human_size(r.bytes)} -> {r.target}"]
     if r.already_done:
         lines.append(f"{r.already_done} already done (checkpoint {r.checkpoint})")
     if r.first_keys:
@@ -243,7 +258,7 @@ def _batch_copy(ctx, **options) -> None:
 
 def _batch_text(r: dict) -> str:
     verb = "would submit" if r["dry_run"] else "submitted"
-    lines = [f"{verb} an S3 Batch Operations copy of {r['objects']} object(s), {r['bytes']} bytes -> {r['dest_prefix']}",
+    lines = [f"{verb} an S3 Batch Operations copy of {r['objects']} object(s), {human_size(r['bytes'])} -> {r['dest_prefix']}",
              f"manifest: {r['manifest']}" + ("" if r["dry_run"] else " (written)")]
     if r["first_keys"]:
         lines.append("first: " + ", ".join(r["first_keys"]))

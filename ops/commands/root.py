@@ -48,16 +48,41 @@ def _store(name: str):
 
 
 class QueueUrl(click.ParamType):
-    """An SQS queue URL, checked before any call: scheme://host/<12-digit account>/<queue name>."""
+    """An SQS queue as a URL, a name or an ARN (like the AWS CLI's --queue-url, s5cmd and sqsmover
+    users expect); a name or an ARN is looked up with GetQueueUrl, so the command always gets a URL.
+    A URL is checked before any call: scheme://host/<12-digit account>/<queue name>."""
 
-    name = "queue_url"
+    name = "queue"
     _RE = re.compile(r"^https?://[^/\s]+/\d{12}/([A-Za-z0-9_-]{1,80}(?:\.fifo)?)$")
+    _NAME = re.compile(r"^[A-Za-z0-9_-]{1,75}(?:\.fifo)?$|^[A-Za-z0-9_-]{1,80}$")
+    _ARN = re.compile(r"^arn:aws[a-z-]*:sqs:([a-z0-9-]+):(\d{12}):([A-Za-z0-9_-]{1,80}(?:\.fifo)?)$")
 
     def convert(self, value, param, ctx):
-        if not self._RE.match(str(value)):
-            self.fail(f"{value!r} is not an SQS queue URL (expected https://sqs.<region>.amazonaws.com/"
-                      "<account-id>/<queue-name>; `aws sqs get-queue-url --queue-name NAME` prints it)", param, ctx)
-        return value
+        text = str(value)
+        if self._RE.match(text):
+            return text
+        arn = self._ARN.match(text)
+        if arn is None and not self._NAME.match(text):
+            self.fail(f"{value!r} is not an SQS queue URL, name or ARN (e.g. https://sqs.<region>.amazonaws.com/"
+                      "<account-id>/<queue-name>, <queue-name>, or arn:aws:sqs:<region>:<account-id>:<queue-name>)",
+                      param, ctx)
+        return self.lookup(ctx, name=arn.group(3) if arn else text, account=arn.group(2) if arn else None,
+                           given=text, option=param.opts[0] if param is not None else "--queue-url")
+
+    @staticmethod
+    def lookup(ctx, *, name: str, account: str | None, given: str, option: str) -> str:
+        from ops.aws import with_retries
+
+        kwargs = {"QueueName": name, **({"QueueOwnerAWSAccountId": account} if account else {})}
+        sqs = settings(ctx).aws().client("sqs")
+        try:
+            return with_retries(lambda: sqs.get_queue_url(**kwargs), action="sqs:GetQueueUrl",
+                                resource=given, attempts=3)["QueueUrl"]
+        except OpsError as exc:
+            if "does not exist" in str(exc):
+                raise OpsError(f"{option} {given}: the queue does not exist (check the name, the account and "
+                               "--region; `aws sqs list-queues` shows what exists)") from None
+            raise
 
 
 class QueueName(click.ParamType):
@@ -105,14 +130,19 @@ class Rate(click.ParamType):
 def common_options(f: Callable) -> Callable:
     """--profile/--region/--endpoint-url/--json/--quiet, accepted before or after the command."""
     options = [
-        click.option("--profile", expose_value=False, callback=_store("profile"), help="AWS profile name."),
-        click.option("--region", expose_value=False, callback=_store("region"), help="AWS region."),
-        click.option("--endpoint-url", expose_value=False, callback=_store("endpoint_url"),
+        # Eager: processed before the command's own options, so a queue name given before
+        # --region/--endpoint-url is looked up where those point.
+        click.option("--profile", expose_value=False, callback=_store("profile"), is_eager=True,
+                     help="AWS profile name."),
+        click.option("--region", expose_value=False, callback=_store("region"), is_eager=True, help="AWS region."),
+        click.option("--endpoint-url", expose_value=False, callback=_store("endpoint_url"), is_eager=True,
                      help="AWS endpoint (the embedded AWS: see `eltops local up`). AWS_ENDPOINT_URL works too."),
         click.option("--json", "json_", is_flag=True, expose_value=False, callback=_store("json"),
                      help="Print a machine-readable JSON result on stdout."),
         click.option("--quiet", "-q", is_flag=True, expose_value=False, callback=_store("quiet"),
-                     help="No progress or informational output."),
+                     help="No progress bars or informational lines on stderr; results still print."),
+        click.option("--debug", is_flag=True, expose_value=False, is_eager=True, callback=_debug,
+                     help="Log every AWS request and response (botocore's debug log) on stderr."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -132,12 +162,35 @@ def to_jsonable(value):
 
 
 def render(ctx: click.Context, result, text: Callable[[object], str] | str | None = None) -> None:
-    """Print the result: JSON with --json, else the text (nothing with --quiet)."""
+    """Print the result: JSON with --json, else the text. --quiet does not hide it (`eltops ls -q |
+    wc -l` counts keys): it hides only progress and informational lines."""
     s = settings(ctx)
     if s.json:
         click.echo(json.dumps(to_jsonable(result), indent=2, ensure_ascii=False, default=str))
-    elif text is not None and not s.quiet:
+    elif text is not None:
         click.echo(text(result) if callable(text) else text)
+
+
+def human_size(n: int) -> str:
+    """476408 -> '465.2 KiB' (text output; --json keeps bytes)."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def _debug(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    """--debug: botocore's wire log (requests, responses, retries) on stderr, like the AWS CLI's."""
+    if value:
+        import logging
+
+        import boto3
+
+        boto3.set_stream_logger("botocore", logging.DEBUG)
+        boto3.set_stream_logger("boto3", logging.DEBUG)
+    return value
 
 
 def info(ctx: click.Context, message: str) -> None:

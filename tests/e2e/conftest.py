@@ -29,7 +29,7 @@ class LocalAws:
         deadline = time.monotonic() + 60
         for line in self.proc.stdout:
             self.lines.append(line.rstrip("\n"))
-            if line.strip() == "ready":
+            if line.strip() == "# ready":  # a comment, so the whole output can be sourced
                 break
             for name, value in re.findall(r"(\w+)=(\S+)", line.removeprefix("export ")):
                 self.env[name] = value

@@ -23,7 +23,12 @@ def test_eltops_demo_json_reports_exact_row_accounting():
 
 
 def test_local_up_prints_exports_then_serves_any_clients_upload_until_sigterm(local_aws, tmp_path):
-    assert local_aws.lines[-1] == "ready"
+    assert local_aws.lines[-1] == "# ready"
+    # The --help recipe: redirect the output to a file, then source it.
+    (tmp_path / "elt.env").write_text("\n".join(local_aws.lines) + "\n")
+    sourced = subprocess.run(["bash", "-c", "set -e; source elt.env; echo $ELT_BRONZE_BUCKET"], cwd=tmp_path,
+                             capture_output=True, text=True)
+    assert sourced.returncode == 0 and sourced.stdout.strip() == local_aws.env["ELT_BRONZE_BUCKET"], sourced.stderr
     assert local_aws.lines[0].startswith("export AWS_ENDPOINT_URL=http://127.0.0.1:")
     env = local_aws.env
     for name in ("AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "ELT_BRONZE_BUCKET",

@@ -54,7 +54,7 @@ def test_a_path_that_cannot_be_written_is_a_clear_error_not_a_traceback(tmp_path
 
 
 @pytest.mark.parametrize(("args", "says"), [
-    (["dlq", "inspect", "--queue-url", "elt-dev-events-dlq"], "is not an SQS queue URL"),
+    (["dlq", "inspect", "--queue-url", "elt dev events dlq"], "is not an SQS queue URL, name or ARN"),
     (["dlq", "redrive", "--queue-url", "http://127.0.0.1:4566/123456789012/dlq", "--to-url",
       "https://sqs.us-east-1.amazonaws.com/elt-dev-events", "--yes"], "'--to-url'"),
     (["replay", "sqs", "--bucket", "b", "--since", "1h", "--queue-url", "sqs://q"], "is not an SQS queue URL"),

@@ -317,3 +317,34 @@ def test_a_redrive_filter_or_rate_that_can_match_nothing_is_a_usage_error(pipeli
                                       pipeline.queue_url, "--dry-run", *args])
     assert result.exit_code == 2, result.output
     assert says in result.stderr
+
+
+def test_a_filtered_fifo_redrive_moves_every_match_or_says_what_it_left_and_why(pipeline):
+    from click.testing import CliRunner
+
+    from lambdas.shared import work_unit
+    from ops.cli import cli
+
+    source = pipeline.sqs.create_queue(QueueName="stuck-dlq.fifo", Attributes={
+        "FifoQueue": "true", "ContentBasedDeduplication": "true"})["QueueUrl"]
+    target = pipeline.sqs.create_queue(QueueName="again.fifo", Attributes={
+        "FifoQueue": "true", "ContentBasedDeduplication": "true"})["QueueUrl"]
+    matching = 0
+    for i in range(20):  # one message group; every third message is a shipment the filter keeps back
+        type_ = "shipments" if i % 3 == 0 else "orders"
+        matching += type_ == "orders"
+        unit = work_unit.build(bucket=pipeline.bronze, key=f"bronze/{type_}/dt=2025-01-01/m{i:02d}.jsonl",
+                               etag=f"e{i}", size=1, origin="s3-event")
+        pipeline.sqs.send_message(QueueUrl=source, MessageBody=unit.body(), MessageGroupId="g",
+                                  MessageAttributes=unit.message_attributes())
+    result = CliRunner().invoke(cli, ["dlq", "redrive", "--queue-url", source, "--to-url", target, "--filter-type",
+                                      "orders", "--concurrency", "1", "--yes", "--json"])
+    report = json.loads(result.stdout)
+    assert report["moved"] == depth(pipeline, target) and depth(pipeline, source) == 20 - report["moved"]
+    matching_left = matching - report["moved"]
+    if matching_left:  # never silently: exit 3, with what was never reached and why
+        assert result.exit_code == 3, result.output
+        assert report["left_unreached"] == depth(pipeline, source) - report["skipped_by_filter"] >= matching_left
+        assert "message group" in result.stderr
+    else:
+        assert result.exit_code == 0, result.output

@@ -257,7 +257,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(pipeline):
     result = CliRunner().invoke(cli, ["replay", "copy", "--bucket", pipeline.bronze, "--start", "2025-01-01", "--end",
                                       "2025-01-03", "--by", "partition", "--dest-prefix", "bronze/replay/d", "--dry-run"])
     assert result.exit_code == 0, result.output
-    assert "would replay 2 object(s), 16 bytes -> bronze/replay/d" in result.stdout
+    assert "would replay 2 object(s), 16 B -> bronze/replay/d" in result.stdout
     assert "bronze/replay/d/orders/dt=2025-01-01/part-0.jsonl" in result.stdout
     assert pipeline.s3.list_objects_v2(Bucket=pipeline.bronze, Prefix="bronze/replay/")["KeyCount"] == 0
 

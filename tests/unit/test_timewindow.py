@@ -117,7 +117,7 @@ def test_the_days_of_a_window_are_every_utc_day_it_touches():
     one_instant = Window(dt.datetime(2025, 1, 30, 23, tzinfo=dt.UTC),
                          dt.datetime(2025, 1, 31, 0, 0, 0, 1, tzinfo=dt.UTC))
     assert one_instant.days() == [dt.date(2025, 1, 30), dt.date(2025, 1, 31)]
-    assert window.describe() == "[2025-01-30T23:00:00+00:00, 2025-02-02T00:00:00+00:00)"
+    assert window.describe() == "[2025-01-30T23:00:00Z, 2025-02-02T00:00:00Z)"
 
 
 def test_a_naive_moment_is_tested_against_a_window_as_utc():
