@@ -200,3 +200,21 @@ def test_the_cli_rejects_a_zone_abbreviation_with_exit_2_and_no_warning():
     assert result.exit_code == 2
     assert "'2025-02-10 00:00 PST'" in result.stderr and "-08:00" in result.stderr
     assert "UnknownTimezoneWarning" not in result.output
+
+
+def test_a_zone_abbreviation_is_refused_with_an_offset_to_use_instead():
+    with pytest.raises(UsageError) as info:
+        parse_time("2025-02-10 00:00 PST", option="--start", now=NOW)
+    assert str(info.value) == ("--start '2025-02-10 00:00 PST': the time zone abbreviation 'PST' is not accepted "
+                               "(they are ambiguous, and would be read as UTC); give an offset instead, e.g. "
+                               "2025-02-10T00:00:00-08:00 for PST")
+
+
+def test_a_relative_time_reaching_before_year_1_names_the_option_and_the_value():
+    with pytest.raises(UsageError) as info:
+        parse_time("99999999d", option="--start", now=NOW)
+    assert str(info.value) == ("--start '99999999d' reaches before year 1: times must fall between 0001-01-01 "
+                               "and 9999-12-31 UTC")
+    with pytest.raises(UsageError) as info:
+        make_window(start=None, end=None, since="99999999d", now=NOW)
+    assert str(info.value).startswith("--since '99999999d' reaches before year 1")
