@@ -11,7 +11,7 @@ from contextvars import ContextVar
 
 # Per thread (and per asyncio task): the embedded AWS runs ingest and transform on threads of one
 # process, so a module global would give one handler's request id and name to the other's lines.
-_CONTEXT: ContextVar[dict] = ContextVar("elt_log_context", default={})
+_CONTEXT: ContextVar[dict | None] = ContextVar("elt_log_context", default=None)  # a mutable default would be shared
 
 
 class JsonFormatter(logging.Formatter):
@@ -21,7 +21,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
-            **_CONTEXT.get(),
+            **(_CONTEXT.get() or {}),
             **getattr(record, "fields", {}),
         }
         if record.exc_info:
