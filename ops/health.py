@@ -105,8 +105,8 @@ def dlq_urls(sqs, *, queue_url: str, attributes: dict) -> list[str]:
     return [response["QueueUrl"]]
 
 
-def _oldest_in(sqs, url: str) -> float | None:
-    """Age of the oldest of up to 10 messages peeked at (held for a moment, then visible again)."""
+def _peek(sqs, url: str) -> list:
+    """Up to 10 messages peeked at (held for a moment, then visible again)."""
     from ops.dlq import Held, receive
 
     held = Held(sqs, url, visibility=30)
@@ -114,7 +114,7 @@ def _oldest_in(sqs, url: str) -> float | None:
         messages = receive(sqs, url, visibility=30, wait_seconds=0)
         for m in messages:
             held.add(m)
-        return max((m.age_seconds for m in messages), default=None)
+        return messages
     finally:
         held.release()
 
@@ -122,12 +122,15 @@ def _oldest_in(sqs, url: str) -> float | None:
 def check_dlq(sqs, url: str, limits: Thresholds) -> Check:
     visible, in_flight, _ = _depth(sqs, url)
     depth = visible + in_flight
-    oldest = _oldest_in(sqs, url) if visible else None
+    peeked = _peek(sqs, url) if visible else []
+    oldest = max((m.age_seconds for m in peeked), default=None)
     ok = depth <= limits.max_dlq_depth
     name = url.rsplit("/", 1)[-1]
+    # The ingest DLQ holds S3 events (ingest gave up), the events DLQ work units (transform gave up).
+    s3_events = any(m.kind == "s3-event" for m in peeked)
     return Check(name="dlq", subject=name, ok=ok, value=depth, threshold=limits.max_dlq_depth,
                  summary=f"{depth} message(s)" + (f", oldest seen {_age(oldest)}" if oldest is not None else ""),
-                 runbook="runbooks/dlq-triage-and-redrive.md",
+                 runbook="runbooks/ingest-dlq.md" if s3_events else "runbooks/dlq-triage-and-redrive.md",
                  next_step="" if ok else f"eltops dlq inspect --queue-url {url}")
 
 

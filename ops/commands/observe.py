@@ -184,8 +184,9 @@ def _replay_gaps(ctx, report, gaps, *, how, queue_url, dest_prefix, concurrency,
 @common_options
 @click.option("--since", default="24h", show_default=True, help="Window for FAILED items and quarantine rates.")
 @click.option("--queue-url", envvar="ELT_QUEUE_URL", required=True, type=QUEUE_URL, help="Events queue [env ELT_QUEUE_URL].")
-@click.option("--dlq-url", "dlq_urls", multiple=True, type=QUEUE_URL,
-              help="Another DLQ to check (repeatable); the events queue's own DLQ is found from its redrive policy.")
+@click.option("--dlq-url", "dlq_urls", multiple=True, type=QUEUE_URL, envvar="ELT_INGEST_DLQ_URL",
+              help="Another DLQ to check (repeatable) [env ELT_INGEST_DLQ_URL: the ingest DLQ]; the events queue's "
+                   "own DLQ is found from its redrive policy.")
 @click.option("--table", envvar="ELT_LEDGER_TABLE", required=True, help="Ledger table [env ELT_LEDGER_TABLE].")
 @click.option("--silver-bucket", envvar="ELT_SILVER_BUCKET", required=True, help="Silver bucket [env ELT_SILVER_BUCKET].")
 @click.option("--max-queue-age", default="15m", show_default=True, help="Oldest waiting work unit allowed.")

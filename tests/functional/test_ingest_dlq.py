@@ -50,6 +50,15 @@ def test_an_s3_event_ingest_gives_up_on_waits_in_the_ingest_dlq_and_redrive_brin
         assert "ingest could not finish" in group["last_error"]
         assert aws.queue_depth(ingest_dlq) == 1  # inspect consumed nothing
 
+        # health sees it too (ELT_INGEST_DLQ_URL) and names the ingest DLQ's runbook
+        result = eltops(aws, "health", "--json")
+        assert result.exit_code == 4, result.output
+        checks = {(c["name"], c["subject"]): c for c in json.loads(result.stdout)["checks"]}
+        ingest_check = checks[("dlq", "elt-local-ingest-events-dlq")]
+        assert (ingest_check["ok"], ingest_check["value"], ingest_check["runbook"]) == (
+            False, 1, "runbooks/ingest-dlq.md")
+        assert checks[("dlq", "elt-local-events-dlq")]["ok"] is True
+
         # the outage ends; the runbook's command moves the event back to the ingest queue (the
         # DLQ's source queue, although ELT_QUEUE_URL names the events queue)
         faults.enabled = False
