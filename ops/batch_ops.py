@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote
 
+from boto3.s3.transfer import TransferConfig
+
 from lambdas.shared.keys import InvalidKey, batch_replay_key, parse_bronze_key
 from ops.aws import with_retries
 from ops.errors import OpsError, UsageError
@@ -109,7 +111,10 @@ def write_manifest(s3, objects: Iterable[ObjectInfo], *, manifest_url: str, dest
         handle.seek(0)
         if not dry_run and result.rows:
             where = f"s3://{bucket}/{key}"
-            with_retries(lambda: s3.upload_fileobj(handle, bucket, key), action="s3:PutObject", resource=where)
+            # Two 8 MB parts in flight, not s3transfer's ten: the upload is not the slow part, memory counts.
+            config = TransferConfig(max_concurrency=2)
+            with_retries(lambda: s3.upload_fileobj(handle, bucket, key, Config=config), action="s3:PutObject",
+                         resource=where)
             head = with_retries(lambda: s3.head_object(Bucket=bucket, Key=key), action="s3:GetObject",
                                 resource=where)
             result.etag = head["ETag"].strip('"')
