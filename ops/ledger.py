@@ -32,6 +32,32 @@ class ObjectStatus:
     silver_source_etag: str | None = None  # the bronze version silver holds (its metadata)
     silver_sequencer: str | None = None  # that version's event order ("" when not known)
     note: str = ""
+    replay_copies: list[dict] = field(default_factory=list)  # copies under bronze/replay/ and their ledger story
+
+
+MAX_REPLAY_STAMPS = 200  # replay copies expire by lifecycle rule; more stamps than this is a listing, not a status
+
+
+def replay_copies(s3, ledger: Ledger, *, bucket: str, logical_key: str) -> list[dict]:
+    """The copy replays of one logical key: for each stamp under bronze/replay/ (newest first, up to
+    MAX_REPLAY_STAMPS), the copy in either layout (replay copy's and Batch Operations') that the
+    ledger knows, with its versions' status."""
+    from lambdas.shared.keys import REPLAY_ROOT, batch_replay_key, replay_key
+
+    stamps = []
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=REPLAY_ROOT, Delimiter="/")
+    for page in pages:
+        stamps += [c["Prefix"] for c in page.get("CommonPrefixes", [])]
+    found = []
+    for stamp in sorted(stamps, reverse=True)[:MAX_REPLAY_STAMPS]:
+        for key_for in (replay_key, batch_replay_key):
+            key = key_for(logical_key, stamp.rstrip("/"))
+            items = ledger.versions(bucket=bucket, key=key)
+            if items:
+                found.append({"key": key, "versions": [
+                    {name: item.get(name) for name in ("etag", "status", "outcome", "finished_at", "rows")
+                     if item.get(name) is not None} for item in items]})
+    return found
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -77,6 +103,10 @@ def object_status(*, s3, ddb, table: str, url: str, silver_bucket: str | None) -
                 status.silver_exists = False
             else:
                 raise OpsError(f"cannot read s3://{silver_bucket}/{status.silver_key}: {exc}") from exc
+    if status.silver_key and not parsed.replay_stamp:
+        status.replay_copies = with_retries(
+            lambda: replay_copies(s3, ledger, bucket=bucket, logical_key=key),
+            action="s3:ListBucket on bronze/replay/ and dynamodb:Query", resource=f"s3://{bucket}/bronze/replay/")
     if not versions and not status.note:
         status.note = "no ledger item: never ingested, purged, or expired and deleted by TTL"
     elif status.silver_exists and current and status.silver_source_etag not in (None, current):

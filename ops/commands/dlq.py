@@ -214,6 +214,10 @@ def status_command(ctx, url, table, silver_bucket):
             state = {True: f"exists (last modified {r.silver_last_modified}{holds})", False: "missing",
                      None: "not checked (no --silver-bucket)"}[r.silver_exists]
             lines.append(f"silver {r.silver_key}: {state}")
+        for copy in r.replay_copies:
+            states = ", ".join(f"{v.get('status')}" + (f" ({v['outcome']})" if v.get("outcome") not in (None, "written")
+                                                        else "") for v in copy["versions"])
+            lines.append(f"replay copy {copy['key']}: {states}")
         if r.note:
             lines.append(r.note)
         return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import click
@@ -16,6 +17,7 @@ from ops.commands.root import (
     progress_bar,
     render,
     settings,
+    to_jsonable,
 )
 from ops.errors import PartialFailure
 
@@ -96,9 +98,11 @@ def _say_inventory(ctx, inventory: dict | None) -> None:
               help="Also write an S3 Batch Operations CSV manifest (bucket, URL-encoded key).")
 @click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
               help="Keys printed in text mode (0: all); --json always lists all.")
+@click.option("--jsonl", is_flag=True,
+              help="One JSON object per key on stdout (key, size, etag, last_modified); the summary on stderr.")
 @click.pass_context
 def ls_command(ctx, bucket, prefix, start, end, since, by, list_concurrency, from_inventory, live_tail, manifest_out,
-               limit):
+               limit, jsonl):
     """List the objects of a time window (half-open: start <= t < end).
 
     \b
@@ -106,6 +110,7 @@ def ls_command(ctx, bucket, prefix, start, end, since, by, list_concurrency, fro
       eltops ls --bucket $ELT_BRONZE_BUCKET --prefix bronze/orders/ --since 6h
       eltops ls --start 2025-01-01 --end 2025-01-03 --by partition --manifest-out m.csv
       eltops ls --from-inventory s3://inventory-bucket/bronze/elt-dev-bronze/daily/ --since 30d
+      eltops ls --since 1d --jsonl | jq -r 'select(.size > 1048576) | .key'
     """
     from ops.listing import partition_hint, write_manifest
 
@@ -117,8 +122,15 @@ def ls_command(ctx, bucket, prefix, start, end, since, by, list_concurrency, fro
     if manifest_out:
         write_manifest(listing, manifest_out)
         info(ctx, f"manifest: {manifest_out} ({len(listing.objects)} rows, format S3BatchOperations_CSV_20180820)")
-    result = {**listing.summary(), "keys": [
-        {"key": o.key, "size": o.size, "etag": o.etag, "last_modified": o.last_modified} for o in listing.objects]}
+    keys = [{"key": o.key, "size": o.size, "etag": o.etag, "last_modified": o.last_modified} for o in listing.objects]
+    if jsonl:
+        for record in keys:
+            click.echo(json.dumps(to_jsonable(record), ensure_ascii=False))
+        summary = listing.summary()
+        info(ctx, f"{summary['objects']} objects, {human_size(summary['bytes'])} in {listing.window.describe()} "
+                  f"(by {by})")
+        return
+    result = {**listing.summary(), "keys": keys}
 
     def text(r):
         shown = listing.objects if limit == 0 else listing.objects[:limit]

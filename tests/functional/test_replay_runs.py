@@ -274,3 +274,31 @@ def test_text_output_gives_human_sizes_and_windows_and_debug_shows_the_wire(pipe
             logging.getLogger(name).handlers.clear()
             logging.getLogger(name).setLevel(logging.WARNING)
     assert logging.getLogger("botocore").level == logging.WARNING
+
+
+def test_status_shows_the_replay_copies_of_a_logical_key(pipeline):
+    key = "bronze/orders/dt=2025-01-01/a.jsonl"
+    pipeline.put(key, b'{"order_id": "o1", "customer_id": "c", "amount": 1.5, "currency": "EUR", '
+                      b'"created_at": "2025-01-01T00:00:00Z"}\n')
+    pipeline.pump()
+    copy = eltops("replay", "copy", "--bucket", pipeline.bronze, "--start", "2025-01-01", "--end", "2025-01-02",
+                  "--by", "partition", "--dest-prefix", "bronze/replay/run-1")
+    assert copy.exit_code == 0, copy.output
+    pipeline.pump()
+    status = eltops("status", f"s3://{pipeline.bronze}/{key}", "--table", pipeline.names.ledger_table, "--json")
+    assert status.exit_code == 0, status.output
+    copies = json.loads(status.stdout)["replay_copies"]
+    assert [c["key"] for c in copies] == ["bronze/replay/run-1/orders/dt=2025-01-01/a.jsonl"]
+    assert copies[0]["versions"][0]["status"] == "DONE"
+    text = eltops("status", f"s3://{pipeline.bronze}/{key}", "--table", pipeline.names.ledger_table)
+    assert "replay copy bronze/replay/run-1/orders/dt=2025-01-01/a.jsonl: DONE" in text.stdout
+
+
+def test_ls_jsonl_streams_one_object_per_line(pipeline):
+    for name in ("a", "b", "c"):
+        pipeline.put(f"bronze/orders/dt=2025-01-01/{name}.jsonl", b"{}\n")
+    result = eltops("ls", "--bucket", pipeline.bronze, "--since", "1h", "--jsonl")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["key"].rsplit("/", 1)[-1] for r in records] == ["a.jsonl", "b.jsonl", "c.jsonl"]
+    assert {"key", "size", "etag", "last_modified"} == set(records[0]) and "3 objects" in result.stderr

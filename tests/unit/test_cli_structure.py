@@ -58,3 +58,17 @@ def test_every_pool_is_the_bounded_executor():
         source = path.read_text(encoding="utf-8")
         assert "ThreadPoolExecutor" not in source and "threading.Thread(" not in source, (
             f"{path.name} starts its own threads: use ops.executor.BoundedExecutor")
+
+
+def test_shell_completion_as_the_docs_show_it():
+    from click.testing import CliRunner
+
+    from ops.cli import cli
+
+    script = CliRunner().invoke(cli, [], prog_name="eltops", env={"_ELTOPS_COMPLETE": "bash_source"})
+    assert "_eltops_completion" in script.output
+    words = CliRunner().invoke(cli, [], prog_name="eltops", env={
+        "_ELTOPS_COMPLETE": "bash_complete", "COMP_WORDS": "eltops repl", "COMP_CWORD": "1"})
+    assert "replay" in words.output
+    docs = (OPS.parent / "docs" / "eltops.md").read_text(encoding="utf-8")
+    assert "_ELTOPS_COMPLETE=bash_source eltops" in docs
