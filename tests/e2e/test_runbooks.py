@@ -306,12 +306,14 @@ def test_index_rehearsal(env):
 def test_restricted_account_queues(env):  # last: it changes the local events queue's redrive policy
     env.run_runbook("restricted-account-queues.md")
     values = json.loads((env.workdir / "queue.auto.tfvars.json").read_text())
-    assert set(values) == {"existing_queue_url", "existing_queue_arn", "existing_dlq_url", "existing_dlq_arn"}
+    assert set(values) == {"existing_queue_url", "existing_queue_arn", "existing_dlq_url", "existing_dlq_arn",
+                           "existing_queue_visibility_timeout_seconds"}
     ingest = json.loads((env.workdir / "ingest-queue.auto.tfvars.json").read_text())
     assert ingest["existing_ingest_queue_url"].endswith("/elt-dev-ingest-events")
     assert ingest["existing_ingest_dlq_url"].endswith("/elt-dev-ingest-events-dlq")
+    assert ingest["existing_ingest_queue_visibility_timeout_seconds"] == 180
     rerun = env.eltops("provision", "queue", "--name", "elt-dev-events", "--with-dlq", "--max-receive-count", "5",
-                       "--visibility-timeout", "1800", "--json")
+                       "--json")  # the runbook's command again
     assert json.loads(rerun.stdout)["changed"] is False
 
 
