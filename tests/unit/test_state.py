@@ -363,3 +363,23 @@ def test_a_report_creates_its_folders_and_writes_odd_values_as_text(tmp_path):
     report.close()
     (line,) = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
     assert (line["key"], line["at"]) == ("bronze/x.jsonl", "2025-01-02")
+
+
+def test_by_default_marks_are_folded_into_the_file_every_second(tmp_path, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(state.time, "monotonic", lambda: clock[0])
+    checkpoint = Checkpoint(tmp_path / "run.json", IDENTITY)
+    checkpoint.mark("key-a")
+    clock[0] += 1.0
+    checkpoint.mark("key-b")
+    assert json.loads((tmp_path / "run.json").read_text())["done"] == ["key-a", "key-b"]
+
+
+def test_a_resumed_run_keeps_the_start_time_its_file_records(tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"identity": IDENTITY, "state": FAILED, "started_at": "2020-01-01T00:00:00+00:00",
+                                "done": ["key-a"], "values": {}}))
+    checkpoint = Checkpoint(path, IDENTITY)
+    assert (checkpoint.started_at, checkpoint.done) == ("2020-01-01T00:00:00+00:00", {"key-a"})
+    checkpoint.finish(FINISHED)
+    assert json.loads(path.read_text())["started_at"] == "2020-01-01T00:00:00+00:00"
