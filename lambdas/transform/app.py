@@ -372,14 +372,18 @@ def _copy_gone(d: Deps, unit: work_unit.WorkUnit, parsed) -> dict | None:
 def _superseded_on_read(d: Deps, unit: work_unit.WorkUnit, parsed) -> dict:
     """The unit's version is no longer the object (412 on the read). Normally its newer version has
     its own event. But if silver holds this very version, a write of it outlived the source (the
-    writer died before its check after the write): transform the current version now."""
+    writer died before its check after the write): transform the current version now. The same
+    when silver holds a version without an order (written by a replay, a redrive or the rewrite
+    after a stale write, which can replace a newer version): that writer may have died before its
+    check too, and no event may be left to put the current version back."""
     reason = "the object changed since this unit was made (412 on the IfMatch read)"
     held = _held(_head(d, bucket=d.silver_bucket, key=parsed.silver_key))
-    if held["key"] == parsed.logical_key and held["etag"] == unit.etag:
-        current = _moved_on(d, bucket=unit.bucket, key=parsed.logical_key, version_etag=unit.etag)
+    if held["key"] == parsed.logical_key and held["etag"] and (held["etag"] == unit.etag or not held["sequencer"]):
+        current = _moved_on(d, bucket=unit.bucket, key=parsed.logical_key, version_etag=held["etag"])
         if current is not None:
             repaired = _rewrite_current(d, parsed, bucket=unit.bucket, current=current)
-            reason += f"; silver still held this version, so {repaired['silver_etag_of']} was transformed in its place"
+            which = "this version" if held["etag"] == unit.etag else f"{held['etag']} (written without an order)"
+            reason += f"; silver still held {which}, so {repaired['silver_etag_of']} was transformed in its place"
     d.ledger.mark_done(bucket=unit.bucket, key=unit.key, etag=unit.etag, silver_key="", rows=0, rejected_rows=0,
                        outcome="superseded", reason=reason, sequencer=unit.sequencer)
     log(LOG, logging.WARNING, "superseded: the object changed since; skipped", object=unit.object_id, reason=reason)
