@@ -1,4 +1,4 @@
-"""Static checks of infra/terraform (terraform itself cannot be installed on these machines)."""
+"""Static checks of infra/terraform (plan and apply run in tests/e2e/test_terraform_apply.py where terraform exists)."""
 
 from __future__ import annotations
 
