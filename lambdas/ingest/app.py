@@ -13,10 +13,14 @@ carries a newer `sequencer` than the ledger item of that ETag, so it retakes the
 version is queued again (silver holds B until then). A redelivery of the same event carries the same
 sequencer and stays a no-op; so does an identical re-upload in an account whose events carry no
 sequencer (see docs/version-ordering.md).
+
+A work unit on the ingest queue (an events-DLQ redrive sent to the wrong queue) is forwarded to the
+events queue unchanged, never acknowledged as an unknown event: its DLQ copy is already gone.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -78,6 +82,9 @@ def handler(event, context=None):
     counts = {"records": 0, "queued": 0, "duplicates": 0, "in_flight": 0, "skipped": 0, "failed": 0}
     claimed: list[tuple[ObjectCreated, work_unit.WorkUnit]] = []
     failed_sources: set[str | None] = set()
+    event, strays = _take_work_units(event)
+    if strays:
+        failed_sources |= _forward(d, strays)
 
     for item in extract(event):
         counts["records"] += 1
@@ -104,7 +111,7 @@ def handler(event, context=None):
             why.append(f"{counts['in_flight']} object(s) are still claimed by another invocation")
         raise IngestFailed(f"{' and '.join(why)}; the event will be retried")
     records = event.get("Records") if isinstance(event, dict) else None
-    if any(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records or []):
+    if strays or any(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records or []):
         return {"batchItemFailures": []}
     return counts
 
@@ -123,6 +130,50 @@ def _metrics(counts: dict, claimed: list, failed_sources: set) -> None:
         for _ in range(counts[name]):
             metrics.skipped(reason)
     metrics.flush()
+
+
+def _take_work_units(event) -> tuple:
+    """SQS records whose body is a work unit (v1), apart from the rest of the event. They are
+    transform's messages, on the ingest queue only by mistake (an events-DLQ redrive given the
+    ingest queue as --to-url): acknowledging them as unknown events would lose them, since the
+    redrive deleted their DLQ copies."""
+    records = event.get("Records") if isinstance(event, dict) else None
+    if not isinstance(records, list):
+        return event, []
+    strays, rest = [], []
+    for record in records:
+        body = record.get("body") if isinstance(record, dict) and record.get("eventSource") == "aws:sqs" else None
+        try:
+            data = json.loads(body) if isinstance(body, str) else None
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and data.get("v") == work_unit.VERSION and record.get("messageId"):
+            strays.append(record)
+        else:
+            rest.append(record)
+    return ({**event, "Records": rest} if strays else event), strays
+
+
+def _forward(d: Deps, records: list[dict]) -> set[str]:
+    """Send stray work units on to the events queue unchanged (transform judges them there); the
+    messageIds of those SQS did not take, to be retried."""
+    failed: set[str] = set()
+    for start in range(0, len(records), 10):
+        chunk = records[start:start + 10]
+        entries = [{"Id": str(i), "MessageBody": r["body"]} for i, r in enumerate(chunk)]
+        try:
+            response = d.sqs.send_message_batch(QueueUrl=d.queue_url, Entries=entries)
+        except Exception as exc:  # retried with the SQS item
+            response = {"Failed": [{"Id": e["Id"], "Message": f"{type(exc).__name__}: {exc}"} for e in entries]}
+        for bad in response.get("Failed", []):
+            failed.add(chunk[int(bad["Id"])]["messageId"])
+            log(LOG, logging.ERROR, "could not forward a work unit to the events queue; retried",
+                message_id=chunk[int(bad["Id"])]["messageId"], error=str(bad.get("Message")))
+        for ok in response.get("Successful", []):
+            log(LOG, logging.WARNING, "a work unit reached the ingest queue (an events-DLQ redrive to the wrong "
+                "queue?); forwarded to the events queue", message_id=chunk[int(ok["Id"])]["messageId"],
+                forwarded_as=ok.get("MessageId"))
+    return failed
 
 
 IN_FLIGHT = object()  # another invocation holds the claim: retry this event later

@@ -151,3 +151,34 @@ def test_409_conflicts_on_the_conditional_write_are_retried_and_then_fail_the_it
     item = pipeline.ledger.get(bucket=pipeline.bronze, key=KEY, etag=b)
     assert item["status"] == "FAILED" and "kept changing" in item["last_error"]
     assert silver_ids(pipeline) == ids(2, "a")
+
+
+def test_work_units_redriven_to_the_ingest_queue_by_mistake_still_reach_silver(pipeline):
+    # A careless on-call drains the events DLQ into the ingest queue (`--to-url` of the other
+    # queue). The DLQ copies are deleted once sent, so ingest must not acknowledge them as events
+    # it does not know: they are work units, and they belong on the events queue.
+    from ops.dlq import redrive_manual
+
+    a = pipeline.put(KEY, rows(2, "a"))
+    for note in pipeline.receive_all(pipeline.provisioned.ingest_queue_url):  # its S3 event: long gone
+        pipeline.sqs.delete_message(QueueUrl=pipeline.provisioned.ingest_queue_url, ReceiptHandle=note["ReceiptHandle"])
+    pipeline.sqs.send_message(QueueUrl=pipeline.dlq_url, MessageBody=unit_record(pipeline, KEY, a)["body"])
+    report = redrive_manual(pipeline.sqs, source_url=pipeline.dlq_url, target_url=pipeline.provisioned.ingest_queue_url)
+    assert report.moved == 1
+    pipeline.pump()
+    assert silver_ids(pipeline) == ids(2, "a")
+    assert pipeline.ledger.get(bucket=pipeline.bronze, key=KEY, etag=a)["status"] == "DONE"
+
+
+def test_a_stray_work_unit_that_cannot_be_forwarded_is_failed_not_acknowledged(pipeline, monkeypatch):
+    sqs = pipeline.ingest_app._DEPS.sqs
+
+    def refused(**kwargs):
+        raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"},
+                           "ResponseMetadata": {"HTTPStatusCode": 503}}, "SendMessageBatch")
+
+    monkeypatch.setattr(sqs, "send_message_batch", refused)
+    a = pipeline.put(KEY, rows(2, "a"))
+    record = {**unit_record(pipeline, KEY, a, message_id="m-stray"), "eventSource": "aws:sqs"}
+    assert pipeline.ingest_app.handler({"Records": [record]}) == {"batchItemFailures": [
+        {"itemIdentifier": "m-stray"}]}
