@@ -218,3 +218,15 @@ def test_a_relative_time_reaching_before_year_1_names_the_option_and_the_value()
     with pytest.raises(UsageError) as info:
         make_window(start=None, end=None, since="99999999d", now=NOW)
     assert str(info.value).startswith("--since '99999999d' reaches before year 1")
+
+
+def test_a_window_with_sub_second_bounds_describes_them_to_the_millisecond():
+    window = Window(dt.datetime(2025, 1, 1, 0, 0, 0, 250000, tzinfo=dt.UTC), dt.datetime(2025, 1, 2, tzinfo=dt.UTC))
+    assert window.describe() == "[2025-01-01T00:00:00.250Z, 2025-01-02T00:00:00Z)"
+
+
+def test_a_time_past_the_last_representable_one_is_out_of_range():
+    with pytest.raises(UsageError) as info:
+        parse_time("9999-12-31T24:00:00", option="--end", now=NOW)
+    assert str(info.value) == ("--end '9999-12-31T24:00:00' is out of range: times must fall between 0001-01-01 "
+                               "and 9999-12-31 UTC")
