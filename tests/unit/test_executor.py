@@ -41,8 +41,9 @@ def test_the_first_error_stops_the_run_and_is_raised_after_the_running_items_are
         executor.run(work, range(100), on_result=lambda i, r: recorded.append(r),
                      on_error=lambda i, e: failed.append(i))
     assert failed == [3]
-    assert recorded == [0, 1, 2] or recorded[:3] == [0, 1, 2]
-    assert len(recorded) < 99  # the rest were never started
+    # Items finish in any order; what was already taken (at most max_in_flight = 2 beyond) may
+    # still finish and is recorded, the rest are never started.
+    assert {0, 1, 2} <= set(recorded) <= {0, 1, 2, 4, 5}
 
 
 def test_ctrl_c_cancels_what_waits_through_the_stop_event():
