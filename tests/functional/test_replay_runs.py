@@ -302,3 +302,35 @@ def test_ls_jsonl_streams_one_object_per_line(pipeline):
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["key"].rsplit("/", 1)[-1] for r in records] == ["a.jsonl", "b.jsonl", "c.jsonl"]
     assert {"key", "size", "etag", "last_modified"} == set(records[0]) and "3 objects" in result.stderr
+
+
+def test_ctrl_c_stops_a_manual_redrive_at_once_and_loses_no_message(pipeline, monkeypatch):
+    for i in range(30):
+        pipeline.sqs.send_message(QueueUrl=pipeline.dlq_url, MessageBody=f"poison {i}")
+    import boto3
+
+    real_client = boto3.session.Session.client
+    sent = {"before": 0, "after": 0, "interrupted": False}
+
+    def client(self, service, **kwargs):
+        made = real_client(self, service, **kwargs)
+        if service == "sqs":
+            def count(model, **_):
+                if model.name != "SendMessageBatch":
+                    return
+                sent["after" if sent["interrupted"] else "before"] += 1
+                if not sent["interrupted"]:
+                    sent["interrupted"] = True
+                    _thread.interrupt_main()  # Ctrl-C while the other loops wait for the rate limit
+
+            made.meta.events.register("before-call.sqs.*", count)
+        return made
+
+    monkeypatch.setattr(boto3.session.Session, "client", client)
+    result = eltops("dlq", "redrive", "--queue-url", pipeline.dlq_url, "--to-url", pipeline.queue_url, "--mode",
+                    "manual", "--max-rps", "1", "--concurrency", "3", "--yes")
+    assert result.exit_code == 130, result.output
+    assert sent["after"] == 0
+    assert depth(pipeline) + int(pipeline.sqs.get_queue_attributes(
+        QueueUrl=pipeline.dlq_url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"][
+        "ApproximateNumberOfMessages"]) >= 30  # in the DLQ, the target, or both; never neither
