@@ -199,9 +199,10 @@ def _ledger_errors(ddb, table: str | None, versions: list[tuple[str, str]]) -> d
 
 
 def inspect(sqs, *, queue_url: str, ddb=None, table: str | None = None, max_messages: int = 100,
-            out_path: str | None = None) -> InspectReport:
+            out_path: str | None = None, on_record: Callable[[dict], None] | None = None) -> InspectReport:
     """Read up to `max_messages` without consuming them, grouped by type, dt, origin and the
-    ledger's last_error; `out_path` gets every message whole, one JSON line each."""
+    ledger's last_error; `out_path` gets every message whole, one JSON line each, and `on_record`
+    each such record (the CLI's --jsonl)."""
     depth = int(with_retries(lambda: sqs.get_queue_attributes(
         QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]), action="sqs:GetQueueAttributes",
         resource=queue_url)["Attributes"]["ApproximateNumberOfMessages"])
@@ -234,15 +235,20 @@ def inspect(sqs, *, queue_url: str, ddb=None, table: str | None = None, max_mess
         for key in message.keys:
             if len(group.sample_keys) < 3 and key not in group.sample_keys:
                 group.sample_keys.append(key)
-    if out_path:
-        with open(out_path, "w", encoding="utf-8") as out:
-            for message in messages:
-                item = next((ledger[v] for v in message.versions if v in ledger), None)
-                out.write(json.dumps({
-                    "message_id": message.message_id, "kind": message.kind, "body": message.body,
-                    "attributes": message.attributes,
-                    "message_attributes": message.message_attributes, "ledger": item,
-                }, ensure_ascii=False, default=str) + "\n")
+    records = ({"message_id": message.message_id, "kind": message.kind, "body": message.body,
+                "attributes": message.attributes, "message_attributes": message.message_attributes,
+                "ledger": next((ledger[v] for v in message.versions if v in ledger), None)} for message in messages)
+    if out_path or on_record:
+        out = open(out_path, "w", encoding="utf-8") if out_path else None  # noqa: SIM115 - closed below
+        try:
+            for record in records:
+                if out is not None:
+                    out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+                if on_record is not None:
+                    on_record(record)
+        finally:
+            if out is not None:
+                out.close()
     ordered = sorted(groups.values(), key=lambda g: (-g.count, g.type, g.dt, g.origin, g.last_error))
     return InspectReport(queue_url=queue_url, messages=len(messages), approximate_depth=depth, groups=ordered,
                          invalid_bodies=sum(1 for m in messages if m.kind == "invalid"), out=out_path,

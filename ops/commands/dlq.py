@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 
 from ops.commands.root import (
@@ -39,8 +41,10 @@ def dlq():
               help="Messages to read.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False),
               help="Write every message whole (body, attributes, ledger item) as JSON lines.")
+@click.option("--jsonl", is_flag=True,
+              help="Stream every message whole as one JSON line on stdout (the summary on stderr).")
 @click.pass_context
-def dlq_inspect(ctx, queue_url, table, max_messages, out_path):
+def dlq_inspect(ctx, queue_url, table, max_messages, out_path, jsonl):
     """What is in the DLQ and why, without consuming it.
 
     Groups messages by type, dt, origin and the ledger's last_error for the object, with age and
@@ -54,7 +58,9 @@ def dlq_inspect(ctx, queue_url, table, max_messages, out_path):
 
     aws = settings(ctx).aws()
     report = inspect(aws.client("sqs"), queue_url=queue_url, ddb=aws.client("dynamodb") if table else None,
-                     table=table, max_messages=max_messages, out_path=out_path)
+                     table=table, max_messages=max_messages, out_path=out_path,
+                     on_record=(lambda r: click.echo(json.dumps(r, ensure_ascii=False, default=str))) if jsonl
+                     else None)
 
     def text(r):
         lines = [f"{r.messages} message(s) read of about {r.approximate_depth} in {r.queue_url}"]
@@ -69,6 +75,9 @@ def dlq_inspect(ctx, queue_url, table, max_messages, out_path):
             lines.append(f"all messages written to {r.out}")
         return "\n".join(lines)
 
+    if jsonl:
+        info(ctx, text(report))
+        return
     render(ctx, report, text)
 
 

@@ -334,3 +334,13 @@ def test_ctrl_c_stops_a_manual_redrive_at_once_and_loses_no_message(pipeline, mo
     assert depth(pipeline) + int(pipeline.sqs.get_queue_attributes(
         QueueUrl=pipeline.dlq_url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"][
         "ApproximateNumberOfMessages"]) >= 30  # in the DLQ, the target, or both; never neither
+
+
+def test_dlq_inspect_jsonl_streams_every_message_whole(pipeline, tmp_path):
+    for i in range(2):
+        pipeline.sqs.send_message(QueueUrl=pipeline.dlq_url, MessageBody=f"poison {i}")
+    result = eltops("dlq", "inspect", "--queue-url", pipeline.dlq_url, "--jsonl", "--out", str(tmp_path / "d.jsonl"))
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert sorted(r["body"] for r in records) == ["poison 0", "poison 1"]
+    assert (tmp_path / "d.jsonl").read_text().count("\n") == 2 and "2 message(s) read" in result.stderr
