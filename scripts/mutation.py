@@ -89,8 +89,13 @@ class Result:
         return sorted(n for n, s in self.statuses.items() if s not in KILLED and n not in self.equivalent)
 
     @property
+    def equivalent_survivors(self) -> set[str]:
+        """Listed as equivalent and not killed (a listed mutant the tests kill is not equivalent)."""
+        return {n for n in self.equivalent if self.statuses.get(n, "killed") not in KILLED}
+
+    @property
     def score(self) -> float | None:
-        counted = len(self.statuses) - len(self.equivalent & self.statuses.keys())
+        counted = len(self.statuses) - len(self.equivalent_survivors)
         return 100.0 * self.killed / counted if counted else None
 
 
@@ -145,9 +150,11 @@ def _work_config(module: str, tests: list[str]) -> str:
     return out.getvalue()
 
 
-def run_module(module: str, tests: list[str], *, reuse: bool, mutmut: list[str]) -> Result:
+def run_module(module: str, tests: list[str], *, reuse: bool, mutmut: list[str], report: bool = False) -> Result:
     result = Result(module=module, tests=tests)
     work = WORK / module.replace("/", "__")
+    if report:
+        return read_results(result, work)
     if not reuse and work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
@@ -161,10 +168,18 @@ def run_module(module: str, tests: list[str], *, reuse: bool, mutmut: list[str])
         # One worker: these machines are shared; the caller nices the whole run.
         done = subprocess.run([*mutmut, "run", "--max-children", "1"], cwd=work, stdout=out,
                               stderr=subprocess.STDOUT, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
-    meta = work / "mutants" / (module + ".meta")
-    if done.returncode != 0 or not meta.exists():
+    if done.returncode != 0:
         tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
         result.error = f"mutmut run exited {done.returncode} (log: {log}):\n" + "\n".join(tail)
+        return result
+    return read_results(result, work)
+
+
+def read_results(result: Result, work: Path) -> Result:
+    """The verdicts mutmut recorded in a work directory."""
+    meta = work / "mutants" / (result.module + ".meta")
+    if not meta.exists():
+        result.error = f"no results in {work}: run this module first"
         return result
     from mutmut.stats import status_by_exit_code
 
@@ -198,7 +213,7 @@ def table(results: list[Result]) -> str:
             rows.append(f"| {r.module} | error | | | | |")
             continue
         score = "n/a" if r.score is None else f"{r.score:.1f}%"
-        equivalent = len(r.equivalent & r.statuses.keys())
+        equivalent = len(r.equivalent_survivors)
         rows.append(f"| {r.module} | {len(r.statuses)} | {r.killed} | {equivalent} | {len(r.survivors)} "
                     f"| {score} |")
     return "\n".join(rows)
@@ -210,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="print the modules and their tests, run nothing")
     parser.add_argument("--reuse", action="store_true",
                         help="keep earlier verdicts (resume a stopped run; stale once the tests change)")
+    parser.add_argument("--report", action="store_true",
+                        help="run nothing: print the table and survivors of the last run of each module")
     parser.add_argument("--min-score", type=float, default=90.0,
                         help="exit 1 when a module scores below this (default: %(default)s)")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
@@ -236,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         if not tests:
             results.append(Result(module=module, tests=[], error="no test imports it"))
             continue
-        result = run_module(module, tests, reuse=args.reuse, mutmut=mutmut)
+        result = run_module(module, tests, reuse=args.reuse, mutmut=mutmut, report=args.report)
         result.equivalent = {n for n in equivalent if n in result.statuses}
         results.append(result)
         print(table([result]).splitlines()[-1], file=sys.stderr, flush=True)
@@ -248,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n## {r.module}: {len(r.survivors)} surviving mutant(s)")
             for name in r.survivors:
                 print(f"\n{diff(r.module, name, mutmut)}")
+    killed_listed = sorted(n for r in results for n in r.equivalent - r.equivalent_survivors)
+    if killed_listed:
+        print(f"\nlisted as equivalent but killed (take them off the list): {', '.join(killed_listed)}")
     stale = sorted(set(equivalent) - {n for r in results for n in r.statuses})
     if stale and not args.modules:
         print(f"\nequivalent mutants listed in the docs that no longer exist: {', '.join(stale)}")
