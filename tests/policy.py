@@ -89,7 +89,7 @@ class Terraform:
         self.doc = hcl2.loads(text)
         # The embedded AWS names its buckets <prefix>-bronze/-silver; the Terraform derives
         # <prefix>-bronze-<account>-<region> unless the names are given, as they are here.
-        self.variables = {"name_prefix": name_prefix, "region": region, "kms_key_arn": None,
+        self.variables = {"name_prefix": name_prefix, "region": region, "kms_key_arn": None, "queue_kms_key_arn": None,
                           "bronze_bucket_name": f"{name_prefix}-bronze", "silver_bucket_name": f"{name_prefix}-silver",
                           **(variables or {})}
         self.region, self.account = region, account

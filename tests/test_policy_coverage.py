@@ -110,6 +110,25 @@ def test_with_a_kms_key_only_the_transform_role_gets_decrypt_and_generate_data_k
     assert not verdict.denied, report(verdict)
 
 
+def test_with_a_queue_kms_key_each_role_gets_what_its_sqs_calls_need_on_that_key(calls):
+    key = "arn:aws:kms:us-east-1:123456789012:key/1111bbbb-2222-3333-4444-555566667777"
+    tf = policy.load(name_prefix=PREFIX, variables={"queue_kms_key_arn": key})
+    policies = tf.role_policies()
+    kms = {who: [(s.actions, s.resources) for s in ss if any(a.startswith("kms:") for a in s.actions)]
+           for who, ss in policies.items()}
+    assert kms == {"ingest": [(("kms:Decrypt", "kms:GenerateDataKey"), (key,))],
+                   "transform": [(("kms:Decrypt",), (key,))]}
+    # SQS calls KMS for the role on an SSE-KMS queue: a receive needs Decrypt, a send GenerateDataKey and Decrypt.
+    needs = lambda_needs(calls, tf)
+    for who in LAMBDAS:
+        for n in [n for n in needs[who] if n.action in ("sqs:ReceiveMessage", "sqs:SendMessage")]:
+            needs[who].append(policy.Need("kms:Decrypt", key, f"SSE-KMS for {n.resource}"))
+            if n.action == "sqs:SendMessage":
+                needs[who].append(policy.Need("kms:GenerateDataKey", key, f"SSE-KMS for {n.resource}"))
+    verdict = policy.evaluate(policies, needs)
+    assert not verdict.denied, report(verdict)
+
+
 def test_every_call_eltops_made_is_in_the_on_call_permission_list(calls):
     statements = oncall_statements()
     needs: dict[str, list[policy.Need]] = defaultdict(list)

@@ -233,6 +233,8 @@ def test_account_level_settings_are_variables_of_envs_dev_and_reach_every_module
             reached += 1
     assert reached == 4  # ingest and transform: the boundary and the log key
     assert unquote(blocks(ENV, "module")["storage"]["kms_key_arn"]) == "${var.kms_key_arn}"
+    for queue in ("queue", "ingest_queue"):  # a created queue takes the key its consumers are granted
+        assert unquote(blocks(ENV, "module")[queue]["kms_key_arn"]) == "${var.queue_kms_key_arn}", queue
     batch = (ENV / "batch_operations.tf").read_text()
     assert "permissions_boundary = var.permissions_boundary_arn" in batch
 

@@ -94,6 +94,7 @@ module "queue" {
   existing_queue_arn         = var.existing_queue_arn
   existing_dlq_url           = var.existing_dlq_url
   existing_dlq_arn           = var.existing_dlq_arn
+  kms_key_arn                = var.queue_kms_key_arn
   tags                       = local.queue_tags
 }
 
@@ -112,6 +113,7 @@ module "ingest_queue" {
   existing_queue_arn         = var.existing_ingest_queue_arn
   existing_dlq_url           = var.existing_ingest_dlq_url
   existing_dlq_arn           = var.existing_ingest_dlq_arn
+  kms_key_arn                = var.queue_kms_key_arn
   tags                       = local.queue_tags
 }
 
@@ -171,6 +173,15 @@ data "aws_iam_policy_document" "ingest" {
     actions   = ["sqs:SendMessage"]
     resources = [module.queue.queue_arn]
   }
+  dynamic "statement" {
+    # SSE-KMS queues: receiving needs kms:Decrypt, sending kms:GenerateDataKey and kms:Decrypt.
+    for_each = var.queue_kms_key_arn == null ? [] : [var.queue_kms_key_arn]
+    content {
+      sid       = "UseTheQueueKey"
+      actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+      resources = [statement.value]
+    }
+  }
   statement {
     sid       = "WriteLogs"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
@@ -227,6 +238,15 @@ data "aws_iam_policy_document" "transform" {
     sid       = "ConsumeWorkUnits" # the event source mapping polls with the function's role
     actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
     resources = [module.queue.queue_arn]
+  }
+  dynamic "statement" {
+    # An SSE-KMS events queue: the event source mapping's receive needs kms:Decrypt (transform sends nothing).
+    for_each = var.queue_kms_key_arn == null ? [] : [var.queue_kms_key_arn]
+    content {
+      sid       = "DecryptWorkUnits"
+      actions   = ["kms:Decrypt"]
+      resources = [statement.value]
+    }
   }
   statement {
     sid       = "RecordOutcomes" # mark_done / mark_failed

@@ -168,6 +168,16 @@ variable "kms_key_arn" {
   default     = null
 }
 
+variable "queue_kms_key_arn" {
+  description = "Customer-managed KMS key of the queues (SSE-KMS), for queues a platform team pre-created with one, or for the queues Terraform creates; null keeps SSE-SQS. With a key, ingest's role gets kms:GenerateDataKey and kms:Decrypt on it (it receives S3 events and sends work units) and transform's kms:Decrypt (it receives). The key policy must also let s3.amazonaws.com use it, or S3 cannot deliver bronze notifications to the ingest queue."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.queue_kms_key_arn == null ? true : can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:(key|alias)/.+$", var.queue_kms_key_arn))
+    error_message = "queue_kms_key_arn must be a KMS key or alias ARN (arn:aws:kms:<region>:<account>:key/<id>), or null for SSE-SQS."
+  }
+}
+
 variable "ingest_reserved_concurrency" {
   description = "Reserved concurrency of ingest; null reserves none (AWS keeps 100 of an account's concurrency unreserved, so reservations fail in new accounts). When set, at least 5 and at least ingest_max_concurrency."
   type        = number

@@ -13,7 +13,8 @@ resource "aws_sqs_queue" "dlq" {
   count                     = local.create ? 1 : 0
   name                      = "${var.name}-dlq"
   message_retention_seconds = 1209600
-  sqs_managed_sse_enabled   = true
+  sqs_managed_sse_enabled   = var.kms_key_arn == null ? true : null
+  kms_master_key_id         = var.kms_key_arn
   tags                      = var.tags
 }
 
@@ -23,7 +24,8 @@ resource "aws_sqs_queue" "events" {
   visibility_timeout_seconds = var.visibility_timeout_seconds
   message_retention_seconds  = var.message_retention_seconds
   receive_wait_time_seconds  = 20
-  sqs_managed_sse_enabled    = true
+  sqs_managed_sse_enabled    = var.kms_key_arn == null ? true : null
+  kms_master_key_id          = var.kms_key_arn
   redrive_policy = jsonencode({
     deadLetterTargetArn = aws_sqs_queue.dlq[0].arn
     maxReceiveCount     = var.max_receive_count

@@ -60,3 +60,9 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "kms_key_arn" {
+  description = "Customer-managed KMS key for the queue and its DLQ when Terraform creates them; null uses SSE-SQS. A pre-created queue keeps its own encryption."
+  type        = string
+  default     = null
+}
