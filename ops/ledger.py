@@ -79,9 +79,12 @@ def object_status(*, s3, ddb, table: str, url: str, silver_bucket: str | None) -
     try:
         head = s3.head_object(Bucket=bucket, Key=key)
         current = head["ETag"].strip('"')
-    except Exception as exc:  # noqa: BLE001 - any failure means "cannot tell", said below
+    except Exception as exc:  # noqa: BLE001
+        # Only a 404 means "no bronze object now"; anything else (a 403, a missing bucket) must not
+        # read as "deleted": without s3:ListBucket S3 answers 403 for a missing key, so say which.
         if error_code(exc) not in ("404", "NoSuchKey", "NotFound"):
-            current = None
+            raise OpsError(f"cannot read s3://{bucket}/{key}: {exc} (AccessDenied for a key that may not exist "
+                           "means this role lacks s3:ListBucket on the bucket; runbooks/oncall-permissions.md)") from exc
     for item in versions:
         item["current"] = item.get("etag") == current
     status = ObjectStatus(object=url, bucket=bucket, key=key, current_etag=current, versions=versions,

@@ -344,3 +344,25 @@ def test_dlq_inspect_jsonl_streams_every_message_whole(pipeline, tmp_path):
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert sorted(r["body"] for r in records) == ["poison 0", "poison 1"]
     assert (tmp_path / "d.jsonl").read_text().count("\n") == 2 and "2 message(s) read" in result.stderr
+
+
+def test_status_does_not_read_a_bronze_object_it_may_not_see_as_deleted(pipeline):
+    # Without s3:ListBucket S3 answers 403, not 404, for HeadObject: status must say it cannot tell.
+    from ops.errors import OpsError
+    from ops.ledger import object_status
+
+    key = "bronze/orders/dt=2025-01-01/hidden.jsonl"
+    pipeline.run(key, b'{"order_id": "o-1"}\n')
+
+    def deny(params, **_):
+        if params.get("Bucket") == pipeline.bronze:
+            raise ClientError({"Error": {"Code": "403", "Message": "Forbidden"},
+                               "ResponseMetadata": {"HTTPStatusCode": 403}}, "HeadObject")
+
+    pipeline.s3.meta.events.register("provide-client-params.s3.HeadObject", deny)
+    try:
+        with pytest.raises(OpsError, match="s3:ListBucket"):
+            object_status(s3=pipeline.s3, ddb=pipeline.ddb, table=pipeline.names.ledger_table,
+                          url=f"s3://{pipeline.bronze}/{key}", silver_bucket=pipeline.silver)
+    finally:
+        pipeline.s3.meta.events.unregister("provide-client-params.s3.HeadObject", deny)
