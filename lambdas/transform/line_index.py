@@ -211,3 +211,26 @@ def line_starts(lengths: np.ndarray) -> np.ndarray:
     starts = np.zeros(len(lengths), dtype=np.int64)
     np.cumsum(lengths[:-1] + 1, out=starts[1:])
     return starts
+
+
+_JSON_BLANK = np.zeros(256, dtype=bool)  # JSON's whitespace within a line: space, tab, CR
+_JSON_BLANK[[9, 13, 32]] = True
+
+
+def all_empty_objects(data: bytes, newlines: np.ndarray) -> bool:
+    """Whether every line of the block is an empty JSON object: `{` then `}`, JSON whitespace
+    allowed around and between them (a flood Arrow would read, slowly, as rows of nulls). Blocks
+    of ordinary lines are turned away by their length alone, before any numpy work."""
+    n_lines = len(newlines) + (0 if data.endswith(b"\n") else 1)
+    if not n_lines or len(data) > 8 * n_lines:
+        return False
+    arr = np.frombuffer(data, dtype=np.uint8)
+    solid = np.flatnonzero(~(_JSON_BLANK[arr] | (arr == 10)))
+    if len(solid) != 2 * n_lines:
+        return False
+    opens, closes = solid[0::2], solid[1::2]
+    if not ((arr[opens] == 0x7B).all() and (arr[closes] == 0x7D).all()):
+        return False
+    every = np.arange(n_lines)  # one brace pair per line: both braces on line k, for every k
+    return bool((np.searchsorted(newlines, opens) == every).all()
+                and (np.searchsorted(newlines, closes) == every).all())

@@ -49,6 +49,8 @@ from lambdas.transform.line_index import Lines, is_utf8, without
 from lambdas.transform.sinks import Quarantine
 
 YOUNG_BLOCKS = 4
+FLOOD_MIN_LINES = 64  # a cap-full run of at least this many lines is filtered by one narrow read
+UNWORDED_MISSING = "missing required field(s) (not worded: quarantine cap reached)"
 
 Accept = Callable[[pa.Table, np.ndarray, Callable[[int], bytes]], None]
 
@@ -189,7 +191,7 @@ class Locator:
     def _without_missing_required(self, lines: Lines) -> Lines:
         """In a flood (see the module's words): the lines without those lacking a required
         top-level field, which are rejected: counted, not worded."""
-        if not (self.quarantine.full and self.required_options and len(lines) >= 64):
+        if not (self.quarantine.full and self.required_options and len(lines) >= FLOOD_MIN_LINES):
             return lines
         try:
             table = arrow_read.read_one_block(lines.span(0, len(lines)), self.required_options)
@@ -202,7 +204,7 @@ class Locator:
         if not missing.any():
             return lines
         cut = np.flatnonzero(missing)
-        self.quarantine.reject_many(lines.numbers[cut], "missing required field(s) (not worded: quarantine cap reached)")
+        self.quarantine.reject_many(lines.numbers[cut], UNWORDED_MISSING)
         return lines.without(cut)
 
     def _read_whole(self, lines: Lines) -> pa.ArrowInvalid | bool | None:
