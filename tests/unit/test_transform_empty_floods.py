@@ -11,6 +11,7 @@ import pytest
 
 from lambdas.shared import schemas
 from lambdas.transform import pipeline
+from lambdas.transform.json_array import cut, elements_as_lines
 from lambdas.transform.line_index import all_empty_objects
 from tests.unit.test_transform_core import good_lines, run
 
@@ -78,9 +79,15 @@ def test_the_shortcut_is_not_taken_when_empty_objects_are_valid_rows(monkeypatch
 @pytest.mark.parametrize("block, expected", [
     (b"{}\n{}\n", True), (b"{}", True), (b" { }\r\n\t{}", True),
     (b"{}\n\n{}\n", False), (b"{}{}\n{}\n", False), (b"{\n}\n", False), (b"}{\n", False),
-    (b"{\n}{}\n", False), (b"{}{\n}\n", False),
+    (b"{\n}{}\n", False), (b"{}{\n}\n", False), (b"{}\n  ", False), (b"{}\n{} ", True), (b"{}\n{ \r", False),
     (b"{}\n[]\n", False), (b"{}\nnull\n", False), (b'{"a":1}\n', False), (b"", False),
 ])
 def test_which_blocks_are_all_empty_objects(block, expected):
     newlines = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
     assert all_empty_objects(block, newlines) is expected
+
+
+@pytest.mark.parametrize("data", [b"[{}]", b"[{},{}]", b"[" + b"{}," * 999 + b"{}]", b"[{}, {}]", b"[{},{}] ",
+                                  b"[{},{}", b"[{},{},]", b"[{}{}]", b"[]", b"[{},[]]"])
+def test_an_array_of_empty_objects_is_cut_as_the_general_rule_cuts_it(data):
+    assert elements_as_lines(data) == cut(data)
