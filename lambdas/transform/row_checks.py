@@ -24,6 +24,7 @@ or `-Infinity` (which Arrow's reader accepts), or a number too big for a double 
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
@@ -104,6 +105,12 @@ class RowChecks:
                         rows = parents if rows is None else pc.take(rows, parents)
                     else:
                         values = pc.struct_field(values, [step])
+                # One kernel for the usual case: the sum of finite values is finite unless they
+                # overflow a double, which only sends the chunk to the exact check below.
+                total = pc.sum(values).as_py()
+                if total is None or math.isfinite(total):
+                    offset += len(chunk)
+                    continue
                 bad = pc.fill_null(pc.invert(pc.is_finite(values)), False)
                 if pc.any(bad).as_py():
                     found = np.flatnonzero(bad.to_numpy(zero_copy_only=False))

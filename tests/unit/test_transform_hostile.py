@@ -159,6 +159,18 @@ def test_nan_infinity_and_numbers_too_big_for_a_double_are_rejected_as_rfc_8259_
         (3, f"field '{path}' is NaN, Infinity or a number too big for a double, which JSON does not allow (RFC 8259)")])
 
 
+def test_large_finite_numbers_whose_sum_overflows_a_double_are_kept():
+    # The block's sum overflowing to inf must not reject rows that are each finite.
+    lines = good_lines(4)
+    for i in (1, 2):
+        event = json.loads(lines[i])
+        event["weight_kg"] = 1.5e308
+        lines[i] = json.dumps(event)
+    result, table, rejects = run(("\n".join(lines) + "\n").encode())
+    assert (result.rows, rejects) == (4, [])
+    assert sorted(table.column("weight_kg").to_pylist())[-2:] == [1.5e308, 1.5e308]
+
+
 def test_nan_in_a_list_of_objects_names_the_field_and_rejects_only_its_row():
     orders = schemas.get("orders")
     lines = [text for ok, text in generate(type_="orders", count=5, seed=2) if ok]
