@@ -213,7 +213,10 @@ class Locator:
         try:
             table = self._read(lines.span(0, len(lines)))
         except pa.ArrowInvalid as exc:
-            return exc
+            # Without its traceback: kept by the caller, the exception would hold this frame, whose
+            # caller holds the exception - a reference cycle that keeps the block's bytes and
+            # tables alive until the cyclic garbage collector runs.
+            return exc.with_traceback(None)
         if table.num_rows != len(lines):
             return None
         self.accept(table, lines.numbers, lines.raw)

@@ -197,19 +197,22 @@ def to_timestamps(values: pa.Array) -> pa.Array:
     ArrowInvalid for a value that is not a timestamp. Digits past microseconds are truncated.
     Arrow's cast refuses naive strings for a zoned type, so those are cast as naive timestamps
     first."""
+    # Only the message is kept, never the exception: a local holding an exception whose traceback
+    # holds this frame is a reference cycle, which would keep every caller's frame (the block's
+    # bytes, its lines, its tables) alive until the cyclic garbage collector ran.
     try:
         return pc.cast(values, TS)
     except pa.ArrowInvalid as exc:
-        error = exc
+        message = str(exc)
     if pc.any(pc.match_substring_regex(values, _SUB_MICROSECONDS.pattern)).as_py():
         values = pc.replace_substring_regex(values, _SUB_MICROSECONDS.pattern, r"\1")
         try:
             return pc.cast(values, TS)
         except pa.ArrowInvalid as exc:
-            error = exc
-    named = CAST_RE.search(str(error))
+            message = str(exc)
+    named = CAST_RE.search(message)
     if named and not _is_naive_timestamp(named.group(1)):
-        raise error  # not a timestamp at all: no need to try the naive ones
+        raise pa.ArrowInvalid(message)  # not a timestamp at all: no need to try the naive ones
     tail = pc.utf8_slice_codeunits(values, 10)  # after YYYY-MM-DD: a zone is 'Z' or a +/- offset
     zoned = pc.fill_null(pc.or_(pc.ends_with(tail, "Z"), pc.match_substring_regex(tail, "[+-]")), False)
     none = pa.scalar(None, pa.string())
