@@ -120,11 +120,26 @@ def _same(name: str, current: str | None, wanted: str) -> bool:
     return str(current).lower() == str(wanted).lower()
 
 
-def ensure_queue(sqs, *, name: str, attributes: dict[str, str], dry_run: bool) -> QueueState:
-    """Find or create one queue without tags; set the attributes that differ."""
+def ensure_queue(sqs, *, name: str, attributes: dict[str, str], dry_run: bool,
+                 redrive: tuple[str, int | None] | None = None,
+                 confirm: Callable[[list[str]], bool] | None = None) -> QueueState:
+    """Find or create one queue without tags; set the attributes that differ. `redrive` is the
+    (DLQ ARN, maxReceiveCount or None) to attach: a live policy keeps its maxReceiveCount unless
+    one is given, and changing a policy the queue already has needs `confirm(diff lines)`."""
     if name.endswith(".fifo"):
         attributes = {**attributes, "FifoQueue": "true"}
     url = _find(sqs, name)
+    current = _attributes(sqs, url) if url else {}
+    if redrive is not None:
+        dlq_arn, count = redrive
+        current_policy = current.get("RedrivePolicy")
+        policy = redrive_policy_change(current_policy, dlq_arn=dlq_arn, max_receive_count=count)
+        if policy is not None:
+            attributes = {**attributes, "RedrivePolicy": policy}
+            if current_policy and not dry_run:
+                diff = policy_diff(current_policy, policy)
+                if confirm is None or not confirm(diff):
+                    raise OpsError(f"not confirmed; {url} keeps its RedrivePolicy ({'; '.join(diff)} not applied)")
     if url is None:
         state = QueueState(name=name, url=None, arn=None, created=True,
                            changed={k: (None, v) for k, v in attributes.items()})
@@ -134,7 +149,6 @@ def ensure_queue(sqs, *, name: str, attributes: dict[str, str], dry_run: bool) -
         state.url = url
         state.arn = _attributes(sqs, url)["QueueArn"]
         return state
-    current = _attributes(sqs, url)
     changes = {k: (current.get(k), v) for k, v in attributes.items() if k != "FifoQueue" and not _same(k, current.get(k), v)}
     state = QueueState(name=name, url=url, arn=current["QueueArn"], changed=changes)
     if changes and not dry_run:
@@ -149,12 +163,15 @@ def _arn_for(sqs, name: str) -> str:
     return f"arn:aws:sqs:{region}:<account>:{name}"
 
 
-def provision_queue(sqs, *, name: str, with_dlq: bool = True, max_receive_count: int = 5,
+def provision_queue(sqs, *, name: str, with_dlq: bool = True, max_receive_count: int | None = None,
                     visibility_timeout: int | None = None, consumer_timeout: int | None = None,
                     batching_window: int | None = None, dry_run: bool = False, out: str | None = None,
-                    dlq_name: str | None = None, role: str = "events") -> ProvisionReport:
+                    dlq_name: str | None = None, role: str = "events",
+                    confirm: Callable[[list[str]], bool] | None = None) -> ProvisionReport:
     """Create, or find, the events or ingest queue (and its DLQ) and write existing_* (or
-    existing_ingest_*) for Terraform."""
+    existing_ingest_*) for Terraform. A queue that already has a RedrivePolicy keeps its
+    maxReceiveCount unless one is given, and changing that policy needs `confirm(diff lines)`."""
+    check_out(out)
     if role not in QUEUE_ROLES:
         raise UsageError(f"queue role {role!r} is not one of {', '.join(QUEUE_ROLES)}")
     if role == "ingest" and name.endswith(".fifo"):
@@ -162,7 +179,7 @@ def provision_queue(sqs, *, name: str, with_dlq: bool = True, max_receive_count:
                          "to a FIFO queue; use a standard queue name")
     if name.endswith(".fifo"):
         raise UsageError(f"--name {name!r}: {FIFO_REFUSED}")
-    if max_receive_count < 1 or max_receive_count > 1000:
+    if max_receive_count is not None and not 1 <= max_receive_count <= 1000:
         raise UsageError(f"--max-receive-count {max_receive_count} is outside 1..1000")
     timeout, window = _consumer(role, consumer_timeout, batching_window)
     minimum = minimum_visibility_timeout(consumer_timeout=timeout, batching_window=window)
@@ -177,11 +194,9 @@ def provision_queue(sqs, *, name: str, with_dlq: bool = True, max_receive_count:
         dlq = ensure_queue(sqs, name=dlq_name, attributes={"SqsManagedSseEnabled": "true",
                                                            "MessageRetentionPeriod": DLQ_RETENTION}, dry_run=dry_run)
     queue_attributes = {"SqsManagedSseEnabled": "true", "VisibilityTimeout": str(visibility_timeout)}
-    if dlq:
-        queue_attributes["RedrivePolicy"] = json.dumps(
-            {"deadLetterTargetArn": dlq.arn or _arn_for(sqs, dlq_name), "maxReceiveCount": max_receive_count},
-            separators=(",", ":"))
-    queue = ensure_queue(sqs, name=name, attributes=queue_attributes, dry_run=dry_run)
+    redrive = (dlq.arn or _arn_for(sqs, dlq_name), max_receive_count) if dlq else None
+    queue = ensure_queue(sqs, name=name, attributes=queue_attributes, dry_run=dry_run, redrive=redrive,
+                         confirm=confirm)
     notes: list[str] = []
     if dlq:
         _ensure_allow_policy(sqs, dlq, queue.arn or _arn_for(sqs, name), dry_run, notes)
@@ -229,6 +244,7 @@ def ensure_dlq(sqs, *, queue_url: str, dlq_name: str, max_receive_count: int | N
     """Create the DLQ if missing and attach it to an existing queue (only its RedrivePolicy is
     touched, and in it only what was asked); a rerun is a no-op. Changing a policy the queue
     already has needs `confirm(diff lines)` to say yes (the CLI asks, or --yes)."""
+    check_out(out)
     current = _attributes(sqs, queue_url)
     name = queue_url.rstrip("/").rsplit("/", 1)[-1]
     if name.endswith(".fifo") != dlq_name.endswith(".fifo"):
@@ -291,7 +307,13 @@ def _ensure_allow_policy(sqs, dlq: QueueState, source_arn: str, dry_run: bool, n
         dlq.changed["RedriveAllowPolicy"] = (current, allow)
 
 
+def check_out(path: str | None) -> None:
+    """--out is checked before any queue is created or changed (a usage error changes nothing)."""
+    if path is not None and not path.endswith(".auto.tfvars.json"):
+        raise UsageError(f"--out {path!r}: Terraform reads only files named *.auto.tfvars.json automatically; "
+                         "nothing was created or changed")
+
+
 def write_tfvars(path: str, tfvars: dict) -> None:
-    if not path.endswith(".auto.tfvars.json"):
-        raise UsageError(f"--out {path!r}: Terraform reads only files named *.auto.tfvars.json automatically")
+    check_out(path)
     atomic_write(Path(path), (json.dumps(tfvars, indent=2, sort_keys=True) + "\n").encode("utf-8"))

@@ -30,12 +30,23 @@ def _text(r) -> str:
     return "\n".join(lines)
 
 
+def _ask(ctx, queue: str, yes: bool):
+    """confirm(diff lines) for a change to a queue's existing RedrivePolicy."""
+
+    def ask(diff: list[str]) -> bool:
+        info(ctx, f"{queue} already has a RedrivePolicy; this changes:\n  " + "\n  ".join(diff))
+        return confirm(ctx, "Change it?", yes)
+
+    return ask
+
+
 @provision.command("queue")
 @common_options
 @click.option("--name", required=True, type=QueueName("-dlq"),
               help="Queue name (the DLQ is <name>-dlq). A standard queue: the pipeline cannot use FIFO.")
 @click.option("--with-dlq/--without-dlq", default=True, show_default=True, help="Also create and attach the DLQ.")
-@click.option("--max-receive-count", type=int, default=5, show_default=True, help="Receives before the DLQ.")
+@click.option("--max-receive-count", type=click.IntRange(1, 1000),
+              help="Receives before the DLQ [default: the queue's current policy's, or 5 when it has none].")
 @click.option("--consumer-timeout", type=int,
               help="Timeout of the Lambda that consumes the queue: transform_timeout_seconds (300) for events, "
                    "ingest_timeout_seconds (30) for ingest.")
@@ -49,11 +60,16 @@ def _text(r) -> str:
                    "ingest; writes existing_ingest_*).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write existing_* values to this *.auto.tfvars.json.")
 @click.option("--dry-run", is_flag=True, help="Say what would be created or changed; change nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Change an existing queue's RedrivePolicy without asking.")
 @click.pass_context
 def provision_queue_command(ctx, name, with_dlq, max_receive_count, consumer_timeout, batching_window,
-                            visibility_timeout, role, out, dry_run):
+                            visibility_timeout, role, out, dry_run, yes):
     """Create, or find, the events queue and its DLQ without tags, and write their URLs and ARNs
     for Terraform (which then creates no queue). A second run changes nothing.
+
+    On a queue that exists, only what you give changes: its RedrivePolicy keeps its
+    maxReceiveCount unless --max-receive-count is given, and changing that policy shows the
+    difference and asks first (or --yes).
 
     \b
     Example:
@@ -67,7 +83,7 @@ def provision_queue_command(ctx, name, with_dlq, max_receive_count, consumer_tim
     report = provision_queue(settings(ctx).aws().client("sqs"), name=name, with_dlq=with_dlq,
                              max_receive_count=max_receive_count, visibility_timeout=visibility_timeout,
                              consumer_timeout=consumer_timeout, batching_window=batching_window,
-                             dry_run=dry_run, out=out, role=role)
+                             dry_run=dry_run, out=out, role=role, confirm=_ask(ctx, name, yes))
     render(ctx, report, _text)
 
 
@@ -100,11 +116,8 @@ def ensure_dlq_command(ctx, queue_url, dlq_name, max_receive_count, consumer_tim
     """
     from ops.provision import ensure_dlq
 
-    def ask(diff: list[str]) -> bool:
-        info(ctx, f"{queue_url} already has a RedrivePolicy; this changes:\n  " + "\n  ".join(diff))
-        return confirm(ctx, "Change it?", yes)
-
     report = ensure_dlq(settings(ctx).aws().client("sqs"), queue_url=queue_url, dlq_name=dlq_name,
-                        max_receive_count=max_receive_count, dry_run=dry_run, out=out, confirm=ask,
+                        max_receive_count=max_receive_count, dry_run=dry_run, out=out,
+                        confirm=_ask(ctx, queue_url, yes),
                         consumer_timeout=consumer_timeout, batching_window=batching_window)
     render(ctx, report, _text)

@@ -227,3 +227,39 @@ def test_without_dlq_writes_no_dlq_and_says_what_that_means(sqs, tmp_path):
     values = json.loads(out.read_text())
     assert values["existing_dlq_url"] is None and values["existing_dlq_arn"] is None
     assert any("no DLQ" in n for n in json.loads(done.stdout)["notes"])
+
+
+def test_provision_queue_on_a_live_queue_keeps_its_max_receive_count_and_asks_before_changing_it(sqs):
+    """The command ensure-dlq's note recommends for a short visibility timeout must not reset a live
+    policy's maxReceiveCount to its own default (issue 17's ensure-dlq defect, in provision queue)."""
+    url = sqs.create_queue(QueueName="live-q", Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=sqs.create_queue(QueueName="live-q-dlq")["QueueUrl"],
+                                       AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": json.dumps(
+        {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 7})})
+
+    def attrs():
+        a = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        return json.loads(a["RedrivePolicy"])["maxReceiveCount"], a["VisibilityTimeout"]
+
+    raised = run("provision", "queue", "--name", "live-q", "--consumer-timeout", "300", "--batching-window", "5")
+    assert raised.exit_code == 0, raised.output + raised.stderr
+    assert attrs() == (7, "1805")  # the timeout it was asked to raise, and nothing else
+    refused = run("provision", "queue", "--name", "live-q", "--max-receive-count", "5")
+    assert refused.exit_code == 2 and "--yes" in refused.stderr  # no terminal to ask on
+    assert "maxReceiveCount: 7 -> 5" in refused.stderr
+    assert attrs() == (7, "1805")
+    changed = run("provision", "queue", "--name", "live-q", "--max-receive-count", "5", "--yes")
+    assert changed.exit_code == 0, changed.output + changed.stderr
+    assert attrs() == (5, "1805")
+
+
+def test_a_bad_out_is_refused_before_any_queue_is_created_or_changed(sqs, tmp_path):
+    result = run("provision", "queue", "--name", "q4", "--out", str(tmp_path / "q4.tfvars.json"))
+    assert result.exit_code == 2 and "*.auto.tfvars.json" in result.stderr
+    assert "q4" not in json.dumps(sqs.list_queues())
+    url = sqs.create_queue(QueueName="q5")["QueueUrl"]
+    result = run("provision", "ensure-dlq", "--queue-url", url, "--dlq-name", "q5-dlq", "--out", str(tmp_path / "x.json"))
+    assert result.exit_code == 2 and "*.auto.tfvars.json" in result.stderr
+    assert "q5-dlq" not in json.dumps(sqs.list_queues())
+    assert "RedrivePolicy" not in sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
