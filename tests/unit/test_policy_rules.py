@@ -95,3 +95,35 @@ def test_a_policy_expression_the_checker_cannot_resolve_fails_loudly():
 def test_kms_statements_exist_only_with_a_key():
     assert not any(a.startswith("kms:") for ss in policy.load(name_prefix=PREFIX).role_policies().values()
                    for s in ss for a in s.actions)
+
+
+def test_the_on_call_policy_lets_eltops_write_where_the_runbooks_and_terraform_put_things():
+    """The on-call policy's resource patterns, filled in for a real environment, allow the writes
+    the runbooks' commands make where Terraform's batch-operations role reads them: the Batch
+    Operations manifest under `<batch_operations_prefix>manifests/` of the bronze bucket, and copies
+    under bronze/replay/ (tests/test_policy_coverage.py checks the actions only)."""
+    import json
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "runbooks" / "oncall-permissions.md").read_text(encoding="utf-8")
+    document = json.loads(re.search(r"```json\n(.*?)\n```", text, re.S).group(1)
+                          .replace("<region>", "eu-west-1").replace("<account>", "123456789012")
+                          .replace("<prefix>", "elt-dev"))
+    statements = [policy.Statement(sid=s["Sid"], actions=tuple(s["Action"] if isinstance(s["Action"], list)
+                                                                 else [s["Action"]]),
+                                   resources=tuple(s["Resource"] if isinstance(s["Resource"], list)
+                                                   else [s["Resource"]]))
+                  for s in document["Statement"]]
+    terraform = (root / "infra" / "terraform" / "envs" / "dev" / "batch_operations.tf").read_text(encoding="utf-8")
+    batch_prefix = re.search(r'variable "batch_operations_prefix" \{.*?default\s*=\s*"([^"]+)"', terraform,
+                             re.S).group(1)
+    bronze = "arn:aws:s3:::elt-dev-bronze"
+    needs = [policy.Need(action, f"{bronze}/{batch_prefix}manifests/backfill-2025-05.csv", "the job's manifest")
+             for action in ("s3:PutObject", "s3:AbortMultipartUpload")]
+    needs += [policy.Need("s3:PutObject", f"{bronze}/bronze/replay/runbook-copy/orders/dt=2025-02-01/part-0.jsonl",
+                          "replay copy"),
+              policy.Need("s3:GetObject", f"{bronze}/{batch_prefix}reports/job-1/manifest.json", "batch-job status")]
+    denied = policy.evaluate({"oncall": statements}, {"oncall": needs}).denied
+    assert not denied, [(n.action, n.resource) for _, n in denied]
