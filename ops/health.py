@@ -171,7 +171,7 @@ def ledger_checks(items: list[dict], *, now: float, limits: Thresholds, queue_de
     if checks[0].ok is False:
         checks[0].next_step = "eltops ledger ls --status QUEUED --since 1d  (then eltops reconcile)"
     if stuck:
-        checks[1].next_step = "eltops reconcile --since 1d --replay sqs"
+        checks[1].next_step = _reconcile_step(stuck)
     if failed:
         checks[2].next_step = "eltops ledger ls --status FAILED --since 1d; eltops dlq inspect"
     rows: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -188,6 +188,26 @@ def ledger_checks(items: list[dict], *, now: float, limits: Thresholds, queue_de
                             runbook="runbooks/transform-poison-data.md",
                             next_step="" if ok else f"eltops ledger ls --prefix bronze/{type_}/ --since 1d"))
     return checks
+
+
+def _reconcile_step(items: list[dict]) -> str:
+    """The reconcile that finds these items' objects: by partition over the dt= days they are in
+    (a claim made today may be of an object of any day, so `--since 1d` would miss it)."""
+    from lambdas.shared.keys import InvalidKey, parse_bronze_key
+
+    parsed = []
+    for i in items:
+        try:
+            parsed.append(parse_bronze_key(str(i.get("key") or str(i.get("pk", "")).split("/", 3)[-1])))
+        except InvalidKey:
+            continue
+    if not parsed:
+        return "eltops reconcile --since 1d --replay sqs"
+    types = {k.type for k in parsed}
+    days = sorted({k.dt for k in parsed})
+    end = (dt.date.fromisoformat(days[-1]) + dt.timedelta(days=1)).isoformat()
+    prefix = f" --prefix bronze/{types.pop()}/" if len(types) == 1 else ""
+    return f"eltops reconcile{prefix} --start {days[0]} --end {end} --replay sqs"
 
 
 # --- silver ----------------------------------------------------------------------------------------

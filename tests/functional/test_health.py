@@ -142,3 +142,25 @@ def test_freshness_reads_a_bounded_number_of_pages_per_partition(pipeline, monke
     (check,) = health_lib.silver_freshness(s3, bucket=pipeline.silver, now=time.time(), limits=Thresholds())
     assert check.ok and check.details[1] == "silver/orders/dt=2025-03-01/: only the first 2000 objects looked at"
     assert s3.calls == 2 + 2  # types, partitions, then two pages of the partition
+
+
+def test_the_next_step_for_stuck_claims_reconciles_the_partitions_they_are_in(pipeline):
+    """A claim made today on an object of an old dt= day: `reconcile --since 1d` (by partition)
+    reads only the last day's partitions and would say "no gaps"; the next step names the days."""
+    healthy_pipeline(pipeline)
+    key = "bronze/orders/dt=2025-03-02/part-0.jsonl"
+    table = pipeline.names.ledger_table
+    item = pipeline.ddb.query(TableName=table, KeyConditionExpression="pk = :pk", ExpressionAttributeValues={
+        ":pk": {"S": f"s3://{pipeline.bronze}/{key}"}})["Items"][0]
+    item.update(status={"S": "CLAIMED"}, lease_until={"N": str(int(time.time() * 1000) - 1000)},
+                claimed_at={"S": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    pipeline.ddb.put_item(TableName=table, Item=item)
+    pipeline.s3.delete_object(Bucket=pipeline.silver, Key="silver/orders/dt=2025-03-02/part-0.parquet")
+    stuck = next(c for c in health(pipeline).checks if c.name == "stuck-claims")
+    assert stuck.next_step.startswith("eltops reconcile ")
+    import shlex
+
+    followed = eltops(pipeline, *shlex.split(stuck.next_step)[1:], "--bucket", pipeline.bronze, "--dry-run",
+                      "--jsonl")
+    gaps = [json.loads(line) for line in followed.stdout.splitlines() if line.startswith("{")]
+    assert [(g["key"], g["category"]) for g in gaps] == [(key, "claim-expired")], followed.output
