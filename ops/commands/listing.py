@@ -215,8 +215,16 @@ def _run_replay(ctx, command: str, **options) -> None:
 
 
 def _replay_text(r) -> str:
-    verb = "would replay" if r.dry_run else "replayed"
-    lines = [f"{verb} {r.planned - r.already_done} object(s), {human_size(r.bytes)} -> {r.target}"]
+    todo = r.planned - r.already_done
+    if r.dry_run:
+        head = f"would replay {todo} object(s), {human_size(r.bytes)} -> {r.target}"
+    elif r.interrupted:  # the planned count is not what was done
+        head = f"interrupted: replayed {r.done} of {todo} object(s) -> {r.target}"
+    elif r.failed:
+        head = f"replayed {r.done} of {todo} object(s), {human_size(r.bytes)} -> {r.target}; {len(r.failed)} failed"
+    else:
+        head = f"replayed {todo} object(s), {human_size(r.bytes)} -> {r.target}"
+    lines = [head]
     if r.already_done:
         lines.append(f"{r.already_done} already done (checkpoint {r.checkpoint})")
     if r.first_keys:

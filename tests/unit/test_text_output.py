@@ -1,0 +1,29 @@
+"""Text output says what happened: an interrupted or partly failed replay does not read as done."""
+
+from __future__ import annotations
+
+from ops.commands.listing import _replay_text
+from ops.replay import ReplayReport
+
+
+def report(**kwargs) -> ReplayReport:
+    return ReplayReport(**{"command": "replay sqs", "bucket": "b", "target": "q", "planned": 60, "bytes": 1024,
+                           **kwargs})
+
+
+def test_a_finished_replay_says_how_many_it_replayed():
+    assert _replay_text(report(done=60)).splitlines()[0] == "replayed 60 object(s), 1.0 KiB -> q"
+    assert _replay_text(report(dry_run=True)).splitlines()[0] == "would replay 60 object(s), 1.0 KiB -> q"
+
+
+def test_an_interrupted_replay_says_how_many_of_how_many_were_done():
+    head = _replay_text(report(done=20, interrupted=True)).splitlines()[0]
+    assert head == "interrupted: replayed 20 of 60 object(s) -> q"
+
+
+def test_a_partly_failed_replay_says_how_many_failed():
+    failed = [{"key": f"k{i}", "error": "e"} for i in range(6)]
+    head = _replay_text(report(planned=6, done=0, failed=failed)).splitlines()[0]
+    assert head == "replayed 0 of 6 object(s), 1.0 KiB -> q; 6 failed"
+    resumed = _replay_text(report(already_done=20, done=40)).splitlines()
+    assert resumed[:2] == ["replayed 40 object(s), 1.0 KiB -> q", "20 already done (checkpoint None)"]
