@@ -93,12 +93,25 @@ def translate(exc: BaseException, *, action: str, resource: str) -> OpsError:
             + (" or refresh your credentials" if "Token" in code or "Client" in code else "")
         )
     if code in ("NoSuchBucket",):
-        return OpsError(f"bucket {resource} does not exist (check --bucket and --region)")
+        bucket = resource.removeprefix("s3://").split("/", 1)[0]
+        return OpsError(f"bucket {bucket} does not exist ({resource}): check the bucket option that named it "
+                        "(--bucket, --silver-bucket, --from-inventory, --manifest, or $ELT_BRONZE_BUCKET / "
+                        "$ELT_SILVER_BUCKET) and --region")
     if code in ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
         return OpsError(f"queue {resource} does not exist (check the queue URL and --region)")
     if code == "ResourceNotFoundException":
+        if action.startswith("dynamodb:"):
+            return OpsError(f"table {resource} does not exist: check --table (or $ELT_LEDGER_TABLE) and --region")
         return OpsError(f"{resource} does not exist (check the name and --region)")
-    return OpsError(f"{action} on {resource} failed: {exc}")
+    return OpsError(f"{action} on {resource} failed: {_one_line(str(exc))}")
+
+
+def _one_line(text: str) -> str:
+    """An error as one line: an endpoint's HTML error page (moto's 500 for an API it lacks) loses its
+    tags and line breaks, so the message stays readable on a terminal."""
+    import re
+
+    return re.sub(r"\s+", " ", re.sub(r"<!doctype[^>]*>|<[^>]+>", " ", text, flags=re.I)).strip()
 
 
 def with_retries(fn, *, action: str, resource: str, attempts: int = RETRY_ATTEMPTS, max_wait: float = 10.0,

@@ -238,3 +238,14 @@ def test_partitions_joined_side_by_side_give_the_same_gaps_in_the_same_order(pip
     assert results[0] == results[1]
     keys = results[0][0]
     assert len(keys) == 18 and keys == sorted(keys, key=lambda k: (k.split("/")[1], k.split("/")[2], k))
+
+
+def test_a_mistyped_bucket_or_table_is_named_with_the_option_that_gave_it(pipeline):
+    seed_every_gap(pipeline)
+    window = ["--start", DAY, "--end", "2025-03-11"]
+    silver = eltops(pipeline, "reconcile", *window, "--silver-bucket", "elt-local-silverr")
+    assert silver.exit_code == 1
+    assert "bucket elt-local-silverr does not exist" in silver.stderr and "--silver-bucket" in silver.stderr
+    table = eltops(pipeline, "reconcile", *window, "--table", "elt-local-ledgr")
+    assert table.exit_code == 1
+    assert "table elt-local-ledgr does not exist" in table.stderr and "--table" in table.stderr

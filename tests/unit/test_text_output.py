@@ -27,3 +27,17 @@ def test_a_partly_failed_replay_says_how_many_failed():
     assert head == "replayed 0 of 6 object(s), 1.0 KiB -> q; 6 failed"
     resumed = _replay_text(report(already_done=20, done=40)).splitlines()
     assert resumed[:2] == ["replayed 40 object(s), 1.0 KiB -> q", "20 already done (checkpoint None)"]
+
+
+def test_an_error_page_an_endpoint_returns_is_one_line_without_its_html():
+    from botocore.exceptions import ClientError
+
+    from ops.aws import translate
+
+    page = ("<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>\n<h1>Internal Server Error</h1>\n"
+            "<p>The server encountered an internal error.</p>\n")
+    exc = ClientError({"Error": {"Code": "500", "Message": page}}, "ListMessageMoveTasks")
+    message = str(translate(exc, action="sqs:ListMessageMoveTasks", resource="arn:aws:sqs:us-east-1:1:q"))
+    assert "\n" not in message and "<" not in message
+    assert "sqs:ListMessageMoveTasks on arn:aws:sqs:us-east-1:1:q failed" in message
+    assert "500 Internal Server Error" in message
