@@ -7,6 +7,13 @@ started, and waits only for what is running. Workers see `stop` wherever they wo
 rate limiter, retry back-off (`pause`), loops that check `stopping()`; each raises or returns
 `Cancelled` there instead of sleeping on. So a pooled command stops within about one request's
 time (a round trip, or a 1 s long poll) of Ctrl-C, and what finished is still recorded.
+
+Ctrl-C can land anywhere in the main thread, including inside `submit` after the pool has taken
+the item (or inside the pool's start of a new thread, which then runs unregistered): the future of
+such an item is known to nobody. So every item counts itself in while it runs, and once `stop` is
+set no item starts; the executor waits for that count to reach zero, not only for the futures it
+knows. Without this, a command's clean-up (a redrive releasing the messages it holds) could run
+while a worker it never heard of was still receiving.
 """
 
 from __future__ import annotations
@@ -45,6 +52,29 @@ class BoundedExecutor:
         self.max_in_flight = max(self.concurrency, max_in_flight or 2 * self.concurrency)
         self.stop = stop or threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=name)
+        self._running = 0  # items inside `work` now (counted by the items themselves)
+        self._idle = threading.Condition()
+
+    def _counted(self, work: Callable[[T], R]) -> Callable[[T], R]:
+        def run(item: T) -> R:
+            with self._idle:
+                if self.stop.is_set():  # stopping: an item not yet started never starts
+                    raise Cancelled()
+                self._running += 1
+            try:
+                return work(item)
+            finally:
+                with self._idle:
+                    self._running -= 1
+                    self._idle.notify_all()
+
+        return run
+
+    def _wait_idle(self) -> None:
+        """Wait until no item runs (called once `stop` is set, so none can start after)."""
+        with self._idle:
+            while self._running:
+                self._idle.wait(POLL_SECONDS)
 
     def stopping(self) -> bool:
         return self.stop.is_set()
@@ -58,6 +88,7 @@ class BoundedExecutor:
         KeyboardInterrupt. Items that gave up because of the stop (Cancelled) are neither."""
         in_flight: dict[Future, T] = {}
         first: list[BaseException] = []
+        work = self._counted(work)
 
         def collect(finished) -> None:
             for future in finished:
@@ -97,6 +128,7 @@ class BoundedExecutor:
                 future.cancel()
             # What is running sees `stop` and ends within about one request; record it.
             wait([f for f in in_flight if not f.cancelled()])
+            self._wait_idle()  # and what started without the main thread hearing of it
             collect(list(in_flight))
             raise
         if first:
@@ -112,6 +144,8 @@ class BoundedExecutor:
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if self.stop.is_set():
+            self._wait_idle()  # a thread the pool started but never registered (Ctrl-C in its start)
 
     def __enter__(self) -> BoundedExecutor:
         return self

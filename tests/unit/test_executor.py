@@ -88,3 +88,28 @@ def test_a_rate_limited_worker_gives_up_when_the_run_stops():
     stop.set()
     thread.join(30)
     assert outcome == ["cancelled"]
+
+
+def test_ctrl_c_inside_submit_still_waits_for_the_item_the_pool_took():
+    # Ctrl-C can land in the main thread after the pool has taken an item but before its future is
+    # recorded (inside `submit`, or inside the pool's start of a new thread): the run must not end,
+    # and the caller's clean-up must not run, while that item is still working.
+    finished = []
+    executor = BoundedExecutor(2, name="t")
+    real_submit = executor._pool.submit
+
+    def submit(fn, *args):
+        real_submit(fn, *args)
+        raise KeyboardInterrupt  # after the pool took the item, before run() hears of its future
+
+    def work(item):
+        time.sleep(0.3)  # a round trip that received messages, say
+        finished.append(item)
+
+    executor._pool.submit = submit
+    with pytest.raises(KeyboardInterrupt):
+        executor.run(work, range(5))
+    assert finished == [0]  # waited for: it was running; nothing else started
+    executor.shutdown()
+    assert finished == [0]
+
