@@ -21,7 +21,7 @@ from urllib.parse import quote
 from ops.aws import with_retries
 from ops.errors import UsageError
 from ops.executor import BoundedExecutor
-from ops.timewindow import Window, as_utc
+from ops.timewindow import Window, as_utc, describe_time
 
 REPLAY_PREFIX = "bronze/replay/"
 MAX_DEPTH = 6
@@ -213,9 +213,16 @@ def write_manifest(listing: Listing, path: str) -> int:
 
 
 def partition_hint(s3, listing: Listing) -> str | None:
-    """When `--by modified` found nothing but `dt=` partitions fall in the window, say that
+    """When nothing was found: a window that starts in the future is named as the likely mistake;
+    and when `--by modified` found nothing but `dt=` partitions fall in the window, say that
     `--by partition` selects by the partition's day (objects uploaded later than their day)."""
-    if listing.by != "modified" or listing.objects:
+    if listing.objects:
+        return None
+    now = dt.datetime.now(dt.UTC)
+    if listing.window.start > now:
+        return (f"the window {listing.window.describe()} starts in the future (now is "
+                f"{describe_time(now)}): check --start/--end")
+    if listing.by != "modified":
         return None
     partitions = find_partitions(s3, bucket=listing.bucket, prefix=listing.prefix, window=listing.window)
     if not partitions:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from ops.errors import UsageError
+from ops.timewindow import describe_time
 
 
 def state_dir() -> Path:
@@ -88,7 +89,7 @@ class Checkpoint:
             self.previous_state = data.get("state", RUNNING)
             if self.previous_state == FINISHED:
                 if resume_only:
-                    raise UsageError(f"--resume {self.path}: that run finished at {data.get('finished_at')}; "
+                    raise UsageError(f"--resume {self.path}: that run finished at {describe_time(data.get('finished_at'))}; "
                                      "there is nothing to resume (run without --resume for a new run)")
             else:
                 self.done = set(data.get("done", []))

@@ -42,6 +42,20 @@ def _moment(moment: dt.datetime) -> str:
     return text.replace("+00:00", "Z")
 
 
+def describe_time(value) -> str:
+    """A moment for text output (a datetime or an ISO-8601 string from a report): UTC, to the
+    second, milliseconds only when there are any; what does not parse is shown as it is."""
+    if value is None or value == "":
+        return "-"
+    moment = value
+    if not isinstance(value, dt.datetime):
+        try:
+            moment = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            return str(value)
+    return _moment(as_utc(moment))
+
+
 def as_utc(moment: dt.datetime) -> dt.datetime:
     return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
@@ -128,7 +142,9 @@ def make_window(*, start: str | None, end: str | None, since: str | None,
         raise UsageError("a time window is required: --start T --end T, or --since 6h")
     begin = parse_time(start, option="--start", now=now)
     finish = parse_time(end, option="--end", now=now) if end else now
+    if not end and begin > now:
+        raise UsageError(f"--start {_moment(begin)} is in the future (now is {_moment(now)}) and --end defaults to "
+                         "now; give an --end after --start, or a start in the past")
     if finish <= begin:
-        raise UsageError(
-            f"--end {finish.isoformat()} is not after --start {begin.isoformat()}; windows are [start, end)")
+        raise UsageError(f"--end {_moment(finish)} is not after --start {_moment(begin)}; windows are [start, end)")
     return Window(start=begin, end=finish)

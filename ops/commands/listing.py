@@ -81,10 +81,12 @@ def _listing(ctx, bucket, prefix, start, end, since, by, list_concurrency, from_
 
 def _say_inventory(ctx, inventory: dict | None) -> None:
     """Where the listing came from, how old the report is, and its warnings (stderr)."""
+    from ops.timewindow import describe_time
+
     if not inventory:
         return
     tail = inventory["live_tail"]
-    info(ctx, f"inventory {inventory['manifest']} ({inventory['file_format']}), taken {inventory['report_time']}, "
+    info(ctx, f"inventory {inventory['manifest']} ({inventory['file_format']}), taken {describe_time(inventory['report_time'])}, "
               f"{inventory['report_age_hours']} h old" + (f"; {tail['objects']} newer object(s) listed live"
                                                           if tail["listed"] else ""))
     for warning in inventory["warnings"]:
@@ -186,8 +188,10 @@ class _Progress:
         if plan.hint:
             info(self.ctx, f"hint: {plan.hint}")
         if plan.resumed:
+            from ops.timewindow import describe_time
+
             info(self.ctx, f"resuming from {plan.checkpoint}: the {plan.previous_state or 'unfinished'} run started "
-                           f"{plan.started_at}, window {plan.window.describe()}: {plan.already_done} object(s) "
+                           f"{describe_time(plan.started_at)}, window {plan.window.describe()}: {plan.already_done} object(s) "
                            "already done")
         self.update_bar, self.bar = _progress(self.ctx, plan.objects, self.desc)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import click
@@ -142,7 +143,9 @@ def _jsonable(report) -> dict:
 
 
 def _reconcile_text(r) -> str:
-    lines = [f"reconciled s3://{r.bucket}/{r.prefix} [{r.start}, {r.end}) by {r.by}: {r.objects} bronze object(s) in "
+    from ops.timewindow import describe_time
+
+    lines = [f"reconciled s3://{r.bucket}/{r.prefix} [{describe_time(r.start)}, {describe_time(r.end)}) by {r.by}: {r.objects} bronze object(s) in "
              f"{r.partitions} partition(s), {r.silver_objects} silver object(s)"]
     for category, count in r.by_category.items():
         if count:
@@ -151,8 +154,18 @@ def _reconcile_text(r) -> str:
     if r.not_bronze_keys:
         lines.append(f"  ({r.not_bronze_keys} key(s) are not bronze keys: ingest skips them, not counted as gaps)")
     lines.append(f"{r.gaps} gap(s), {r.replayable} replayable" if r.gaps else "no gaps")
+    if not r.objects and _in_future(r.start):
+        lines.append(f"hint: the window starts in the future (now is {describe_time(dt.datetime.now(dt.UTC))}): "
+                     "check --start/--end")
     lines.append("cost: " + ", ".join(f"{n} {call}" for call, n in sorted(r.api_calls.items())) + f" in {r.seconds} s")
     return "\n".join(lines)
+
+
+def _in_future(moment: str) -> bool:
+    try:
+        return dt.datetime.fromisoformat(moment.replace("Z", "+00:00")) > dt.datetime.now(dt.UTC)
+    except ValueError:
+        return False
 
 
 def _replay_gaps(ctx, report, gaps, *, how, queue_url, dest_prefix, concurrency, max_rps, checkpoint, report_path,
@@ -229,8 +242,10 @@ def health_command(ctx, since, queue_url, dlq_urls, table, silver_bucket, max_qu
 
 
 def _health_text(r) -> str:
+    from ops.timewindow import describe_time
+
     lines = [("HEALTHY" if r.healthy else f"NEEDS ATTENTION ({len(r.failing)} of {len(r.checks)} checks)")
-             + f" at {r.checked_at}, window since {r.since}"]
+             + f" at {r.checked_at}, window since {describe_time(r.since)}"]
     for c in r.checks:
         lines.append(f"  {'ok  ' if c.ok else 'FAIL'}  {c.name:<16} {c.subject:<24} {c.summary}")
         if not c.ok:
@@ -330,14 +345,17 @@ def schema_drift_command(ctx, table, since, type_):
     report = schema_drift(settings(ctx).aws().client("dynamodb"), table=table, type_=type_,
                           since=parse_time(since, option="--since"))
 
+    from ops.timewindow import describe_time
+
     def text(r) -> str:
         if not r.fields:
-            return f"no undeclared fields in objects transformed since {r.since}"
+            return f"no undeclared fields in objects transformed since {describe_time(r.since)}"
         lines = [f"{'type':<14} {'field':<24} {'objects':>7} {'lines':>15}  first seen            last seen"]
         for f in r.fields:
             lines.append(f"{f.type:<14} {f.field:<24} {f.objects:>7} {f'{f.lines}/{f.lines_examined}':>15}  "
                          f"{f.first_seen:<20}  {f.last_seen}")
-        lines.append(f"{r.objects_with_drift} object(s) with undeclared fields since {r.since}; lines: had it / "
+        lines.append(f"{r.objects_with_drift} object(s) with undeclared fields since {describe_time(r.since)}; "
+                     "lines: had it / "
                      "examined. Add a field: docs/observability.md#schema-drift")
         return "\n".join(lines)
 

@@ -228,7 +228,7 @@ def test_ls_and_replay_sqs_read_the_report_and_say_how_old_it_is(reports):
     listed = json.loads(ls.stdout)
     assert listed["objects"] == 7 and listed["inventory"]["manifest"] == url
     assert HOSTILE in [k["key"] for k in listed["keys"]]
-    assert f"inventory {url} (CSV), taken 2025-01-01T06:00:00+00:00" in ls.stderr and "warning: the report is" in ls.stderr
+    assert f"inventory {url} (CSV), taken 2025-01-01T06:00:00Z" in ls.stderr and "warning: the report is" in ls.stderr
     sent = CliRunner().invoke(cli, ["replay", "sqs", *window, "--queue-url", reports.queue_url, "--json"])
     assert sent.exit_code == 0, sent.output
     assert json.loads(sent.stdout)["done"] == 8  # the seven orders and the shipment; the replay copy is left out

@@ -214,6 +214,23 @@ def test_by_modified_matching_nothing_over_dt_partitions_hints_at_by_partition(p
     assert "--by partition" in plan.stderr
 
 
+def test_a_window_in_the_future_that_finds_nothing_says_so(pipeline):
+    pipeline.put("bronze/orders/dt=2025-01-01/a.jsonl", b"{}\n")
+    future = ["--start", "2999-01-01", "--end", "2999-01-02"]
+    for by in ("modified", "partition"):
+        listed = eltops("ls", "--bucket", pipeline.bronze, *future, "--by", by)
+        assert listed.exit_code == 0 and "starts in the future" in listed.stderr, listed.output
+    plan = eltops("replay", "sqs", "--bucket", pipeline.bronze, *future, "--queue-url", pipeline.queue_url,
+                  "--dry-run")
+    assert "starts in the future" in plan.stderr
+    gaps = eltops("reconcile", "--bucket", pipeline.bronze, *future, "--silver-bucket", pipeline.silver,
+                  "--table", pipeline.names.ledger_table)
+    assert gaps.exit_code == 0 and "starts in the future" in gaps.stdout
+    past = eltops("ls", "--bucket", pipeline.bronze, "--start", "2025-01-01", "--end", "2025-01-02", "--by",
+                  "partition")
+    assert "future" not in past.stderr
+
+
 def test_status_of_a_key_never_ingested_exits_1_after_saying_so(pipeline):
     result = eltops("status", f"s3://{pipeline.bronze}/bronze/orders/dt=2025-01-01/never.jsonl", "--table",
                     pipeline.names.ledger_table, "--json")

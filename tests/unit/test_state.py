@@ -325,7 +325,9 @@ def test_resuming_a_run_that_does_not_exist_or_finished_is_refused_saying_what_t
     finished_at = json.loads(path.read_text())["finished_at"]
     with pytest.raises(UsageError) as info:
         Checkpoint(path, IDENTITY, resume_only=True)
-    assert str(info.value) == (f"--resume {path}: that run finished at {finished_at}; there is nothing to resume "
+    shown = dt.datetime.fromisoformat(finished_at).astimezone(dt.UTC).isoformat(timespec="milliseconds")
+    assert str(info.value) == (f"--resume {path}: that run finished at {shown.replace('+00:00', 'Z')}; there is "
+                               "nothing to resume "
                                "(run without --resume for a new run)")
 
 

@@ -41,3 +41,17 @@ def test_an_error_page_an_endpoint_returns_is_one_line_without_its_html():
     assert "\n" not in message and "<" not in message
     assert "sqs:ListMessageMoveTasks on arn:aws:sqs:us-east-1:1:q failed" in message
     assert "500 Internal Server Error" in message
+
+
+def test_reconcile_health_and_drift_text_give_windows_to_the_second():
+    from types import SimpleNamespace
+
+    from ops.commands.observe import _health_text, _reconcile_text
+
+    start, end = "2026-12-01T14:29:34.357222+00:00", "2026-12-02T14:29:34.357222+00:00"
+    r = SimpleNamespace(bucket="b", prefix="bronze/", start=start, end=end, by="partition", objects=0, partitions=0,
+                        silver_objects=0, by_category={}, first_keys={}, not_bronze_keys=0, gaps=0, replayable=0,
+                        api_calls={}, seconds=0.1)
+    assert "[2026-12-01T14:29:34.357Z, 2026-12-02T14:29:34.357Z)" in _reconcile_text(r)
+    h = SimpleNamespace(healthy=True, failing=[], checks=[], checked_at="2026-12-02T14:29:34Z", since=start)
+    assert _health_text(h) == "HEALTHY at 2026-12-02T14:29:34Z, window since 2026-12-01T14:29:34.357Z"

@@ -62,7 +62,7 @@ def test_a_duration_without_a_number_and_a_known_unit_is_refused_naming_the_opti
 
 
 def test_an_empty_window_is_refused():
-    with pytest.raises(UsageError, match="--end 2025-01-01T00:00:00\\+00:00 is not after --start 2025-01-01T00:00:00"):
+    with pytest.raises(UsageError, match="--end 2025-01-01T00:00:00Z is not after --start 2025-01-01T00:00:00Z"):
         make_window(start="2025-01-01", end="2025-01-01T00:00:00Z", since=None, now=NOW)
     with pytest.raises(UsageError, match="is not after"):
         make_window(start="now", end=None, since=None, now=NOW)
@@ -230,3 +230,23 @@ def test_a_time_past_the_last_representable_one_is_out_of_range():
         parse_time("9999-12-31T24:00:00", option="--end", now=NOW)
     assert str(info.value) == ("--end '9999-12-31T24:00:00' is out of range: times must fall between 0001-01-01 "
                                "and 9999-12-31 UTC")
+
+
+def test_a_start_in_the_future_without_an_end_says_that_end_defaults_to_now():
+    now = NOW.replace(microsecond=123456)
+    with pytest.raises(UsageError) as caught:
+        make_window(start="2026-04-10", end=None, since=None, now=now)
+    message = str(caught.value)
+    assert message == ("--start 2026-04-10T00:00:00Z is in the future (now is 2026-03-10T12:00:00.123Z) and --end "
+                       "defaults to now; give an --end after --start, or a start in the past")
+    assert "123456" not in message  # times to the millisecond at most
+
+
+def test_describe_time_shows_a_moment_to_the_second_in_utc():
+    from ops.timewindow import describe_time
+
+    assert describe_time("2026-12-01T14:29:34.357222+00:00") == "2026-12-01T14:29:34.357Z"
+    assert describe_time("2025-04-05T00:00:00+00:00") == "2025-04-05T00:00:00Z"
+    assert describe_time(dt.datetime(2025, 4, 5, 2, tzinfo=dt.timezone(dt.timedelta(hours=2)))) == "2025-04-05T00:00:00Z"
+    assert describe_time("not a time") == "not a time"
+    assert describe_time(None) == "-"
