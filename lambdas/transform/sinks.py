@@ -51,20 +51,26 @@ class SilverWriter:
 
     def emit(self, table: pa.Table, lines: np.ndarray, drop: list[int] = ()) -> None:
         """Queue rows (line numbers `lines`) with their lineage columns, leaving out the rows at
-        the (sorted) indexes `drop` by zero-copy slicing."""
+        the (sorted) indexes `drop`. The rows around them are copied into one piece here, a
+        block at a time: zero-copy slices would leave a row group of a piece per dropped row,
+        which `flush` would then copy into one all at once (with bad lines in every block, that
+        copy of a whole row group was the transform's peak memory)."""
+        if len(drop):
+            bounds = [-1, *drop, table.num_rows]
+            runs = [table.slice(a + 1, b - a - 1) for a, b in zip(bounds, bounds[1:], strict=False) if b > a + 1]
+            if not runs:
+                return
+            table = pa.concat_tables(runs).combine_chunks()  # a copy of each run, not a take per row
+            lines = np.delete(lines, drop)
         n = table.num_rows
         if n == 0:
             return
         table = table.append_column(self.silver.field("_source_key"), pa.repeat(self.source_scalar, n))
         table = table.append_column(self.silver.field("_line"), pa.array(lines, type=pa.int64()))
         table = table.append_column(self.silver.field("_ingested_at"), pa.repeat(self.ingested_at, n))
-        start = 0
-        for idx in [*drop, n]:
-            if idx > start:
-                self.pending.append(table.slice(start, idx - start))
-            start = idx + 1
-        self.pending_rows += n - len(drop)
-        self.rows += n - len(drop)
+        self.pending.append(table)
+        self.pending_rows += n
+        self.rows += n
         if self.pending_rows >= self.row_group_rows:
             self.flush()
 

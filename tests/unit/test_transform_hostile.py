@@ -317,3 +317,31 @@ def test_no_reference_cycle_keeps_a_blocks_frames_and_bytes_alive():
     result, _, rejects = run(data, block_bytes=16384)
     assert result.probes == 1 and [r["line"] for r in rejects] == [11, 201, 391, 396]
     assert _frames_left_in_cycles(data, block_bytes=16384) == []
+
+
+@pytest.mark.parametrize("drop", [[], [0], [9], [0, 1, 2], [3, 4, 7], [0, 5, 9], list(range(10))])
+def test_silver_rows_around_dropped_ones_are_queued_as_one_piece_with_their_line_numbers(drop):
+    import datetime as dt
+
+    import pyarrow.json as pj
+
+    from lambdas.transform.arrow_read import read_one_block
+    from lambdas.transform.row_checks import RowChecks, read_schema
+    from lambdas.transform.sinks import SilverWriter
+
+    lines = good_lines(10)
+    options = pj.ParseOptions(explicit_schema=read_schema(SHIPMENTS), unexpected_field_behavior="ignore")
+    table, _ = RowChecks(SHIPMENTS).check(read_one_block("\n".join(lines).encode(), options))
+    writer = SilverWriter(schema=SHIPMENTS, source_key="k", parquet_out=pa.BufferOutputStream(),
+                          ingested_at=dt.datetime(2025, 1, 1, tzinfo=dt.UTC), row_group_rows=1000)
+    writer.emit(table, pa.array(range(101, 111)).to_numpy(), drop)
+    kept = [i for i in range(10) if i not in drop]
+    assert writer.rows == writer.pending_rows == len(kept)
+    if not kept:
+        assert writer.pending == []
+        return
+    [piece] = writer.pending  # one piece of one chunk: flush need not copy a row group of slices
+    assert {column.num_chunks for column in piece.columns} == {1}
+    assert piece.column("shipment_id").to_pylist() == [json.loads(lines[i])["shipment_id"] for i in kept]
+    assert piece.column("_line").to_pylist() == [101 + i for i in kept]
+    writer.close()
