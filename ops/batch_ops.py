@@ -151,6 +151,23 @@ class SubmittedJob:
     report: str
 
 
+def _control(s3control, fn, *, action: str, resource: str):
+    """An S3 Control call; an endpoint that is not AWS and cannot be reached (the embedded AWS:
+    moto has no S3 Batch Operations, and botocore puts the account id in front of its host) is
+    named as such, with the way out."""
+    from botocore.exceptions import EndpointConnectionError
+
+    try:
+        return with_retries(fn, action=action, resource=resource)
+    except OpsError as exc:
+        endpoint = str(getattr(s3control.meta, "endpoint_url", "") or "")
+        if isinstance(exc.__cause__, EndpointConnectionError) and "amazonaws.com" not in endpoint:
+            raise OpsError(f"{action} on {resource}: {endpoint} has no S3 Batch Operations (S3 Control) endpoint; "
+                           "the embedded AWS has none: use --engine local there "
+                           "(runbooks/backfill-millions-of-objects.md)") from exc
+        raise
+
+
 def submit_copy_job(s3control, *, manifest: ManifestWritten, bucket: str, dest_prefix: str, report_url: str,
                     role_arn: str, priority: int = 10, confirm: bool = True, account_id: str | None = None,
                     description: str = "eltops replay copy") -> SubmittedJob:
@@ -181,8 +198,8 @@ def submit_copy_job(s3control, *, manifest: ManifestWritten, bucket: str, dest_p
         "Priority": priority,
         "RoleArn": role_arn,
     }
-    response = with_retries(lambda: s3control.create_job(**request), action="s3:CreateJob (and iam:PassRole on "
-                            f"{role_arn})", resource=f"account {account_id}")
+    response = _control(s3control, lambda: s3control.create_job(**request), action="s3:CreateJob (and "
+                        f"iam:PassRole on {role_arn})", resource=f"account {account_id}")
     return SubmittedJob(job_id=response["JobId"], account_id=account_id, token=token, confirmation_required=confirm,
                         manifest=manifest.url, report=report_url)
 
@@ -230,8 +247,8 @@ def _check_job_id(job_id: str) -> str:
 def job_status(s3control, s3, *, job_id: str, account_id: str, report_path: str | None = None) -> JobStatus:
     """The job's state; when it is Complete, its completion report read into a ReplayReport."""
     _check_job_id(job_id)
-    job = with_retries(lambda: s3control.describe_job(AccountId=account_id, JobId=job_id), action="s3:DescribeJob",
-                       resource=f"job {job_id} in account {account_id}")["Job"]
+    job = _control(s3control, lambda: s3control.describe_job(AccountId=account_id, JobId=job_id),
+                   action="s3:DescribeJob", resource=f"job {job_id} in account {account_id}")["Job"]
     progress = job.get("ProgressSummary", {})
     report = job.get("Report") or {}
     report_url = None

@@ -349,3 +349,19 @@ def test_batch_job_status_finds_the_account_from_sts_and_exits_0_while_the_job_r
     assert result.exit_code == 0, result.output
     status = json.loads(result.stdout)
     assert (status["status"], status["succeeded"], status["total"], status["replay"]) == ("Active", 1, 4, None)
+
+
+def test_an_endpoint_without_s3_control_is_named_with_the_way_out():
+    """The embedded AWS has no S3 Batch Operations: botocore sends S3 Control calls to
+    <account>.<endpoint host>, which does not resolve; the error says so and names --engine local."""
+    from botocore.config import Config
+
+    from ops.batch_ops import job_status
+    from ops.errors import OpsError
+
+    control = boto3.client("s3control", region_name="us-east-1", endpoint_url="http://127.0.0.1:9",
+                           aws_access_key_id="testing", aws_secret_access_key="testing",
+                           config=Config(retries={"max_attempts": 1}, connect_timeout=1))
+    with pytest.raises(OpsError) as caught:
+        job_status(control, None, job_id="6a1c0f4e-0000-4000-8000-000000000000", account_id="123456789012")
+    assert "has no S3 Batch Operations" in str(caught.value) and "--engine local" in str(caught.value)
