@@ -293,8 +293,8 @@ def _batch_text(r: dict) -> str:
     if r["skipped"]:
         lines.append(f"skipped {len(r['skipped'])} key(s) that are not bronze keys, e.g. {r['skipped'][0]}")
     cost = r["cost"]
-    lines.append(f"cost at list prices: ${cost['batch_operations_usd']} for the job + ${cost['copy_requests_usd']} "
-                 f"for the COPY requests ({cost['prices']})")
+    lines.append(f"cost at list prices: ${cost['batch_operations_usd']:,.2f} for the job (per job and per object) + "
+                 f"${cost['copy_requests_usd']:,.2f} for the COPY requests ({cost['prices']})")
     job = r["job"]
     if job:
         lines.append(f"job {job['job_id']}" + (" waits for confirmation: aws s3control update-job-status --account-id "

@@ -301,7 +301,7 @@ def test_the_dry_run_plan_names_large_objects_and_the_cost(cli_aws):
                                       f"s3://{OPS}/batch/manifests/m.csv", "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "would submit an S3 Batch Operations copy of 1 object(s), 3 B" in result.stdout
-    assert "cost at list prices: $0.25 for the job" in result.stdout
+    assert "cost at list prices: $0.25 for the job (per job and per object) + $0.00 for the COPY" in result.stdout
     assert "Contents" not in cli_aws.s3.list_objects_v2(Bucket=OPS)
 
 
