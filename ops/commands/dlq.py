@@ -12,6 +12,7 @@ from ops.commands.root import (
     cli,
     common_options,
     confirm,
+    counts,
     info,
     progress_bar,
     render,
@@ -278,7 +279,7 @@ def ledger_purge(ctx, table, bucket, prefix, start, end, statuses, expired, purg
     bar = progress_bar(ctx, total=None, desc="delete", unit="item")
 
     def ask(report) -> bool:
-        info(ctx, f"{report.matched} item(s) match of {report.scanned} scanned: {report.by_status}")
+        info(ctx, f"{report.matched} item(s) match of {report.scanned} scanned: {counts(report.by_status)}")
         return confirm(ctx, f"Delete {report.matched} ledger item(s) from {table}?", yes)
 
     report = lib.purge(settings(ctx).aws().client("dynamodb"), table=table, filters=filters, dry_run=dry_run,
@@ -287,6 +288,6 @@ def ledger_purge(ctx, table, bucket, prefix, start, end, statuses, expired, purg
         bar.close()
     verb = "would delete" if dry_run else "deleted"
     render(ctx, report, lambda r: f"{verb} {r.matched if dry_run else r.deleted} of {r.matched} matching item(s) "
-                                  f"({r.scanned} scanned) in {r.seconds} s; by status {r.by_status}")
+                                  f"({r.scanned} scanned) in {r.seconds} s; by status {counts(r.by_status)}")
     if report.failed:
         raise PartialFailure(f"{len(report.failed)} item(s) could not be deleted")

@@ -7,7 +7,7 @@ import json
 
 import click
 
-from ops.commands.root import QUEUE_URL, Rate, cli, common_options, info, render, settings
+from ops.commands.root import QUEUE_URL, Rate, cli, common_options, counts, info, render, settings
 from ops.errors import NeedsAttention, UsageError
 
 
@@ -300,12 +300,12 @@ def ledger_ls(ctx, table, statuses, bucket, prefix, start, end, since, expired, 
     listing = list_items(settings(ctx).aws().client("dynamodb"), table=table, filters=filters, segments=segments,
                          on_item=on_item, limit=limit or None)
     if jsonl:
-        info(ctx, f"{listing.matched} item(s) of {listing.scanned} scanned; by status {listing.by_status}")
+        info(ctx, f"{listing.matched} item(s) of {listing.scanned} scanned; by status {counts(listing.by_status)}")
         return
     render(ctx, {**listing.__dict__, "items": items}, lambda r: "\n".join(
         [_item_line(i) for i in items] + [f"{r['matched']} item(s) of {r['scanned']} scanned"
                                           + (" (--limit reached)" if limit and r["matched"] >= limit else "")
-                                          + f"; by status {r['by_status']}"]))
+                                          + f"; by status {counts(r['by_status'])}"]))
 
 
 def _item_line(i: dict) -> str:

@@ -171,6 +171,11 @@ def render(ctx: click.Context, result, text: Callable[[object], str] | str | Non
         click.echo(text(result) if callable(text) else text)
 
 
+def counts(by: dict) -> str:
+    """{'DONE': 3, 'FAILED': 1} -> 'DONE 3, FAILED 1' (text output; --json keeps the mapping)."""
+    return ", ".join(f"{k} {v}" for k, v in sorted(by.items())) or "none"
+
+
 def human_size(n: int) -> str:
     """476408 -> '465.2 KiB' (text output; --json keeps bytes)."""
     size = float(n)

@@ -164,3 +164,10 @@ def test_the_next_step_for_stuck_claims_reconciles_the_partitions_they_are_in(pi
                       "--jsonl")
     gaps = [json.loads(line) for line in followed.stdout.splitlines() if line.startswith("{")]
     assert [(g["key"], g["category"]) for g in gaps] == [(key, "claim-expired")], followed.output
+
+
+def test_ledger_ls_text_counts_statuses_in_words_not_as_a_python_dict(pipeline):
+    healthy_pipeline(pipeline)
+    result = eltops(pipeline, "ledger", "ls")
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[-1] == "3 item(s) of 3 scanned; by status DONE 3"
