@@ -162,8 +162,8 @@ def to_jsonable(value):
 
 
 def render(ctx: click.Context, result, text: Callable[[object], str] | str | None = None) -> None:
-    """Print the result: JSON with --json, else the text. --quiet does not hide it (`eltops ls -q |
-    wc -l` counts keys): it hides only progress and informational lines."""
+    """Print the result: JSON with --json, else the text. --quiet does not hide it (`eltops ls -q`
+    still prints the keys and the summary): it hides only progress and informational lines."""
     s = settings(ctx)
     if s.json:
         click.echo(json.dumps(to_jsonable(result), indent=2, ensure_ascii=False, default=str))
@@ -246,7 +246,7 @@ class EltGroup(click.Group):
 def cli():
     """On-call and backfill toolkit for the serverless ELT pipeline.
 
-    Global options (--profile, --region, --endpoint-url, --json, --quiet) work before or after the
+    Global options (--profile, --region, --endpoint-url, --json, --quiet, --debug) work before or after the
     command. Exit codes: 0 ok, 1 error, 2 usage error, 3 partial failure, 4 needs attention (health,
     reconcile), 130 interrupted.
 
