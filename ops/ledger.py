@@ -119,6 +119,17 @@ def object_status(*, s3, ddb, table: str, url: str, silver_bucket: str | None) -
 
 
 # --- purge ---------------------------------------------------------------------------------------
+def prefix_hint(prefix: str | None) -> str | None:
+    """Why a --prefix can match no item: the filter is on the object key (bronze/…), not an
+    s3:// URL or a type name."""
+    if not prefix or prefix.startswith("bronze/"):
+        return None
+    if prefix.startswith("s3://"):
+        key = prefix[5:].split("/", 1)[1] if "/" in prefix[5:] else ""
+        return f"--prefix is a key prefix, not an s3:// URL: try --prefix {key or 'bronze/'} (and --bucket)"
+    return f"--prefix matches object keys, which start with bronze/: try --prefix bronze/{prefix.lstrip('/')}"
+
+
 @dataclass
 class PurgeFilter:
     bucket: str | None = None

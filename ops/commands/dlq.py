@@ -289,5 +289,7 @@ def ledger_purge(ctx, table, bucket, prefix, start, end, statuses, expired, purg
     verb = "would delete" if dry_run else "deleted"
     render(ctx, report, lambda r: f"{verb} {r.matched if dry_run else r.deleted} of {r.matched} matching item(s) "
                                   f"({r.scanned} scanned) in {r.seconds} s; by status {counts(r.by_status)}")
+    if not report.matched and lib.prefix_hint(prefix):
+        info(ctx, f"hint: {lib.prefix_hint(prefix)}")
     if report.failed:
         raise PartialFailure(f"{len(report.failed)} item(s) could not be deleted")

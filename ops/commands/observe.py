@@ -285,7 +285,7 @@ def ledger_ls(ctx, table, statuses, bucket, prefix, start, end, since, expired, 
       eltops ledger ls --status FAILED --since 1d
       eltops ledger ls --prefix bronze/orders/dt=2025-01-02/ --limit 0 --jsonl > items.jsonl
     """
-    from ops.ledger import PurgeFilter, list_items
+    from ops.ledger import PurgeFilter, list_items, prefix_hint
 
     window = _window(start, end, since) if (start or end or since) else None
     filters = PurgeFilter(bucket=bucket, prefix=prefix, window=window, statuses=tuple(statuses), expired=expired)
@@ -299,6 +299,8 @@ def ledger_ls(ctx, table, statuses, bucket, prefix, start, end, since, expired, 
 
     listing = list_items(settings(ctx).aws().client("dynamodb"), table=table, filters=filters, segments=segments,
                          on_item=on_item, limit=limit or None)
+    if not listing.matched and prefix_hint(prefix):
+        info(ctx, f"hint: {prefix_hint(prefix)}")
     if jsonl:
         info(ctx, f"{listing.matched} item(s) of {listing.scanned} scanned; by status {counts(listing.by_status)}")
         return

@@ -171,3 +171,13 @@ def test_ledger_ls_text_counts_statuses_in_words_not_as_a_python_dict(pipeline):
     result = eltops(pipeline, "ledger", "ls")
     assert result.exit_code == 0
     assert result.stdout.splitlines()[-1] == "3 item(s) of 3 scanned; by status DONE 3"
+
+
+def test_a_ledger_prefix_that_is_not_a_key_prefix_gets_a_hint(pipeline):
+    healthy_pipeline(pipeline)
+    listed = eltops(pipeline, "ledger", "ls", "--prefix", "orders/")
+    assert listed.exit_code == 0 and "try --prefix bronze/orders/" in listed.stderr
+    purged = eltops(pipeline, "ledger", "purge", "--prefix", f"s3://{pipeline.bronze}/bronze/orders/", "--dry-run")
+    assert purged.exit_code == 0 and "try --prefix bronze/orders/" in purged.stderr
+    found = eltops(pipeline, "ledger", "ls", "--prefix", "bronze/orders/")
+    assert "hint" not in found.stderr
