@@ -83,6 +83,10 @@ def reconcile_command(ctx, bucket, prefix, start, end, since, by, from_inventory
 
     if (dry_run or yes or checkpoint or report_path or dest_prefix) and not how:
         raise UsageError("--dry-run, --yes, --checkpoint, --report and --dest-prefix go with --replay sqs|copy")
+    if how == "copy":  # before the listings: a reconcile of a long window is not repeated for a typo
+        from ops.replay import check_dest_prefix
+
+        check_dest_prefix(dest_prefix)
     aws = settings(ctx).aws()
     with _GapOutput(ctx, jsonl=jsonl, out_path=out_path, keep=bool(how) or settings(ctx).json) as output:
         report = lib.reconcile(aws.client("s3"), aws.client("dynamodb"), bucket=bucket, prefix=prefix,

@@ -249,3 +249,15 @@ def test_a_mistyped_bucket_or_table_is_named_with_the_option_that_gave_it(pipeli
     table = eltops(pipeline, "reconcile", *window, "--table", "elt-local-ledgr")
     assert table.exit_code == 1
     assert "table elt-local-ledgr does not exist" in table.stderr and "--table" in table.stderr
+
+
+def test_a_bad_dest_prefix_for_replay_copy_is_refused_before_any_listing(pipeline, monkeypatch):
+    import ops.reconcile
+
+    def no_listing(*args, **kwargs):
+        raise AssertionError("reconcile listed before refusing --dest-prefix")
+
+    monkeypatch.setattr(ops.reconcile, "reconcile", no_listing)
+    result = eltops(pipeline, "reconcile", "--start", DAY, "--end", "2025-03-11", "--replay", "copy",
+                    "--dest-prefix", "bronze/replay/a/b", "--yes")
+    assert result.exit_code == 2 and "--dest-prefix 'bronze/replay/a/b'" in result.stderr
