@@ -240,7 +240,7 @@ def health_command(ctx, since, queue_url, dlq_urls, table, silver_bucket, max_qu
                           extra_dlq_urls=dlq_urls, limits=limits)
     render(ctx, report, _health_text)
     if not report.healthy:
-        raise NeedsAttention(f"{len(report.failing)} check(s) need attention: "
+        raise NeedsAttention(f"{len(report.failing)} check(s) failing: "
                              + ", ".join(f"{c.name} {c.subject}" for c in report.failing)
                              + f"; see {report.failing[0].runbook}")
 

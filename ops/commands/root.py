@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import click
 
-from ops.errors import ExitStatus, OpsError, PartialFailure, UsageError
+from ops.errors import ExitStatus, NeedsAttention, OpsError, PartialFailure, UsageError
 
 
 @dataclasses.dataclass
@@ -216,7 +216,8 @@ def progress_bar(ctx: click.Context, *, total: int | None, desc: str, unit: str 
 
 
 class EltGroup(click.Group):
-    """Maps OpsError (and file errors) to `Error: …` on stderr with its exit code; Ctrl-C to 130."""
+    """Maps OpsError (and file errors) to `Error: …` on stderr with its exit code (`Needs attention: …`
+    for exit 4); Ctrl-C to 130."""
 
     def invoke(self, ctx: click.Context):
         try:
@@ -227,7 +228,9 @@ class EltGroup(click.Group):
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(int(exc.exit_status))
         except OpsError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            # exit 4 is a finding of a check that ran (health, reconcile), not an error of the command
+            label = "Needs attention" if isinstance(exc, NeedsAttention) else "Error"
+            click.echo(f"{label}: {exc}", err=True)
             ctx.exit(int(exc.exit_status))
         except OSError as exc:
             if exc.filename is None:  # not a file problem (sockets and the like): let it show

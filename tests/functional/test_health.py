@@ -102,6 +102,7 @@ def test_the_command_exits_4_and_says_what_to_do(pipeline):
     assert result.exit_code == 4
     assert "FAIL  stuck-claims" in result.stdout and "eltops reconcile" in result.stdout
     assert "runbooks/find-and-fill-gaps.md" in result.stdout and "stuck-claims" in result.stderr
+    assert result.stderr.startswith("Needs attention: 1 check(s) failing: stuck-claims ledger")  # a finding, not an error
     assert eltops(pipeline, "health", "--max-stuck-claims", "1").exit_code == 0
     assert eltops(pipeline, "health", "--max-queue-age", "soon").exit_code == 2
 
