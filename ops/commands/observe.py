@@ -250,8 +250,9 @@ def _health_text(r) -> str:
 
     lines = [("HEALTHY" if r.healthy else f"NEEDS ATTENTION ({len(r.failing)} of {len(r.checks)} checks)")
              + f" at {r.checked_at}, window since {describe_time(r.since)}"]
+    width = max([24, *(len(c.subject) for c in r.checks)])  # a long queue name keeps its row in line
     for c in r.checks:
-        lines.append(f"  {'ok  ' if c.ok else 'FAIL'}  {c.name:<16} {c.subject:<24} {c.summary}")
+        lines.append(f"  {'ok  ' if c.ok else 'FAIL'}  {c.name:<16} {c.subject:<{width}} {c.summary}")
         if not c.ok:
             lines += [f"          {d}" for d in c.details[:5]]
             lines.append(f"          next: {c.next_step or 'see the runbook'}  (runbook: {c.runbook})")

@@ -55,3 +55,16 @@ def test_reconcile_health_and_drift_text_give_windows_to_the_second():
     assert "[2026-12-01T14:29:34.357Z, 2026-12-02T14:29:34.357Z)" in _reconcile_text(r)
     h = SimpleNamespace(healthy=True, failing=[], checks=[], checked_at="2026-12-02T14:29:34Z", since=start)
     assert _health_text(h) == "HEALTHY at 2026-12-02T14:29:34Z, window since 2026-12-01T14:29:34.357Z"
+
+
+def test_health_text_keeps_its_columns_with_a_long_queue_name():
+    from types import SimpleNamespace
+
+    from ops.commands.observe import _health_text
+
+    checks = [SimpleNamespace(ok=True, name="dlq", subject=subject, summary="0 message(s)")
+              for subject in ("elt-local-events-dlq", "elt-local-ingest-events-dlq")]
+    h = SimpleNamespace(healthy=True, failing=[], checks=checks, checked_at="2026-12-02T14:29:34Z",
+                        since="2026-12-01T14:29:34Z")
+    rows = _health_text(h).splitlines()[1:]
+    assert len({row.index("0 message(s)") for row in rows}) == 1
