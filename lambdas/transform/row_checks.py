@@ -204,21 +204,36 @@ def to_timestamps(values: pa.Array) -> pa.Array:
         return pc.cast(values, TS)
     except pa.ArrowInvalid as exc:
         message = str(exc)
-    if pc.any(pc.match_substring_regex(values, _SUB_MICROSECONDS.pattern)).as_py():
-        values = pc.replace_substring_regex(values, _SUB_MICROSECONDS.pattern, r"\1")
+    named = CAST_RE.search(message)
+    truncated = False
+    # The cast's error names one value it refused. Digits past microseconds are cut (a regex over
+    # every value) only when that value has them or none is named: a value without them is refused
+    # whatever is cut, so it is refused at once; the caller takes it out and casts the rest again,
+    # until what is named has them (the naive path below cuts them all itself).
+    if named is None or _SUB_MICROSECONDS.search(named.group(1)):
+        values, truncated = _truncated(values), True
         try:
             return pc.cast(values, TS)
         except pa.ArrowInvalid as exc:
             message = str(exc)
-    named = CAST_RE.search(message)
+        named = CAST_RE.search(message)
     if named and not _is_naive_timestamp(named.group(1)):
         raise pa.ArrowInvalid(message)  # not a timestamp at all: no need to try the naive ones
+    if not truncated:
+        values = _truncated(values)
     tail = pc.utf8_slice_codeunits(values, 10)  # after YYYY-MM-DD: a zone is 'Z' or a +/- offset
     zoned = pc.fill_null(pc.or_(pc.ends_with(tail, "Z"), pc.match_substring_regex(tail, "[+-]")), False)
     none = pa.scalar(None, pa.string())
     with_zone = pc.cast(pc.if_else(zoned, values, none), TS)
     naive = pc.cast(pc.cast(pc.if_else(zoned, none, values), pa.timestamp("us")), TS)
     return pc.if_else(zoned, with_zone, naive)
+
+
+def _truncated(values):
+    """`values` with digits past microseconds cut (the same values when none has them)."""
+    if pc.any(pc.match_substring_regex(values, _SUB_MICROSECONDS.pattern)).as_py():
+        return pc.replace_substring_regex(values, _SUB_MICROSECONDS.pattern, r"\1")
+    return values
 
 
 def _numpy(values) -> np.ndarray:

@@ -345,3 +345,28 @@ def test_silver_rows_around_dropped_ones_are_queued_as_one_piece_with_their_line
     assert piece.column("shipment_id").to_pylist() == [json.loads(lines[i])["shipment_id"] for i in kept]
     assert piece.column("_line").to_pylist() == [101 + i for i in kept]
     writer.close()
+
+
+def test_nanosecond_truncation_holds_whichever_value_the_failed_cast_names():
+    # The cast's error names one refused value (which one depends on Arrow: the last of its chunk,
+    # today), and digits past microseconds are cut only once a value that has them is named, so
+    # every order of nanosecond, naive, bad and good values must give the same rows.
+    import datetime as dt
+    import itertools
+
+    from lambdas.transform.row_checks import unconvertible
+
+    utc = dt.UTC
+    values = {
+        "2025-01-01T00:00:00.123456789Z": dt.datetime(2025, 1, 1, 0, 0, 0, 123456, tzinfo=utc),
+        "2025-01-02 03:04:05.9876543": dt.datetime(2025, 1, 2, 3, 4, 5, 987654, tzinfo=utc),  # naive
+        "2025-01-03T01:00:00.1234567+01:00": dt.datetime(2025, 1, 3, 0, 0, 0, 123456, tzinfo=utc),
+        "2025-01-04T05:06:07": dt.datetime(2025, 1, 4, 5, 6, 7, tzinfo=utc),  # naive
+        "2025-01-05T00:00:00.5Z": dt.datetime(2025, 1, 5, 0, 0, 0, 500000, tzinfo=utc),
+        "yesterday": None,
+        "2025-01-01T00:00:00.123456789 tomorrow": None,
+    }
+    for order in itertools.islice(itertools.permutations(values), 0, None, 7):
+        bad, converted = unconvertible(pa.array(order))
+        assert bad.tolist() == [values[v] is None for v in order], order
+        assert converted.to_pylist() == [values[v] for v in order], order
