@@ -42,7 +42,7 @@ class Lines:
         """Every line of a block (blank ones too), found with one vectorized pass (or from the
         positions of its newlines, when known)."""
         if newlines is None:
-            newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+            newlines = newline_positions(np.frombuffer(data, dtype=np.uint8))
         starts = np.concatenate(([0], newlines + 1))
         ends = np.concatenate((newlines, [len(data)]))
         if data.endswith(b"\n"):  # no line after the final newline
@@ -169,13 +169,29 @@ def scan_block(data: bytes) -> tuple[np.ndarray, bool]:
     """One vectorized look at a block: where its newlines are, and whether it is careful (see the
     module's words): a line that is empty or starts with whitespace, or a short first line."""
     arr = np.frombuffer(data, dtype=np.uint8)
-    breaks = np.flatnonzero(arr == 10)
+    breaks = newline_positions(arr)
     if not len(arr):
         return breaks, False
     after = breaks + 1
     after = after[after < len(arr)]  # nothing follows the final newline
     short_first = (breaks[0] if len(breaks) else len(arr)) < 16
     return breaks, bool(short_first or WHITESPACE[arr[0]] or WHITESPACE[arr[after]].any())
+
+
+def newline_positions(arr: np.ndarray) -> np.ndarray:
+    """Where the newlines of `arr` (uint8) are, ascending. A JSONL block has a newline every few
+    hundred bytes, so most 8-byte words hold none: the words that do are found first (one pass
+    over an eighth as many elements) and only their bytes are looked at, instead of a nonzero
+    over every byte (which costs about as much as the rest of the block's scan)."""
+    hit = arr == 10
+    whole = len(hit) & ~7
+    words = hit[:whole].view(np.uint64)
+    found = np.flatnonzero(words != 0)
+    within = np.flatnonzero(words[found].view(np.bool_))  # 8 bytes for each word found
+    positions = (found[within >> 3] << 3) | (within & 7)
+    if whole < len(hit):
+        positions = np.concatenate((positions, whole + np.flatnonzero(hit[whole:])))
+    return positions
 
 
 def is_utf8(data) -> bool:

@@ -12,7 +12,7 @@ import pytest
 from lambdas.shared import schemas
 from lambdas.transform import pipeline
 from lambdas.transform.json_array import cut, elements_as_lines
-from lambdas.transform.line_index import all_empty_objects
+from lambdas.transform.line_index import all_empty_objects, newline_positions
 from tests.unit.test_transform_core import good_lines, run
 
 WHEN = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
@@ -91,3 +91,14 @@ def test_which_blocks_are_all_empty_objects(block, expected):
                                   b"[{},{}", b"[{},{},]", b"[{}{}]", b"[]", b"[{},[]]"])
 def test_an_array_of_empty_objects_is_cut_as_the_general_rule_cuts_it(data):
     assert elements_as_lines(data) == cut(data)
+
+
+@pytest.mark.parametrize("size", [0, 1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 1000, 4099])
+@pytest.mark.parametrize("share", [0.0, 0.002, 0.1, 0.5, 1.0])
+def test_newline_positions_are_where_the_newlines_are(size, share):
+    rng = np.random.default_rng(size)
+    data = bytes(np.where(rng.random(size) < share, 10, rng.integers(11, 256, size)).astype(np.uint8))
+    arr = np.frombuffer(data, dtype=np.uint8)
+    found = newline_positions(arr)
+    assert found.tolist() == [i for i, byte in enumerate(data) if byte == 10]
+    assert found.dtype == np.int64
