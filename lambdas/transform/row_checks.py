@@ -93,6 +93,8 @@ class RowChecks:
         return table, problems
 
     def _nonfinite(self, table: pa.Table, problems: RowProblems) -> None:
+        if self._all_finite(table):
+            return
         for path, steps in self.float_leaves:
             mask = None
             offset = 0
@@ -123,6 +125,25 @@ class RowChecks:
             if mask is not None:
                 problems.nonfinite.append((path, mask))
 
+    def _all_finite(self, table: pa.Table) -> bool:
+        """Whether every float value of the table is finite, by one sum over all float leaves (the
+        usual case; the check per leaf and row costs a few kernels per leaf). The leaves are taken
+        without kernels (a struct's child, a list's values), so they may hold more values than
+        the rows have (under a null parent, outside a slice) - never fewer, so a finite sum (or
+        none: nothing but nulls) rules out a non-finite value; any other sends the table to the
+        exact check, which also settles a sum that merely overflowed."""
+        leaves: dict[pa.DataType, list[pa.Array]] = {}  # by type: one sum per float type
+        for _, steps in self.float_leaves:
+            for values in table.column(steps[0]).chunks:
+                for step in steps[1:]:
+                    values = values.values if step is None else values.field(step)
+                leaves.setdefault(values.type, []).append(values)
+        for type_, arrays in leaves.items():
+            total = pc.sum(pa.chunked_array(arrays, type=type_)).as_py()
+            if total is not None and not math.isfinite(total):
+                return False
+        return True
+
     def _timestamps(self, table: pa.Table, problems: RowProblems) -> pa.Table:
         for name in self.ts_fields:
             i = table.schema.get_field_index(name)
@@ -151,11 +172,18 @@ class RowChecks:
                 if name in refused:  # present but not a timestamp: said already
                     mask &= ~refused[name]
             elif kind == "struct":
+                if all(chunk.field(child).null_count == 0 for chunk in col.chunks):
+                    continue  # no null child (taken without a kernel): nulls only where the parent is
                 values = pc.struct_field(col, [child])  # null where the parent is null, too
                 if values.null_count == col.null_count:
                     continue
                 mask = _numpy(pc.and_(pc.is_valid(col), pc.is_null(values)))
             else:
+                # Each chunk's list values (all of them, those outside a slice too): with no null
+                # element and no null child there, no row lacks the child.
+                if all(chunk.values.null_count == 0 and chunk.values.field(child).null_count == 0
+                       for chunk in col.chunks):
+                    continue
                 flat = pc.list_flatten(col)
                 if len(flat) == 0:
                     continue

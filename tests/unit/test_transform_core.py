@@ -110,6 +110,21 @@ def test_a_missing_required_field_including_inside_a_list_is_rejected():
         (1, "missing required field(s) 'carrier'"), (3, "missing required field(s) 'items[].sku'")]
 
 
+def test_a_missing_field_of_an_object_or_a_null_one_is_rejected_where_a_null_parent_is_not():
+    lines = good_lines(6)
+    missing, null, no_origin, null_item = (json.loads(lines[i]) for i in (1, 2, 3, 4))
+    missing["origin"].pop("country")
+    null["destination"]["country"] = None
+    no_origin["origin"] = None  # origin itself is optional; only a present origin needs a country
+    null_item["items"][1]["quantity"] = None
+    lines[1:5] = [json.dumps(line) for line in (missing, null, no_origin, null_item)]
+    result, table, rejects = run(jsonl(lines))
+    assert [(r["line"], r["reason"]) for r in rejects] == [
+        (2, "missing required field(s) 'origin.country'"), (3, "missing required field(s) 'destination.country'"),
+        (5, "missing required field(s) 'items[].quantity'")]
+    assert table.column("_line").to_pylist() == [1, 4, 6]
+
+
 def test_optional_fields_may_be_absent_or_null():
     line = json.loads(good_lines(1)[0])
     line.pop("delivered_at", None)
