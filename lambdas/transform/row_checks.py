@@ -249,6 +249,10 @@ def to_timestamps(values: pa.Array) -> pa.Array:
         raise pa.ArrowInvalid(message)  # not a timestamp at all: no need to try the naive ones
     if not truncated:
         values = _truncated(values)
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if values.offset:  # pyarrow < 15: if_else on a sliced string array (bisection's) makes an invalid one
+        values = pa.concat_arrays([values])
     tail = pc.utf8_slice_codeunits(values, 10)  # after YYYY-MM-DD: a zone is 'Z' or a +/- offset
     zoned = pc.fill_null(pc.or_(pc.ends_with(tail, "Z"), pc.match_substring_regex(tail, "[+-]")), False)
     none = pa.scalar(None, pa.string())
