@@ -62,7 +62,7 @@ class Metrics:
         self.function = _dimension_value(environ.get("AWS_LAMBDA_FUNCTION_NAME") or role)
         self.out = out or _stdout
         self.clock = clock
-        self._sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        self._sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(int))  # whole counts stay ints
         self._values: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
         self._skipped: dict[tuple[str, str], int] = defaultdict(int)
 
@@ -83,7 +83,7 @@ class Metrics:
         stamp = int(self.clock() * 1000)
         records = []
         for type_ in sorted(set(self._sums) | set(self._values)):
-            sums = {k: (int(v) if float(v).is_integer() else v) for k, v in self._sums.get(type_, {}).items()}
+            sums = dict(self._sums.get(type_, {}))
             arrays = {k: v for k, v in self._values.get(type_, {}).items() if v}
             first = True
             while first or any(arrays.values()):

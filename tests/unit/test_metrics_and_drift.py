@@ -89,6 +89,48 @@ def test_metrics_go_out_as_log_lines_even_when_the_log_level_is_warning(capsys):
     assert_valid_emf(line)
 
 
+def test_the_function_dimension_is_the_lambda_s_name_from_its_environment_or_else_the_role(monkeypatch):
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "elt-prod-ingest")
+    out = []
+    m = Metrics("ingest", out=out.append)
+    m.add("Objects", type_="orders")
+    m.flush()
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME")
+    m = Metrics("ingest", out=out.append)
+    m.add("Objects", type_="orders")
+    m.flush()
+    assert [r["function"] for r in out] == ["elt-prod-ingest", "ingest"]
+
+
+def test_skips_are_counted_per_type_and_reason_and_each_disallowed_character_becomes_one_underscore():
+    out = []
+    m = Metrics("ingest", out=out.append, environ={})
+    for _ in range(3):
+        m.skipped("duplicate")
+    m.skipped("in flight/x", type_="or ders")
+    m.flush()
+    assert [(r["type"], r["reason"], r["ObjectsSkipped"]) for r in out] == [
+        ("or_ders", "in_flight_x", 1), ("unknown", "duplicate", 3)]
+    with pytest.raises(ValueError, match="ObjectsSkipped"):  # only through skipped(), which adds the reason
+        m.add("ObjectsSkipped", type_="orders")
+    assert m.records() == []
+
+
+def test_a_type_with_only_observations_gets_its_record_and_fractional_sums_are_kept():
+    out = []
+    m = Metrics("transform", out=out.append, environ={})
+    m.value("DurationPerObject", 12.3456789, type_="orders")  # kept to the microsecond
+    m.add("BytesIn", 0.25, type_="shipments")
+    m.add("BytesIn", 0.5, type_="shipments")
+    m.add("Objects", 2, type_="shipments")
+    m.flush()
+    assert [(r["type"], {k: r[k] for k in ("DurationPerObject", "BytesIn", "Objects") if k in r}) for r in out] == [
+        ("orders", {"DurationPerObject": [12.346]}), ("shipments", {"BytesIn": 0.75, "Objects": 2})]
+    assert json.dumps(out[1]["Objects"]) == "2"  # a count reads as a count in the log line
+    for record in out:
+        assert_valid_emf(record)
+
+
 # --- schema drift -----------------------------------------------------------------------------------------
 def lines(n: int, extra: dict | None = None, every: int = 1) -> bytes:
     out = []
