@@ -81,10 +81,9 @@ def handler(event, context=None):
     d = deps()
     counts = {"records": 0, "queued": 0, "duplicates": 0, "in_flight": 0, "skipped": 0, "failed": 0}
     claimed: list[tuple[ObjectCreated, work_unit.WorkUnit]] = []
-    failed_sources: set[str | None] = set()
+    queued: list[work_unit.WorkUnit] = []
     event, strays = _take_work_units(event)
-    if strays:
-        failed_sources |= _forward(d, strays)
+    failed_sources: set[str | None] = _forward(d, strays)  # the strays SQS did not take
 
     for item in extract(event):
         counts["records"] += 1
@@ -99,10 +98,10 @@ def handler(event, context=None):
             claimed.append((item, unit))
 
     for start in range(0, len(claimed), 10):
-        failed_sources |= _send(d, claimed[start:start + 10], counts)
+        failed_sources |= _send(d, claimed[start:start + 10], counts, queued)
 
     log(LOG, logging.INFO, "ingest finished", **counts)
-    _metrics(counts, claimed, failed_sources)
+    _metrics(counts, queued)
     if failed_sources:
         if all(source is not None for source in failed_sources):
             return {"batchItemFailures": [{"itemIdentifier": s} for s in sorted(failed_sources)]}
@@ -116,14 +115,14 @@ def handler(event, context=None):
     return counts
 
 
-def _metrics(counts: dict, claimed: list, failed_sources: set) -> None:
+def _metrics(counts: dict, queued: list[work_unit.WorkUnit]) -> None:
     """EMF metrics of this invocation (lambdas/shared/metrics.py): objects queued and bytes by
-    type; skips by reason and send failures (type unknown there)."""
+    type (every object sent, also when another object of the same event failed: its retry finds
+    this one a duplicate); skips by reason and send failures (type unknown there)."""
     metrics = Metrics("ingest")
-    for item, unit in claimed:
-        if item.source_id not in failed_sources:
-            metrics.add("Objects", type_=unit.type)
-            metrics.add("BytesIn", unit.size, type_=unit.type)
+    for unit in queued:
+        metrics.add("Objects", type_=unit.type)
+        metrics.add("BytesIn", unit.size, type_=unit.type)
     if counts["failed"]:
         metrics.add("Failed", counts["failed"])
     for reason, name in (("not-bronze", "skipped"), ("duplicate", "duplicates"), ("in-flight", "in_flight")):
@@ -142,16 +141,19 @@ def _take_work_units(event) -> tuple:
         return event, []
     strays, rest = [], []
     for record in records:
-        body = record.get("body") if isinstance(record, dict) and record.get("eventSource") == "aws:sqs" else None
-        try:
-            data = json.loads(body) if isinstance(body, str) else None
-        except ValueError:
-            data = None
-        if isinstance(data, dict) and data.get("v") == work_unit.VERSION and record.get("messageId"):
-            strays.append(record)
-        else:
-            rest.append(record)
-    return ({**event, "Records": rest} if strays else event), strays
+        (strays if _is_work_unit(record) else rest).append(record)
+    return {**event, "Records": rest}, strays
+
+
+def _is_work_unit(record) -> bool:
+    """An SQS delivery (with a messageId, to fail it by) whose body is a v1 work unit."""
+    if not isinstance(record, dict) or record.get("eventSource") != "aws:sqs" or not record.get("messageId"):
+        return False
+    try:
+        data = json.loads(record.get("body"))
+    except (TypeError, ValueError):  # no body, or not JSON
+        return False
+    return isinstance(data, dict) and data.get("v") == work_unit.VERSION
 
 
 def _forward(d: Deps, records: list[dict]) -> set[str]:
@@ -230,8 +232,10 @@ def _claim(d: Deps, item: ObjectCreated, counts: dict):
     return unit
 
 
-def _send(d: Deps, batch: list[tuple[ObjectCreated, work_unit.WorkUnit]], counts: dict) -> set:
-    """SendMessageBatch; retry only the failed entries; release the claims that never got sent."""
+def _send(d: Deps, batch: list[tuple[ObjectCreated, work_unit.WorkUnit]], counts: dict,
+          queued: list[work_unit.WorkUnit]) -> set:
+    """SendMessageBatch; retry only the failed entries; release the claims that never got sent.
+    The units sent go to `queued`; returns the sources of those that were not."""
     pending = {str(i): pair for i, pair in enumerate(batch)}
     refused: dict = {}
     last_error = ""
@@ -239,7 +243,7 @@ def _send(d: Deps, batch: list[tuple[ObjectCreated, work_unit.WorkUnit]], counts
         if not pending:
             break
         if attempt:
-            time.sleep(min(2.0, 0.1 * 2**attempt))
+            time.sleep(0.1 * 2**attempt)  # 0.2, 0.4, 0.8 s
         entries = [
             {"Id": i, "MessageBody": unit.body(), "MessageAttributes": unit.message_attributes()}
             for i, (_, unit) in pending.items()
@@ -254,6 +258,7 @@ def _send(d: Deps, batch: list[tuple[ObjectCreated, work_unit.WorkUnit]], counts
             steps.step(steps.AFTER_SEND, object=unit.object_id)
             d.ledger.mark_queued(bucket=unit.bucket, key=unit.key, etag=unit.etag, message_id=ok["MessageId"])
             counts["queued"] += 1
+            queued.append(unit)
             log(LOG, logging.INFO, "queued", object=unit.object_id, etag=unit.etag, message_id=ok["MessageId"])
         for bad in response.get("Failed", []):
             last_error = f"{bad.get('Code')}: {bad.get('Message')}"
