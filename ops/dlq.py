@@ -18,7 +18,6 @@ DLQ's source queue, from ListDeadLetterSourceQueues), so ingest sees it again.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import threading
@@ -33,11 +32,12 @@ from lambdas.shared.keys import InvalidKey, parse_bronze_key
 from lambdas.shared.ledger import plain
 from ops.aws import require_queue, send_batch, with_retries
 from ops.errors import OpsError, UsageError
-from ops.executor import BoundedExecutor, Cancelled
+from ops.executor import BoundedExecutor
 from ops.ratelimit import RateLimiter
 
 SCAN_VISIBILITY = 60  # seconds a scanned message stays hidden while inspect/redrive runs
 NATIVE_MAX_RPS = 500  # StartMessageMoveTask's MaxNumberOfMessagesPerSecond limit
+SEND_ATTEMPTS = 6  # SendMessageBatch attempts per redriven batch (only failed entries are sent again)
 RUNNING = "RUNNING"
 
 
@@ -104,12 +104,13 @@ class DlqMessage:
 
 
 def _message(raw: dict) -> DlqMessage:
+    body = raw["Body"]  # SQS has no message without one
     try:
-        unit, error = work_unit.parse(raw.get("Body", "")), None
+        unit, error = work_unit.parse(body), None
     except work_unit.InvalidWorkUnit as exc:
         unit, error = None, str(exc)
-    objects = [] if unit else [o for o in extract(raw.get("Body", "")) if isinstance(o, ObjectCreated)]
-    return DlqMessage(message_id=raw["MessageId"], receipt_handle=raw["ReceiptHandle"], body=raw.get("Body", ""),
+    objects = [o for o in extract(body) if isinstance(o, ObjectCreated)]  # none in a work unit
+    return DlqMessage(message_id=raw["MessageId"], receipt_handle=raw["ReceiptHandle"], body=body,
                       attributes=raw.get("Attributes", {}), message_attributes=raw.get("MessageAttributes", {}),
                       unit=unit, parse_error=None if objects else error, objects=objects)
 
@@ -148,6 +149,8 @@ class Held:
 
 
 def receive(sqs, queue_url: str, *, visibility: int = SCAN_VISIBILITY, wait_seconds: int = 1) -> list[DlqMessage]:
+    """Up to ten messages, held for `visibility` seconds. A long poll (`wait_seconds` > 0) asks
+    every SQS server, so an empty answer means an empty queue; a short poll asks only some."""
     response = with_retries(lambda: sqs.receive_message(
         QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=visibility, WaitTimeSeconds=wait_seconds,
         AttributeNames=["All"], MessageAttributeNames=["All"], MessageSystemAttributeNames=["All"]),
@@ -209,15 +212,14 @@ def inspect(sqs, *, queue_url: str, ddb=None, table: str | None = None, max_mess
     held = Held(sqs, queue_url)
     seen: dict[str, DlqMessage] = {}
     try:
-        empty_polls = 0
-        while len(seen) < max_messages and empty_polls < 1:
-            batch = receive(sqs, queue_url, wait_seconds=1)  # long polling asks every SQS server
-            new = [m for m in batch if m.message_id not in seen]
+        while len(seen) < max_messages:
+            new = [m for m in receive(sqs, queue_url) if m.message_id not in seen]
             for message in new:
                 seen[message.message_id] = message
                 held.add(message)
-            empty_polls = 0 if new else empty_polls + 1
             held.refresh_if_due()
+            if not new:  # one empty long poll: long polling asks every SQS server
+                break
     finally:
         held.release()
     messages = list(seen.values())[:max_messages]
@@ -270,7 +272,7 @@ def source_queues(sqs, dlq_url: str) -> list[str]:
     while True:
         page = with_retries(lambda k=dict(kwargs): sqs.list_dead_letter_source_queues(**k),
                             action="sqs:ListDeadLetterSourceQueues", resource=dlq_url)
-        urls += page.get("queueUrls", [])
+        urls += page["queueUrls"]  # required in the answer
         if not page.get("NextToken"):
             return urls
         kwargs["NextToken"] = page["NextToken"]
@@ -401,12 +403,12 @@ def redrive_deduplication_id(message: DlqMessage, run_id: str) -> str:
     return hashlib.sha256(f"{original}|redrive|{run_id}".encode()).hexdigest()
 
 
-def _outgoing(message: DlqMessage, *, fifo: bool, now: dt.datetime, run_id: str = "") -> dict:
+def _outgoing(message: DlqMessage, *, fifo: bool, run_id: str) -> dict:
     """The entry to send: same body and attributes; a v1 work unit is marked origin=redrive."""
     body, attributes = message.body, dict(message.message_attributes)
     if message.unit is not None:
         unit = work_unit.build(bucket=message.unit.bucket, key=message.unit.key, etag=message.unit.etag,
-                               size=message.unit.size, origin="redrive", now=now)
+                               size=message.unit.size, origin="redrive")
         body = unit.body()
         attributes.update(unit.message_attributes())
     entry = {"MessageBody": body}
@@ -440,14 +442,13 @@ def redrive_manual(sqs, *, source_url: str, target_url: str, max_messages: int |
         return max_messages is not None and report.matched >= max_messages
 
     def loop(_worker: int) -> None:
-        empty_polls = 0
-        # One empty long poll ends a worker: long polling asks every SQS server.
-        while not executor.stopping() and empty_polls < 1 and not full():
-            batch = receive(sqs, source_url, visibility=visibility, wait_seconds=1)
+        while not executor.stopping() and not full():
+            batch = receive(sqs, source_url, visibility=visibility)
             chosen = []
             with lock:
                 batch = [m for m in batch if m.message_id not in seen]
-                empty_polls = 0 if batch else empty_polls + 1
+                if not batch:  # one empty long poll ends a worker: long polling asks every SQS server
+                    break
                 for message in batch:
                     seen.add(message.message_id)
                     wanted = (filter_type is None or message.type == filter_type) and (
@@ -465,8 +466,8 @@ def redrive_manual(sqs, *, source_url: str, target_url: str, max_messages: int |
                 try:
                     _move(sqs, chosen, source_url=source_url, target_url=target_url, fifo=fifo, limiter=limiter,
                           report=report, held=held, lock=lock, run_id=run_id)
-                except Cancelled:
-                    for message in chosen:  # not sent (or not known to be): they stay in the DLQ
+                except BaseException:  # stopped, denied, interrupted: visible in the DLQ again at the end
+                    for message in chosen:  # not sent (or not known to be): at worst a duplicate later
                         held.add(message)
                     raise
             held.refresh_if_due()
@@ -491,8 +492,7 @@ def _count_unreached(sqs, source_url: str, report: RedriveReport) -> None:
     attributes = with_retries(lambda: sqs.get_queue_attributes(
         QueueUrl=source_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]),
         action="sqs:GetQueueAttributes", resource=source_url)["Attributes"]
-    depth = int(attributes.get("ApproximateNumberOfMessages", 0)) + int(
-        attributes.get("ApproximateNumberOfMessagesNotVisible", 0))
+    depth = int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
     accounted = report.skipped_by_filter + len(report.failed) + (report.matched if report.dry_run else 0)
     report.left_unreached = max(0, depth - accounted)
     if report.left_unreached:
@@ -502,12 +502,12 @@ def _count_unreached(sqs, source_url: str, report: RedriveReport) -> None:
 
 
 def _move(sqs, messages: list[DlqMessage], *, source_url: str, target_url: str, fifo: bool, limiter: RateLimiter,
-          report: RedriveReport, held: Held, lock: threading.Lock, attempts: int = 6, run_id: str = "") -> None:
-    now = dt.datetime.now(dt.UTC)
-    entries = {str(i): _outgoing(m, fifo=fifo, now=now, run_id=run_id) for i, m in enumerate(messages)}
+          report: RedriveReport, held: Held, lock: threading.Lock, run_id: str) -> None:
+    """Send one receive's messages (at most ten), then delete from the DLQ those that were sent."""
+    entries = {str(i): _outgoing(m, fifo=fifo, run_id=run_id) for i, m in enumerate(messages)}
     sent: list[DlqMessage] = []
     for i, (ok, detail) in send_batch(sqs, queue_url=target_url, entries=entries, limiter=limiter,
-                                      attempts=attempts).items():
+                                      attempts=SEND_ATTEMPTS).items():
         message = messages[int(i)]
         if ok:
             sent.append(message)
@@ -515,18 +515,18 @@ def _move(sqs, messages: list[DlqMessage], *, source_url: str, target_url: str, 
         with lock:  # never sent: stays in the DLQ
             report.failed.append({"message_id": message.message_id, "error": detail})
         held.add(message)
-    # Delete only what reached the target.
-    for start in range(0, len(sent), 10):
-        chunk = sent[start:start + 10]
-        entries = [{"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(chunk)]
-        response = with_retries(lambda e=entries: sqs.delete_message_batch(QueueUrl=source_url, Entries=e),
-                                action="sqs:DeleteMessage", resource=source_url)
-        with lock:
-            report.moved += len(response.get("Successful", []))
-            for bad in response.get("Failed", []):
-                # Sent but not deleted: it will be redriven again later (a duplicate, never a loss).
-                report.failed.append({"message_id": chunk[int(bad["Id"])].message_id,
-                                      "error": f"sent, but not deleted from the DLQ: {bad.get('Code')}"})
+    if not sent:
+        return
+    # Delete only what reached the target: one batch.
+    entries = [{"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(sent)]
+    response = with_retries(lambda: sqs.delete_message_batch(QueueUrl=source_url, Entries=entries),
+                            action="sqs:DeleteMessage", resource=source_url)
+    with lock:
+        report.moved += len(response.get("Successful", []))
+        for bad in response.get("Failed", []):
+            # Sent but not deleted: it will be redriven again later (a duplicate, never a loss).
+            report.failed.append({"message_id": sent[int(bad["Id"])].message_id,
+                                  "error": f"sent, but not deleted from the DLQ: {bad.get('Code')}"})
 
 
 
@@ -577,14 +577,17 @@ def redrive(sqs, *, mode: str, source_url: str, target_url: str | None, confirm:
                               max_rps=max_rps)
     if chosen == "manual" and not target_url:
         raise UsageError("manual redrive needs --to-url (or ELT_QUEUE_URL): the queue to send messages to")
-    say = on_info or (lambda _message: None)
+    def say(message: str) -> None:
+        if on_info:
+            on_info(message)
+
     require_queue(sqs, source_url)
     if target_url:
         require_queue(sqs, target_url, option="--to-url")
     say(f"mode: {chosen} ({why})")
     depth = int(with_retries(lambda: sqs.get_queue_attributes(
         QueueUrl=source_url, AttributeNames=["ApproximateNumberOfMessages"]), action="sqs:GetQueueAttributes",
-        resource=source_url)["Attributes"].get("ApproximateNumberOfMessages", 0))
+        resource=source_url)["Attributes"]["ApproximateNumberOfMessages"])
     plan = RedrivePlan(mode=chosen, reason=why, source=source_url, target=target_url, messages=depth,
                        filtered=bool(filter_type or filter_dt))
     if not dry_run and not confirm(plan):
