@@ -133,6 +133,17 @@ def with_retries(fn, *, action: str, resource: str, attempts: int = RETRY_ATTEMP
         raise
 
 
+def all_receive_attributes(sqs) -> dict[str, list[str]]:
+    """ReceiveMessage arguments asking for every attribute. `MessageSystemAttributeNames` (which
+    replaced the deprecated `AttributeNames`) reached botocore's model only in 2024: the oldest
+    boto3 this project allows would refuse the request before sending it, so it is sent only where
+    the client's model knows it; `AttributeNames` still works everywhere."""
+    arguments = {"AttributeNames": ["All"], "MessageAttributeNames": ["All"]}
+    if "MessageSystemAttributeNames" in sqs.meta.service_model.operation_model("ReceiveMessage").input_shape.members:
+        arguments["MessageSystemAttributeNames"] = ["All"]
+    return arguments
+
+
 def send_batch(sqs, *, queue_url: str, entries: dict[str, dict], limiter, attempts: int = 8,
                sleep=None) -> dict[str, tuple[bool, str]]:
     """One SendMessageBatch of up to 10 entries (Id -> entry without its Id). Only the failed

@@ -30,7 +30,7 @@ from lambdas.ingest.s3_events import ObjectCreated, extract
 from lambdas.shared import work_unit
 from lambdas.shared.keys import InvalidKey, parse_bronze_key
 from lambdas.shared.ledger import plain
-from ops.aws import require_queue, send_batch, with_retries
+from ops.aws import all_receive_attributes, require_queue, send_batch, with_retries
 from ops.errors import OpsError, UsageError
 from ops.executor import BoundedExecutor
 from ops.ratelimit import RateLimiter
@@ -153,7 +153,7 @@ def receive(sqs, queue_url: str, *, visibility: int = SCAN_VISIBILITY, wait_seco
     every SQS server, so an empty answer means an empty queue; a short poll asks only some."""
     response = with_retries(lambda: sqs.receive_message(
         QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=visibility, WaitTimeSeconds=wait_seconds,
-        AttributeNames=["All"], MessageAttributeNames=["All"], MessageSystemAttributeNames=["All"]),
+        **all_receive_attributes(sqs)),
         action="sqs:ReceiveMessage", resource=queue_url)
     return [_message(m) for m in response.get("Messages", [])]
 

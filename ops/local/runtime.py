@@ -29,6 +29,7 @@ from lambdas.ingest import app as ingest_app
 from lambdas.shared import steps
 from lambdas.shared.log import JsonFormatter
 from lambdas.transform import app as transform_app
+from ops.aws import all_receive_attributes
 from ops.local.calls import attach
 from ops.local.resources import LocalSettings, Names, Provisioned, provision
 
@@ -143,7 +144,7 @@ class EventSourceMapping:
     def poll_once(self) -> int:
         response = self.sqs.receive_message(
             QueueUrl=self.queue_url, MaxNumberOfMessages=self.batch_size, WaitTimeSeconds=self.wait_seconds,
-            AttributeNames=["All"], MessageAttributeNames=["All"], MessageSystemAttributeNames=["All"],
+            **all_receive_attributes(self.sqs),
         )
         messages = response.get("Messages", [])
         if messages:

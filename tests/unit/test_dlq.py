@@ -1092,3 +1092,17 @@ def test_an_error_in_one_worker_stops_the_rate_limited_senders_too(aws, monkeypa
     [limiter] = limiters
     assert limiter.stop is not None and limiter.stop.is_set()  # a waiting sender ends with the run
     assert aws.depth(source) == (3, 0)  # not sent: visible in the DLQ again at once, not after the scan visibility
+
+
+def test_receive_works_with_a_botocore_that_predates_message_system_attribute_names(aws):
+    # setup.cfg allows boto3 1.28.57, whose SQS model has no MessageSystemAttributeNames (added in
+    # 2024): a client that does not know it refuses the request before sending it. Such a client,
+    # from its model with the member removed:
+    old = boto3.session.Session().client("sqs", region_name=REGION)
+    members = old.meta.service_model.operation_model("ReceiveMessage").input_shape.members
+    del members["MessageSystemAttributeNames"]
+    url = aws.queue()
+    send_units(aws, url, [unit(1)])
+    (message,) = dlq.receive(old, url, wait_seconds=0)
+    assert message.unit is not None and message.unit.etag == "e1"
+    assert int(message.attributes["ApproximateReceiveCount"]) == 1  # the system attributes still come
