@@ -217,15 +217,15 @@ FRESHNESS_PAGES = 20  # listing pages read per partition (20,000 objects): healt
 def silver_freshness(s3, *, bucket: str, now: float, limits: Thresholds) -> list[Check]:
     """Per type: the newest silver object of its latest two dt= partitions (at most
     FRESHNESS_PAGES listing pages of each; the detail says so when a partition was cut short)."""
-    types = [c["Prefix"] for page in _pages(s3, bucket, Prefix=SILVER_ROOT, Delimiter="/")
+    types = [c["Prefix"] for page in _pages(s3, bucket, SILVER_ROOT, Delimiter="/")
              for c in page.get("CommonPrefixes", [])]
     checks = []
     for prefix in types:
-        parts = sorted(c["Prefix"] for page in _pages(s3, bucket, Prefix=prefix + "dt=", Delimiter="/")
+        parts = sorted(c["Prefix"] for page in _pages(s3, bucket, prefix + "dt=", Delimiter="/")
                        for c in page.get("CommonPrefixes", []))
         newest, newest_key, cut = None, None, []
         for part in parts[-2:]:
-            for number, page in enumerate(_pages(s3, bucket, Prefix=part), start=1):
+            for number, page in enumerate(_pages(s3, bucket, part), start=1):
                 for obj in page.get("Contents", []):
                     moment = obj["LastModified"].timestamp()
                     if newest is None or moment > newest:

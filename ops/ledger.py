@@ -51,7 +51,7 @@ def replay_copies(s3, ledger: Ledger, *, bucket: str, logical_key: str) -> list[
     found = []
     for stamp in sorted(stamps, reverse=True)[:MAX_REPLAY_STAMPS]:
         for key_for in (replay_key, batch_replay_key):
-            key = key_for(logical_key, stamp.rstrip("/"))
+            key = key_for(logical_key, stamp)  # both layouts drop the stamp's trailing "/"
             items = ledger.versions(bucket=bucket, key=key)
             if items:
                 found.append({"key": key, "versions": [
@@ -99,8 +99,8 @@ def object_status(*, s3, ddb, table: str, url: str, silver_bucket: str | None) -
             head = s3.head_object(Bucket=silver_bucket, Key=status.silver_key)
             status.silver_exists = True
             status.silver_last_modified = head["LastModified"].astimezone(dt.UTC).isoformat()
-            status.silver_source_etag = head.get("Metadata", {}).get("source-etag")
-            status.silver_sequencer = head.get("Metadata", {}).get("source-sequencer")
+            status.silver_source_etag = head["Metadata"].get("source-etag")  # boto3 gives {} without any
+            status.silver_sequencer = head["Metadata"].get("source-sequencer")
         except Exception as exc:  # noqa: BLE001
             if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                 status.silver_exists = False
@@ -192,24 +192,21 @@ def _scan_pages(ddb, *, table: str, filters: PurgeFilter, segment: int, segments
         if status not in STATUSES:
             raise UsageError(f"--status {status!r} is not one of {', '.join(STATUSES)}")
     expression, names, values = filters.expression(now)
-    start = None
+    kwargs = dict(TableName=table, Segment=segment, TotalSegments=segments)
+    if projection:
+        kwargs["ProjectionExpression"] = projection
+        names = {**names, "#st": "status"}
+    if names:
+        kwargs["ExpressionAttributeNames"] = names
+    if expression:
+        kwargs["FilterExpression"] = expression
+        kwargs["ExpressionAttributeValues"] = values
     while True:
-        kwargs = dict(TableName=table, Segment=segment, TotalSegments=segments)
-        if projection:
-            kwargs["ProjectionExpression"] = projection
-            names = {**names, "#st": "status"}
-        if names:
-            kwargs["ExpressionAttributeNames"] = names
-        if expression:
-            kwargs["FilterExpression"] = expression
-            kwargs["ExpressionAttributeValues"] = values
-        if start:
-            kwargs["ExclusiveStartKey"] = start
-        page = with_retries(lambda k=kwargs: ddb.scan(**k), action="dynamodb:Scan", resource=table)
-        yield [plain(i) for i in page.get("Items", [])], page.get("ScannedCount", 0)
-        start = page.get("LastEvaluatedKey")
-        if not start:
+        page = with_retries(lambda: ddb.scan(**kwargs), action="dynamodb:Scan", resource=table)
+        yield [plain(i) for i in page["Items"]], page["ScannedCount"]
+        if "LastEvaluatedKey" not in page:
             return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def scan_matching(ddb, *, table: str, filters: PurgeFilter, segments: int = 4,
@@ -238,14 +235,13 @@ def scan_items(ddb, *, table: str, fields: tuple[str, ...], condition: str, valu
                 ExpressionAttributeValues=values, ProjectionExpression=", ".join(names))
 
     def scan(segment: int) -> list[dict]:
-        items, start = [], None
+        items, call = [], dict(base, Segment=segment)
         while True:
-            call = dict(base, Segment=segment, **({"ExclusiveStartKey": start} if start else {}))
-            page = with_retries(lambda c=call: ddb.scan(**c), action="dynamodb:Scan", resource=table)
-            items += [plain(i) for i in page.get("Items", [])]
-            start = page.get("LastEvaluatedKey")
-            if not start:
+            page = with_retries(lambda: ddb.scan(**call), action="dynamodb:Scan", resource=table)
+            items += [plain(i) for i in page["Items"]]
+            if "LastEvaluatedKey" not in page:
                 return items
+            call["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     return [item for part in bounded_map(scan, range(segments), concurrency=segments, name="scan") for item in part]
 
@@ -277,7 +273,7 @@ def list_items(ddb, *, table: str, filters: PurgeFilter, segments: int = 4, now:
                 for item in page:
                     if done.is_set():
                         return
-                    item["expired"] = int(item.get("expiration", 0) or 0) < moment
+                    item["expired"] = int(item.get("expiration") or 0) < moment
                     listing.matched += 1
                     listing.by_status[item.get("status", "?")] = listing.by_status.get(item.get("status", "?"), 0) + 1
                     on_item(item)
@@ -316,10 +312,10 @@ def batch_get(ddb, *, table: str, keys: list[tuple[str, str]], attempts: int = 8
                 on_call()
             response = with_retries(lambda r=request: ddb.batch_get_item(RequestItems=r),
                                     action="dynamodb:BatchGetItem", resource=table)
-            for raw in response.get("Responses", {}).get(table, []):
+            for raw in response["Responses"].get(table, []):
                 item = plain(raw)
                 found[(item["pk"], item["etag"])] = item
-            left = response.get("UnprocessedKeys", {}).get(table)
+            left = response["UnprocessedKeys"].get(table)
             if not left or not left.get("Keys"):
                 break
             request = {table: left}
@@ -344,7 +340,7 @@ def delete_items(ddb, *, table: str, items: list[dict], concurrency: int = 4, at
                 sleep(random.uniform(0, min(5.0, 0.05 * 2**attempt)))
             response = with_retries(lambda r=requests: ddb.batch_write_item(RequestItems={table: r}),
                                     action="dynamodb:BatchWriteItem", resource=table, stop=executor.stop)
-            requests = response.get("UnprocessedItems", {}).get(table, [])
+            requests = response["UnprocessedItems"].get(table)
             if not requests:
                 return len(batch), []
         failed = [{"pk": r["DeleteRequest"]["Key"]["pk"]["S"], "etag": r["DeleteRequest"]["Key"]["etag"]["S"],

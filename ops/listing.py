@@ -62,18 +62,14 @@ def _info(bucket: str, obj: dict) -> ObjectInfo:
                       last_modified=as_utc(obj["LastModified"]))
 
 
-def _pages(s3, bucket: str, **kwargs):
-    token = None
+def _pages(s3, bucket: str, prefix: str, **kwargs):
+    call = dict(Bucket=bucket, Prefix=prefix, **kwargs)
     while True:
-        call = dict(Bucket=bucket, **kwargs)
-        if token:
-            call["ContinuationToken"] = token
-        page = with_retries(lambda c=call: s3.list_objects_v2(**c), action="s3:ListBucket",
-                            resource=f"s3://{bucket}/{kwargs.get('Prefix', '')}")
+        page = with_retries(lambda: s3.list_objects_v2(**call), action="s3:ListBucket", resource=f"s3://{bucket}/{prefix}")
         yield page
-        token = page.get("NextContinuationToken")
-        if not page.get("IsTruncated") or not token:
+        if not page.get("IsTruncated"):
             return
+        call["ContinuationToken"] = page["NextContinuationToken"]  # S3 sends it with every truncated page
 
 
 def _keep_replay(prefix: str) -> bool:
@@ -90,7 +86,7 @@ def list_window(s3, *, bucket: str, prefix: str, window: Window, by: str = "modi
     objects: list[ObjectInfo] = []
     partitions: list[str] = []
     if by == "modified":
-        for page in _pages(s3, bucket, Prefix=prefix):
+        for page in _pages(s3, bucket, prefix):
             for obj in page.get("Contents", []):
                 if not keep_replay and obj["Key"].startswith(REPLAY_PREFIX):
                     skipped += 1
@@ -104,7 +100,7 @@ def list_window(s3, *, bucket: str, prefix: str, window: Window, by: str = "modi
         partitions = find_partitions(s3, bucket=bucket, prefix=prefix, window=window)
 
         def list_partition(partition: str) -> list[ObjectInfo]:
-            return [_info(bucket, o) for page in _pages(s3, bucket, Prefix=partition) for o in page.get("Contents", [])]
+            return [_info(bucket, o) for page in _pages(s3, bucket, partition) for o in page.get("Contents", [])]
 
         def record(_partition, found: list[ObjectInfo]) -> None:
             objects.extend(found)
@@ -148,7 +144,7 @@ def stream_objects(s3, *, bucket: str, prefix: str, window: Window, by: str = "m
 
 
 def _partition_day(prefix: str) -> dt.date | None:
-    last = prefix.rstrip("/").rsplit("/", 1)[-1]
+    last = prefix.rstrip("/").rpartition("/")[2]
     if not last.startswith("dt="):
         return None
     try:
@@ -172,24 +168,20 @@ def find_partitions(s3, *, bucket: str, prefix: str, window: Window) -> list[str
             return
         # Partitions right under this node, from the window's first day on: a range listing.
         in_range = []
-        for page in _pages(s3, bucket, Prefix=f"{node}dt=", Delimiter="/", StartAfter=f"{node}dt={first.isoformat()}"):
-            stop = False
-            for common in page.get("CommonPrefixes", []):
-                day = _partition_day(common["Prefix"])
-                if day is None:
-                    continue
-                if day > last:
-                    stop = True
-                    break
-                if day >= first:
-                    in_range.append(common["Prefix"])
-            if stop:
-                break
+        pages = _pages(s3, bucket, f"{node}dt=", Delimiter="/", StartAfter=f"{node}dt={first.isoformat()}")
+        for candidate in (c["Prefix"] for page in pages for c in page.get("CommonPrefixes", [])):
+            day = _partition_day(candidate)
+            if day is None:
+                continue
+            if day > last:
+                break  # the pages are read lazily: none after this one is asked for
+            if day >= first:
+                in_range.append(candidate)
         if in_range:
             found.extend(in_range)
             return
         # Nothing in range here: either a partition level without the window, or a level above.
-        children = [c["Prefix"] for page in _pages(s3, bucket, Prefix=node, Delimiter="/")
+        children = [c["Prefix"] for page in _pages(s3, bucket, node, Delimiter="/")
                     for c in page.get("CommonPrefixes", [])]
         if any(_partition_day(c) is not None for c in children):
             return
@@ -208,7 +200,7 @@ def write_manifest(listing: Listing, path: str) -> int:
     with open(path, "w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
         for obj in listing.objects:
-            writer.writerow([obj.bucket, quote(obj.key, safe="/")])
+            writer.writerow([obj.bucket, quote(obj.key)])  # quote keeps "/" as it is
     return len(listing.objects)
 
 

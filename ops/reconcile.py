@@ -207,7 +207,7 @@ class _Reconciler:
         """name -> LastModified (epoch s) of one silver partition."""
         prefix = f"{SILVER_ROOT}{type_}/dt={day}/"
         names: dict[str, float] = {}
-        for page in _pages(self.silver_s3, self.silver_bucket, Prefix=prefix):
+        for page in _pages(self.silver_s3, self.silver_bucket, prefix):
             for obj in page.get("Contents", []):
                 rest = obj["Key"][len(prefix):]
                 if "/" in rest or not rest.endswith(".parquet"):
@@ -285,7 +285,7 @@ class _Reconciler:
             names = self.silver_partition(type_, day)
             seen: set[str] = set()
             batch: list[tuple[ObjectInfo, str]] = []
-            for page in _pages(self.s3, self.bucket, Prefix=BRONZE_ROOT + part):
+            for page in _pages(self.s3, self.bucket, BRONZE_ROOT + part):
                 for raw in page.get("Contents", []):
                     parsed = self.bronze_key(raw["Key"])
                     if parsed is None:
@@ -339,7 +339,7 @@ class _Reconciler:
                 self.check(in_window[start:start + BATCH_GET_LIMIT], names)
             self.orphans(*current, names, seen, only_in_window=True)
 
-        for page in _pages(self.s3, self.bucket, Prefix=prefix):
+        for page in _pages(self.s3, self.bucket, prefix):
             for raw in page.get("Contents", []):
                 parsed = self.bronze_key(raw["Key"])
                 if parsed is None:

@@ -43,7 +43,7 @@ class ReplayReport:
     bucket: str
     target: str  # destination prefix or queue URL
     planned: int
-    bytes: int
+    bytes: int = 0  # of the objects still to do (set once the checkpoint is read)
     done: int = 0
     already_done: int = 0
     skipped: list[dict] = field(default_factory=list)
@@ -87,7 +87,7 @@ def _pool(executor: BoundedExecutor, items: list, work: Callable[[list], list[tu
         for key, outcome, detail in outcomes:
             if outcome == "ok":
                 result.done += 1
-                counted_bytes += sizes.get(key, 0)
+                counted_bytes += sizes[key]
                 ok_keys.append(key)
             elif outcome == "skipped":
                 result.skipped.append({"key": key, "reason": detail})
@@ -131,8 +131,7 @@ def _plan(objects: Iterable[ObjectInfo], checkpoint: Checkpoint | None, result: 
 def _begin(command: str, *, objects, bucket: str, target: str, dry_run: bool, checkpoint, report_path,
            action: str) -> tuple[ReplayReport, Report, list[ObjectInfo]]:
     """The report, the audit file and the objects still to do (after the checkpoint)."""
-    result = ReplayReport(command=command, bucket=bucket, target=target, planned=len(objects),
-                          bytes=sum(o.size for o in objects), dry_run=dry_run,
+    result = ReplayReport(command=command, bucket=bucket, target=target, planned=len(objects), dry_run=dry_run,
                           checkpoint=str(checkpoint.path) if checkpoint else None, report=report_path)
     report_file = Report(None if dry_run else report_path)
     todo = _plan(objects, checkpoint, result, report_file, action)

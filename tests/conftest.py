@@ -55,6 +55,27 @@ def wait_until(predicate, *, timeout: float = 30.0, what: str = "the condition",
         time.sleep(interval)
 
 
+def most_in_flight(client, operation: str, hold: float = 0.02) -> list[int]:
+    """[the most `operation` calls (e.g. "s3.ListObjectsV2") this client had in flight at once];
+    each call is held `hold` s first, so that calls a pool lets overlap do overlap."""
+    import threading
+
+    lock, now, most = threading.Lock(), [0], [0]
+
+    def before(**kwargs):
+        with lock:
+            now[0] += 1
+            most[0] = max(most[0], now[0])
+        time.sleep(hold)
+
+    def after(**kwargs):
+        with lock:
+            now[0] -= 1
+    client.meta.events.register(f"before-call.{operation}", before)
+    client.meta.events.register(f"after-call.{operation}", after)
+    return most
+
+
 def load_event(name: str) -> dict:
     return json.loads((EVENTS / name).read_text(encoding="utf-8"))
 
