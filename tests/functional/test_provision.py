@@ -82,7 +82,7 @@ def test_a_changed_setting_is_applied_and_shown_and_dry_run_changes_nothing(sqs,
     assert "set VisibilityTimeout: 1900 -> 2000" in real.stdout
     fresh = run("provision", "queue", "--name", "brand-new", "--dry-run", "--json")
     assert json.loads(fresh.stdout)["queue"]["created"] is True
-    assert "brand-new" not in json.dumps(sqs.list_queues())
+    assert "brand-new" not in json.dumps(sqs.list_queues().get("QueueUrls", []))
 
 
 def test_ensure_dlq_attaches_a_new_dlq_once_and_leaves_the_queue_alone(sqs, tmp_path):
@@ -257,9 +257,9 @@ def test_provision_queue_on_a_live_queue_keeps_its_max_receive_count_and_asks_be
 def test_a_bad_out_is_refused_before_any_queue_is_created_or_changed(sqs, tmp_path):
     result = run("provision", "queue", "--name", "q4", "--out", str(tmp_path / "q4.tfvars.json"))
     assert result.exit_code == 2 and "*.auto.tfvars.json" in result.stderr
-    assert "q4" not in json.dumps(sqs.list_queues())
+    assert "q4" not in json.dumps(sqs.list_queues().get("QueueUrls", []))
     url = sqs.create_queue(QueueName="q5")["QueueUrl"]
     result = run("provision", "ensure-dlq", "--queue-url", url, "--dlq-name", "q5-dlq", "--out", str(tmp_path / "x.json"))
     assert result.exit_code == 2 and "*.auto.tfvars.json" in result.stderr
-    assert "q5-dlq" not in json.dumps(sqs.list_queues())
+    assert "q5-dlq" not in json.dumps(sqs.list_queues().get("QueueUrls", []))
     assert "RedrivePolicy" not in sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
