@@ -296,6 +296,7 @@ class RedriveReport:
     note: str = ""
     seconds: float = 0.0
     left_unreached: int = 0  # FIFO with filters: messages never received, behind filtered ones in their group
+    received_again: int = 0  # receives that returned a message this redrive already had (SQS is at-least-once)
 
 
 def queue_arn(sqs, queue_url: str) -> str:
@@ -434,6 +435,7 @@ def redrive_manual(sqs, *, source_url: str, target_url: str, max_messages: int |
     run_id = uuid.uuid4().hex  # this redrive, for FIFO deduplication ids
     held = Held(sqs, source_url, visibility)  # skipped (filtered) and unsent messages, released at the end
     seen: set[str] = set()
+    moved_ids: set[str] = set()  # sent and deleted from the DLQ
     lock = threading.Lock()
     executor = BoundedExecutor(workers, name="redrive")
     limiter = RateLimiter(max_rps, stop=executor.stop)
@@ -446,9 +448,15 @@ def redrive_manual(sqs, *, source_url: str, target_url: str, max_messages: int |
             batch = receive(sqs, source_url, visibility=visibility)
             chosen = []
             with lock:
+                again = [m for m in batch if m.message_id in seen]
                 batch = [m for m in batch if m.message_id not in seen]
-                if not batch:  # one empty long poll ends a worker: long polling asks every SQS server
-                    break
+                report.received_again += len(again)
+                # Never sent twice. Its newest receipt handle is the one SQS honours: one already moved
+                # is deleted with it, any other is held with it so it is visible again at the end.
+                moved_again = [m for m in again if m.message_id in moved_ids]
+                for message in again:
+                    if message.message_id not in moved_ids:
+                        held.add(message)
                 for message in batch:
                     seen.add(message.message_id)
                     wanted = (filter_type is None or message.type == filter_type) and (
@@ -459,13 +467,17 @@ def redrive_manual(sqs, *, source_url: str, target_url: str, max_messages: int |
                     else:
                         report.skipped_by_filter += wanted is False
                         held.add(message)
+            if moved_again:
+                _delete(sqs, moved_again, source_url=source_url)
+            if not batch:  # one empty long poll ends a worker: long polling asks every SQS server
+                break
             if dry_run:
                 for message in chosen:
                     held.add(message)
             elif chosen:
                 try:
                     _move(sqs, chosen, source_url=source_url, target_url=target_url, fifo=fifo, limiter=limiter,
-                          report=report, held=held, lock=lock, run_id=run_id)
+                          report=report, held=held, lock=lock, run_id=run_id, moved_ids=moved_ids)
                 except BaseException:  # stopped, denied, interrupted: visible in the DLQ again at the end
                     for message in chosen:  # not sent (or not known to be): at worst a duplicate later
                         held.add(message)
@@ -502,7 +514,7 @@ def _count_unreached(sqs, source_url: str, report: RedriveReport) -> None:
 
 
 def _move(sqs, messages: list[DlqMessage], *, source_url: str, target_url: str, fifo: bool, limiter: RateLimiter,
-          report: RedriveReport, held: Held, lock: threading.Lock, run_id: str) -> None:
+          report: RedriveReport, held: Held, lock: threading.Lock, run_id: str, moved_ids: set[str]) -> None:
     """Send one receive's messages (at most ten), then delete from the DLQ those that were sent."""
     entries = {str(i): _outgoing(m, fifo=fifo, run_id=run_id) for i, m in enumerate(messages)}
     sent: list[DlqMessage] = []
@@ -518,16 +530,20 @@ def _move(sqs, messages: list[DlqMessage], *, source_url: str, target_url: str, 
     if not sent:
         return
     # Delete only what reached the target: one batch.
-    entries = [{"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(sent)]
-    response = with_retries(lambda: sqs.delete_message_batch(QueueUrl=source_url, Entries=entries),
-                            action="sqs:DeleteMessage", resource=source_url)
+    response = _delete(sqs, sent, source_url=source_url)
     with lock:
         report.moved += len(response.get("Successful", []))
+        moved_ids.update(sent[int(ok["Id"])].message_id for ok in response.get("Successful", []))
         for bad in response.get("Failed", []):
             # Sent but not deleted: it will be redriven again later (a duplicate, never a loss).
             report.failed.append({"message_id": sent[int(bad["Id"])].message_id,
                                   "error": f"sent, but not deleted from the DLQ: {bad.get('Code')}"})
 
+
+def _delete(sqs, messages: list[DlqMessage], *, source_url: str) -> dict:
+    entries = [{"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(messages)]
+    return with_retries(lambda: sqs.delete_message_batch(QueueUrl=source_url, Entries=entries),
+                        action="sqs:DeleteMessage", resource=source_url)
 
 
 def check_filters(*, filter_type: str | None, filter_dt: str | None) -> None:

@@ -178,7 +178,9 @@ def _redrive_text(r) -> str:
     verb = "would move" if r.dry_run else "moved"
     return (f"{verb} {r.matched if r.dry_run else r.moved} message(s) from {r.source} to {r.target}"
             f" ({r.skipped_by_filter} left by the filters, {len(r.failed)} failed"
-            + (f", {r.left_unreached} never reached" if r.left_unreached else "") + f") in {r.seconds} s")
+            + (f", {r.left_unreached} never reached" if r.left_unreached else "")
+            + (f", {r.received_again} received again: not sent twice" if r.received_again else "")
+            + f") in {r.seconds} s")
 
 
 @cli.command("status")

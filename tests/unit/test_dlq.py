@@ -1022,6 +1022,44 @@ def test_a_message_received_again_during_a_redrive_is_handled_once(aws):
     assert len(aws.take(target)) == 3
 
 
+def test_a_duplicate_receive_is_never_sent_twice_nor_left_hidden_and_the_summary_counts_it(aws, monkeypatch):
+    from ops.commands.dlq import _redrive_text
+
+    source, target = aws.queue(), aws.queue()
+    send_units(aws, source, [unit(i, "orders" if i % 2 else "shipments") for i in range(4)])
+    first: list[dict] = []
+    receives, newest = [], []
+    make_visible = aws.sqs.change_message_visibility_batch  # the test's own call, not one of the redrive's
+
+    def duplicate(kwargs, real):
+        receives.append(kwargs)
+        if len(receives) == 2:  # SQS is at-least-once: the held ones again with new receipt handles, the moved ones too
+            held = [m for m in first if "shipments" in m["Body"]]
+            make_visible(QueueUrl=source, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0} for i, m in enumerate(held)])
+            again = real(**kwargs)["Messages"]
+            newest.extend(m["ReceiptHandle"] for m in again)
+            assert set(newest).isdisjoint(m["ReceiptHandle"] for m in held)
+            return {"Messages": again + [m for m in first if m not in held]}
+        response = real(**kwargs)
+        first.extend(response.get("Messages", []) if len(receives) == 1 else [])
+        return response
+
+    aws.spy(monkeypatch, aws.sqs, "receive_message", duplicate)
+    deletes = aws.spy(monkeypatch, aws.sqs, "delete_message_batch")
+    releases = aws.spy(monkeypatch, aws.sqs, "change_message_visibility_batch")
+    report = dlq.redrive_manual(aws.sqs, source_url=source, target_url=target, filter_type="orders", workers=1)
+    assert (report.moved, report.skipped_by_filter, report.received_again, report.failed) == (2, 2, 4, [])
+    assert sorted(work_unit.parse(m["Body"]).size for m in aws.take(target)) == [1, 3]  # not sent twice
+    # the moved ones deleted again with the handle they came back with; the held ones visible at once
+    assert [sorted(e["ReceiptHandle"] for e in d["Entries"]) for d in deletes] == [
+        sorted(m["ReceiptHandle"] for m in first if "orders" in m["Body"])] * 2
+    # released with the receipt handles they came back with: SQS may not honour an older one
+    assert [sorted(e["ReceiptHandle"] for e in r["Entries"]) for r in releases] == [sorted(newest)]
+    assert aws.depth(source) == (2, 0)
+    assert "4 received again: not sent twice" in _redrive_text(report)
+
+
 def test_inspect_receives_nothing_past_its_maximum_and_exports_any_ledger_value(aws, tmp_path):
     url = aws.queue()
     table = aws.table()
