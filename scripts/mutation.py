@@ -58,6 +58,9 @@ FOCUSED = {
     "lambdas/shared/work_unit.py": ("tests/unit/test_work_unit.py",),
     "lambdas/ingest/app.py": ("tests/unit/test_ingest_app.py",),  # the handler on bare moto: ms per test
     "lambdas/ingest/*.py": ("tests/unit/test_s3_events.py", "tests/functional/test_ingest_handler.py"),
+    # The transform's modules with fast unit tests of their own (ahead of the glob: the first match wins).
+    "lambdas/transform/blocks.py": ("tests/unit/test_transform_blocks.py",),
+    "lambdas/transform/line_index.py": ("tests/unit/test_line_index.py",),
     "lambdas/transform/*.py": ("tests/unit/test_transform*.py", "tests/functional/test_transform_handler.py"),
     "ops/timewindow.py": ("tests/unit/test_timewindow.py",),
     "ops/state.py": ("tests/unit/test_state.py", "tests/functional/test_listing_replay.py"),
