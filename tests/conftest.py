@@ -212,3 +212,27 @@ def pipeline():
             yield p
         finally:
             p.close()
+
+
+def log_lines(capsys) -> list[dict]:
+    """The JSON log lines the handlers wrote to stdout since the last look."""
+    out = capsys.readouterr().out
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def logs(lines: list[dict]) -> list[dict]:
+    """The log lines that are not EMF metric records."""
+    return [line for line in lines if line.get("message") != "metrics"]
+
+
+def emf_metrics(lines: list[dict], *, function: str) -> dict:
+    """(metric, type, reason) -> value over the EMF records logged by `function`, summed over
+    records (each invocation writes its own)."""
+    found = {}
+    for line in lines:
+        if line.get("message") == "metrics":
+            assert line["function"] == function
+            for metric in line["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
+                where = (metric["Name"], line["type"], line.get("reason"))
+                found[where] = found[where] + line[metric["Name"]] if where in found else line[metric["Name"]]
+    return found

@@ -18,6 +18,7 @@ from lambdas.ingest import app
 from lambdas.shared import steps, work_unit
 from lambdas.shared.keys import InvalidKey, parse_bronze_key
 from lambdas.shared.ledger import Ledger
+from tests.conftest import emf_metrics, log_lines, logs
 
 REGION = "us-east-1"
 BUCKET = "bronze-bucket"
@@ -71,23 +72,11 @@ class Ingest:
         return self.ledger.get(bucket=BUCKET, key=key, etag=etag)
 
     def lines(self) -> list[dict]:
-        out = self.capsys.readouterr().out
-        return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-
-
-def logs(lines: list[dict]) -> list[dict]:
-    return [line for line in lines if line.get("message") != "metrics"]
+        return log_lines(self.capsys)
 
 
 def metrics(lines: list[dict]) -> dict:
-    """(metric, type, reason) -> value over the EMF records logged."""
-    found = {}
-    for line in lines:
-        if line.get("message") == "metrics":
-            assert line["function"] == "ingest"
-            for metric in line["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
-                found[(metric["Name"], line["type"], line.get("reason"))] = line[metric["Name"]]
-    return found
+    return emf_metrics(lines, function="ingest")
 
 
 @pytest.fixture
