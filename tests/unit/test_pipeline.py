@@ -1,0 +1,550 @@
+"""pipeline.py on small inputs, against a tiny event type: format sniffing, JSONL and JSON
+documents (an array decoded element by element, one object), the caps (object bytes, JSON
+document bytes, quarantine lines and bytes with the summary record), gzip, empty input, and the
+silver rows and quarantine records compared with a plain reference of what each line should give."""
+
+import dataclasses
+import datetime as dt
+import gzip
+import inspect
+import io
+import json
+import random
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from lambdas.shared import config
+from lambdas.shared.schemas import TS, EventSchema
+from lambdas.transform import pipeline
+from lambdas.transform.locate import FLOOD_MIN_LINES, UNWORDED_MISSING
+from lambdas.transform.pipeline import sniff, transform_bytes, transform_stream
+from lambdas.transform.results import UnreadableObject
+
+TINY = EventSchema(
+    name="tiny",
+    arrow=pa.schema([pa.field("id", pa.string()), pa.field("n", pa.int64()), pa.field("at", TS),
+                     pa.field("meta", pa.struct([pa.field("k", pa.string())]))]),
+    required=("id", "meta.k"),  # a dotted path too: only top-level ones are checked in floods
+)
+LENIENT = dataclasses.replace(TINY, required=())
+WHEN = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+DAY = dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+MISSING_ID = "missing required field(s) 'id'"
+
+# (line, the silver row it gives or None when it is rejected): what a plain reader would decide.
+GOOD = [
+    ('{"id": "a", "n": 1}', {"id": "a", "n": 1, "at": None, "meta": None}),
+    ('{"id": "b", "at": "2025-01-02T03:04:05Z"}', {"id": "b", "n": None, "at": DAY, "meta": None}),
+    ('{"id": "c", "meta": {"k": "v"}, "extra": 1}', {"id": "c", "n": None, "at": None, "meta": {"k": "v"}}),
+    ('{"id": "\u00e9t\u00e9", "n": -7}', {"id": "\u00e9t\u00e9", "n": -7, "at": None, "meta": None}),
+]
+BAD = [
+    '{"id": "x", "n": "many"}',  # a type error
+    '{"n": 3}',  # a missing required field
+    '{"id": "x", "at": "yesterday"}',  # not a timestamp (row checks)
+    '{"id": "x", "meta": {}}',  # a missing required field below the top
+    "null",
+    "[1, 2]",
+    "17",
+    '{"id": "x", "n": ',  # malformed
+    '{"id": "x"} {"id": "y"}',  # two values
+]
+
+
+def run(data: bytes, **kwargs):
+    kwargs.setdefault("schema", TINY)
+    kwargs.setdefault("source_key", "bronze/tiny/dt=2025-01-01/a.jsonl")
+    kwargs.setdefault("gzipped", False)
+    kwargs.setdefault("ingested_at", WHEN)
+    return transform_bytes(data, **kwargs)
+
+
+def rows(table: pa.Table) -> list[dict]:
+    return table.drop_columns(["_ingested_at", "_source_key"]).sort_by("_line").to_pylist()
+
+
+def jsonl(lines) -> bytes:
+    return ("\n".join(lines) + "\n").encode()
+
+
+def mixed(n: int, seed: int, bad_share: float = 0.3) -> list[tuple[str, dict | None]]:
+    rng = random.Random(seed)
+    return [(rng.choice(BAD), None) if rng.random() < bad_share else rng.choice(GOOD) for _ in range(n)]
+
+
+def reference(cases) -> tuple[list[dict], list[tuple[int, str]]]:
+    """Silver rows and (line, raw) of the quarantine records that `cases` give, line by line."""
+    good = [{**row, "_line": k} for k, (_, row) in enumerate(cases, 1) if row is not None]
+    bad = [(k, text) for k, (text, row) in enumerate(cases, 1) if row is None]
+    return good, bad
+
+
+# ---- sniffing ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("head, mode", [
+    (b"", "jsonl"),
+    (b'"text"\n', "jsonl"),
+    (b'{"a": 1}\n{"a": 2}\n', "jsonl"),
+    (b'{"a": 1}', "jsonl"),  # no newline in the first chunk: an object's first line is a line
+    (b'{"a": ', "jsonl"),
+    (b'[{"a": 1}, {"a": 2}]', "array"),  # no newline: the start of an array
+    (b"[{", "array"),
+    (b"[1, 2]\n", "array"),  # a one-line array
+    (b"[1, 2]\n \t\n", "array"),
+    (b'[1, 2]\n{"a": 1}\n', "jsonl"),  # a JSONL file whose first line is an array
+    (b'[\n{"a": 1},\n{"a": 2}\n]\n', "array"),
+    (b'[{"a": 1},\n{"a": 2}]\n', "array"),
+    (b'{\n  "a": 1\n}\n', "document"),
+    (b'{"a": {\n"b": 1}}', "document"),
+    (b'{"a": \n{"b": 1}\n', "jsonl"),  # a malformed first line, then a good one
+    (b'{"a": \n\n \t\n  {"b": 1}\n', "jsonl"),  # the next line with content counts
+    (b'{"a": \n[1]\n', "document"),
+    (b'{"a": \n"b"\n', "document"),
+    (b'{"a": \n{"b": \n', "document"),
+    (b'{"a": \n', "document"),
+    (b'{"a": \n{"b": 1} x\n', "document"),
+])
+def test_the_format_is_sniffed_from_the_first_chunk(head, mode):
+    assert sniff(head) == mode
+
+
+def test_a_first_line_nested_deeper_than_python_reads_stands_alone():
+    deep = b'{"a": ' * 100_000 + b"1" + b"}" * 100_000
+    assert sniff(deep + b"\n[1]\n") == "jsonl"
+    assert sniff(b"[" * 100_000 + b"]" * 100_000 + b"\n") == "array"
+
+
+@pytest.mark.parametrize("data, suffix, fmt, notes", [
+    (jsonl([GOOD[0][0]]), "jsonl", "jsonl", []),
+    (jsonl([GOOD[0][0]]), "json", "jsonl", ["content is jsonl although the file name says json"]),
+    (b"[" + GOOD[0][0].encode() + b"]", "json", "json", []),
+    (b"[" + GOOD[0][0].encode() + b"]", "jsonl", "json", ["content is json although the file name says jsonl"]),
+    (b'{\n"id": "a",\n"n": 1\n}\n', "json", "json", []),
+    (b'{\n"id": "a",\n"n": 1\n}\n', "jsonl", "json", ["content is json although the file name says jsonl"]),
+])
+def test_the_content_decides_the_format_and_a_mismatch_with_the_name_is_noted(data, suffix, fmt, notes):
+    result, table, rejects = run(data, suffix_format=suffix)
+    assert (result.fmt, result.notes, rejects) == (fmt, notes, [])
+    assert rows(table) == [{**GOOD[0][1], "_line": 1}]
+
+
+def test_a_jsonl_file_whose_first_line_is_an_array_is_read_as_lines():
+    data = jsonl(["[1, 2]", GOOD[0][0], GOOD[1][0]])
+    result, table, rejects = run(data)
+    assert result.fmt == "jsonl" and result.notes == []
+    assert rows(table) == [{**GOOD[0][1], "_line": 2}, {**GOOD[1][1], "_line": 3}]
+    assert [(r["line"], r["raw"], r["reason"]) for r in rejects] == [
+        (1, "[1, 2]", "line is a JSON array, expected an object")]
+
+
+@pytest.mark.parametrize("block_bytes", [1 << 20, 8])
+def test_a_malformed_first_line_starting_with_a_brace_does_not_make_a_document(block_bytes):
+    data = jsonl(['{"id": "x", ', "", GOOD[0][0], GOOD[2][0]])
+    result, table, rejects = run(data, block_bytes=block_bytes)
+    assert result.fmt == "jsonl"
+    assert rows(table) == [{**GOOD[0][1], "_line": 3}, {**GOOD[2][1], "_line": 4}]
+    assert [(r["line"], r["raw"]) for r in rejects] == [(1, '{"id": "x", ')]
+    assert rejects[0]["reason"].startswith("malformed JSON")
+    assert result.blank_lines == 1
+
+
+# ---- the reference: every line gives what a plain reader says ---------------------------------
+@pytest.mark.parametrize("block_bytes", [1 << 20, 256, 64, 16])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_jsonl_rows_and_rejects_are_those_of_the_plain_reference(block_bytes, seed):
+    cases = mixed(60, seed)
+    good, bad = reference(cases)
+    result, table, rejects = run(jsonl(text for text, _ in cases), block_bytes=block_bytes)
+    assert rows(table) == good
+    assert [(r["line"], r["raw"]) for r in rejects] == bad
+    assert (result.rows, result.rejected, result.fmt) == (len(good), len(bad), "jsonl")
+    assert table.schema == TINY.silver
+
+
+@pytest.mark.parametrize("block_bytes", [1 << 20, 16])
+def test_a_row_the_row_checks_refuse_after_a_located_bad_line_keeps_its_own_raw_line(block_bytes):
+    # The locator accepts the rows around a malformed line in pieces; the row checks then refuse a
+    # row of a later piece, whose raw line must be its own.
+    cases = [GOOD[0], GOOD[1], (BAD[7], None), GOOD[2], (BAD[2], None), GOOD[3], (BAD[3], None), GOOD[0]]
+    good, bad = reference(cases)
+    result, table, rejects = run(jsonl(text for text, _ in cases), block_bytes=block_bytes)
+    assert rows(table) == good
+    assert [(r["line"], r["raw"]) for r in rejects] == bad
+    assert [r["reason"] for r in rejects][1:] == [
+        "value 'yesterday' of field 'at' is not a valid timestamp[us, tz=UTC] (expected ISO-8601, e.g. "
+        "2025-01-31T12:00:00Z)", "missing required field(s) 'meta.k'"]
+
+
+@pytest.mark.parametrize("block_bytes", [1 << 20, 16])
+def test_a_null_line_is_rejected_as_null(block_bytes):
+    result, table, rejects = run(jsonl([GOOD[0][0], "null", " null ", GOOD[1][0]]), block_bytes=block_bytes)
+    assert [(r["line"], r["reason"]) for r in rejects] == [
+        (2, "line is a JSON null, expected an object"), (3, "line is a JSON null, expected an object")]
+    assert [r["_line"] for r in rows(table)] == [1, 4]
+
+
+def test_a_json_array_gives_the_rows_and_rejects_of_the_same_lines_with_element_indexes():
+    cases = [case for case in mixed(60, 4) if case[0] not in (BAD[7], BAD[8])]  # elements are values
+    good, bad = reference(cases)
+    result, table, rejects = run(("[" + ",\n ".join(text for text, _ in cases) + "]").encode())
+    assert (result.fmt, rows(table)) == ("json", good)
+    assert [(r["line"], json.loads(r["raw"])) for r in rejects] == [(k, json.loads(text)) for k, text in bad]
+    lines = run(jsonl(text for text, _ in cases))[2]
+    assert [r["reason"] for r in rejects] == [r["reason"].replace("line ", "array element ", 1) for r in lines]
+
+
+def elementwise(monkeypatch):
+    """Arrays decoded an element at a time (what an array the line cutter cannot split takes)."""
+    monkeypatch.setattr(pipeline, "elements_as_lines", lambda data: None)
+
+
+@pytest.mark.parametrize("block_bytes", [1 << 20, 40, 1])
+def test_an_array_decoded_element_by_element_gives_what_its_lines_give(monkeypatch, block_bytes):
+    cases = [case for case in mixed(40, 5) if case[0] not in (BAD[7], BAD[8])]
+    data = ("[ " + " ,\n".join(text for text, _ in cases) + "\n]\n").encode()
+    cut = run(data, block_bytes=block_bytes)
+    elementwise(monkeypatch)
+    whole = run(data, block_bytes=block_bytes)
+    assert rows(whole[1]) == rows(cut[1]) == reference(cases)[0]
+    assert [(r["line"], r["reason"], json.loads(r["raw"])) for r in whole[2]] == [
+        (r["line"], r["reason"], json.loads(r["raw"])) for r in cut[2]]
+    assert [r["raw"] for r in whole[2]] == [json.dumps(json.loads(r["raw"]), ensure_ascii=False) for r in cut[2]]
+    assert (whole[0].fmt, whole[0].rows, whole[0].rejected) == ("json", cut[0].rows, cut[0].rejected)
+    objects = sum(1 for text, _ in cases if text.startswith("{"))
+    assert whole[0].fields_examined == objects  # every object element, for drift
+
+
+@pytest.mark.parametrize("element, kind", [
+    ("[1]", "array"), ('"s"', "string"), ("true", "boolean"), ("false", "boolean"), ("null", "null"),
+    ("3", "number"), ("-2.5e3", "number")])
+def test_an_element_that_is_not_an_object_is_rejected_by_its_kind(monkeypatch, element, kind):
+    elementwise(monkeypatch)
+    result, table, rejects = run(f'[{GOOD[0][0]}, {element}, {GOOD[1][0]}]'.encode())
+    assert [(r["line"], r["reason"], r["raw"]) for r in rejects] == [
+        (2, f"array element is a JSON {kind}, expected an object", json.dumps(json.loads(element)))]
+    assert [r["_line"] for r in rows(table)] == [1, 3]
+
+
+@pytest.mark.parametrize("document", [b"[]", b" [ ] ", b"[\n]\n"])
+def test_an_empty_array_gives_no_rows(monkeypatch, document):
+    for patched in (False, True):
+        if patched:
+            elementwise(monkeypatch)
+        result, table, rejects = run(document)
+        assert (result.fmt, result.rows, result.rejected, rejects, table.num_rows) == ("json", 0, 0, [], 0)
+
+
+def test_an_element_nested_deeper_than_python_reads_makes_the_array_unreadable(monkeypatch):
+    elementwise(monkeypatch)
+    with pytest.raises(UnreadableObject, match=r"^JSON array element 2 is nested deeper than Python's JSON reader "
+                                               r"allows \(about \d+ levels\)$"):
+        run(b'[{"id": "a"}, ' + b"[" * 100_000 + b"]" * 100_000 + b"]")
+
+
+def test_an_unsplittable_array_with_a_rejected_element_then_junk_is_unreadable():
+    # The cutter refuses data after the closing bracket; the decoder has already rejected element
+    # 1, so the object cannot be read as lines instead.
+    with pytest.raises(UnreadableObject, match=r"^not JSON: data after the JSON array's closing bracket \(char 24\)$"):
+        run(b'[1, {"id": "a", "n": 2}] x')
+
+
+def test_an_unsplittable_array_with_a_bad_element_after_a_rejected_one_is_unreadable():
+    with pytest.raises(UnreadableObject, match=r"^not JSON: .* \(in JSON array element 2\)$"):
+        run(b'[1, {"id": "a\n"}]')
+
+
+def test_an_array_missing_a_comma_after_rows_left_in_a_block_is_unreadable(monkeypatch):
+    elementwise(monkeypatch)
+    data = b'[{"id": "a"}, {"id": "b"} {"id": "c"}]'
+    with pytest.raises(UnreadableObject, match=r"^not JSON: expected ',' or ']' after JSON array element 2 \(char 26\)$"):
+        run(data, block_bytes=8)
+
+
+def test_what_only_starts_like_an_array_is_read_as_lines_while_nothing_of_it_was_used():
+    # Not one array: nothing of it accepted or rejected yet, so it is read as JSONL, and each
+    # line says what it is.
+    result, table, rejects = run(b'[{"id": "a"},\n' + jsonl([GOOD[1][0], GOOD[2][0]]))
+    assert result.fmt == "jsonl"
+    assert [r["_line"] for r in rows(table)] == [2, 3]
+    assert [r["line"] for r in rejects] == [1]
+    result, table, rejects = run(b'[{"id": "a"} {"id": "b"}]\n' + jsonl([GOOD[1][0]]))
+    assert [r["_line"] for r in rows(table)] == [2] and [r["line"] for r in rejects] == [1]
+    result, table, rejects = run(b'[{"id": "a"}] [2]\n' + jsonl([GOOD[1][0]]))
+    assert [r["_line"] for r in rows(table)] == [2] and [r["line"] for r in rejects] == [1]
+
+
+def test_an_array_decoded_element_by_element_flushes_its_rows_and_rejects_per_block(monkeypatch):
+    elementwise(monkeypatch)
+    sink = io.BytesIO()
+    writes = []
+    real = sink.write
+    sink.write = lambda data: writes.append(data) or real(data)
+    data = ("[" + ", ".join([GOOD[0][0], "1"] * 10) + "]").encode()
+    result = transform_stream(io.BytesIO(data), schema=TINY, source_key="k", gzipped=False,
+                              parquet_out=io.BytesIO(), quarantine_out=sink, block_bytes=30)
+    assert (result.rows, result.rejected) == (10, 10)
+    assert sum(1 for w in writes if w) >= 5  # rejects leave as each block of elements is done
+    assert [json.loads(line)["line"] for line in sink.getvalue().splitlines()] == list(range(2, 21, 2))
+
+
+# ---- one JSON document ---------------------------------------------------------------------------
+def test_a_pretty_printed_object_is_one_row_on_line_1():
+    result, table, rejects = run(b'\n\n{\n  "id": "a",\n  "meta": {"k": "v"},\n  "zz": 1\n}\n\n')
+    assert result.fmt == "json" and rejects == []
+    assert rows(table) == [{"id": "a", "n": None, "at": None, "meta": {"k": "v"}, "_line": 1}]
+    assert result.unknown_fields == {"zz": 1} and result.fields_examined == 1
+
+
+def test_a_pretty_printed_object_that_fails_its_checks_is_rejected_as_line_1():
+    result, table, rejects = run(b'{\n  "n": 1,\n  "id": null\n}\n')
+    assert (result.fmt, table.num_rows) == ("json", 0)
+    assert rejects == [{"line": 1, "reason": MISSING_ID, "raw": '{"n": 1, "id": null}'}]
+
+
+@pytest.mark.parametrize("data", [
+    b'{\n"id": "a",\n',  # cut short
+    b'{\n"id": "a"\n}\n{\n"id": "b"\n}\n',  # two documents
+    b'{\n"id": "\xff"\n}\n',  # not UTF-8
+    b'{"a":\n' + b'{"a":' * 100_000 + b"1" + b"}" * 100_001 + b"\n",  # deeper than Python reads
+])
+def test_what_only_starts_like_a_document_is_read_as_lines(data):
+    try:
+        result, _, rejects = run(data)
+    except UnreadableObject as exc:  # none of its lines is JSON
+        assert str(exc).startswith("no line is JSON (")
+        return
+    assert result.fmt == "jsonl" and result.rejected == len(rejects)
+
+
+def test_two_documents_are_read_as_lines_each_line_judged():
+    result, table, rejects = run(b'{"id": "x",\n' + jsonl([GOOD[0][0], "[1]", GOOD[1][0]]))
+    assert result.fmt == "jsonl"
+    assert [r["_line"] for r in rows(table)] == [2, 4] and [r["line"] for r in rejects] == [1, 3]
+
+
+def test_a_document_that_turns_out_to_be_jsonl_streams_in_blocks():
+    # The drift sample is taken per block: read as one block, only the first lines would be seen.
+    lines = ['{"id": "x",', "[1]"] + ['{"id": "a", "zz": 1}'] * 600
+    result, table, rejects = run(jsonl(lines), block_bytes=512)
+    assert result.fmt == "jsonl" and table.num_rows == 600 and [r["line"] for r in rejects] == [1, 2]
+    assert result.fields_examined > 256 + 8
+    assert result.unknown_fields["zz"] == result.fields_examined
+
+
+# ---- the JSON document cap (ELT_MAX_JSON_BYTES) ----------------------------------------------------
+def test_an_array_is_read_up_to_max_json_bytes_and_past_it_is_unreadable_with_the_fix():
+    data = ("[" + ", ".join([GOOD[0][0]] * 20) + "]").encode()
+    assert run(data, block_bytes=16, max_json_bytes=len(data))[0].rows == 20
+    with pytest.raises(UnreadableObject) as raised:
+        run(data, block_bytes=16, max_json_bytes=len(data) - 1)
+    assert str(raised.value) == (f"JSON document is larger than the {len(data) - 1} byte limit (ELT_MAX_JSON_BYTES); "
+                                 "split it or write it as JSONL, which streams at any size")
+
+
+def test_an_object_document_past_max_json_bytes_is_read_as_lines_with_nothing_lost():
+    data = b'{"id": "x",\n[1]\n' + jsonl([GOOD[0][0]] * 30)
+    result, table, rejects = run(data, block_bytes=16, max_json_bytes=64)
+    assert result.fmt == "jsonl" and result.bytes_in == len(data)
+    assert [r["_line"] for r in rows(table)] == list(range(3, 33))
+    assert [(r["line"], r["raw"]) for r in rejects] == [(1, '{"id": "x",'), (2, "[1]")]
+    pretty = b'{\n "id": "a"\n}\n'
+    assert run(pretty, block_bytes=4, max_json_bytes=len(pretty))[0].fmt == "json"
+    with pytest.raises(UnreadableObject, match="^no line is JSON"):
+        run(pretty, block_bytes=4, max_json_bytes=len(pretty) - 1)
+
+
+def test_a_line_longer_than_max_json_bytes_is_rejected_with_its_size_and_the_rest_is_read():
+    long = '{"id": "' + "x" * 300 + '"}'
+    result, table, rejects = run(jsonl([GOOD[0][0], long, GOOD[1][0]]), block_bytes=16, max_json_bytes=100)
+    assert [r["_line"] for r in rows(table)] == [1, 3]
+    assert [(r["line"], r["reason"]) for r in rejects] == [(2, f"line longer than 100 bytes ({len(long)} bytes)")]
+    assert long.startswith(rejects[0]["raw"][:-3]) and rejects[0]["raw"].endswith("...")
+
+
+# ---- the object cap (ELT_MAX_OBJECT_BYTES), gzip, the stream ------------------------------------
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_an_object_is_read_up_to_max_object_bytes_decompressed_and_past_it_is_unreadable(gzipped):
+    data = jsonl([GOOD[0][0]] * 20)
+    raw = gzip.compress(data) if gzipped else data
+    result, table, _ = run(raw, gzipped=gzipped, block_bytes=32, max_object_bytes=len(data))
+    assert (result.rows, result.bytes_in) == (20, len(data))
+    with pytest.raises(UnreadableObject, match=r"^object is larger than the \d+ byte limit.*ELT_MAX_OBJECT_BYTES"):
+        run(raw, gzipped=gzipped, block_bytes=32, max_object_bytes=len(data) - 1)
+
+
+@pytest.mark.parametrize("data", [jsonl(text for text, _ in mixed(30, 7)), b'[{"id": "a"}, 1]', b'{\n"id": "a"\n}'])
+def test_gzip_gives_what_the_plain_bytes_give(data):
+    plain, zipped = run(data, block_bytes=16), run(gzip.compress(data), gzipped=True, block_bytes=16)
+    assert rows(zipped[1]) == rows(plain[1]) and zipped[2] == plain[2]
+    assert zipped[0] == plain[0]
+
+
+def test_corrupt_gzip_is_unreadable():
+    with pytest.raises(UnreadableObject, match="^cannot decompress"):
+        run(b"not gzip", gzipped=True)
+
+
+def test_an_unreadable_object_still_closes_its_parquet_file():
+    out = io.BytesIO()
+    with pytest.raises(UnreadableObject):
+        transform_stream(io.BytesIO(jsonl([GOOD[0][0]] * 20)), schema=TINY, source_key="k", gzipped=False,
+                         parquet_out=out, quarantine_out=io.BytesIO(), block_bytes=16, max_object_bytes=50)
+    assert pq.read_table(pa.BufferReader(out.getvalue())).num_rows == 0  # a whole file (footer written)
+
+
+def test_lineage_columns_name_the_object_and_the_time_it_was_ingested():
+    _, table, _ = run(jsonl([GOOD[0][0], GOOD[1][0]]), source_key="bronze/tiny/x.jsonl")
+    assert table.column("_source_key").to_pylist() == ["bronze/tiny/x.jsonl"] * 2
+    assert table.column("_ingested_at").to_pylist() == [WHEN] * 2
+    before = dt.datetime.now(dt.UTC)
+    table = transform_bytes(jsonl([GOOD[0][0]]), schema=TINY, source_key="k", gzipped=False)[1]
+    assert before <= table.column("_ingested_at")[0].as_py() <= dt.datetime.now(dt.UTC)
+
+
+def test_row_groups_hold_row_group_rows_rows():
+    out = io.BytesIO()
+    transform_stream(io.BytesIO(jsonl([GOOD[0][0]] * 5)), schema=TINY, source_key="k", gzipped=False,
+                     parquet_out=out, quarantine_out=io.BytesIO(), row_group_rows=2)
+    metadata = pq.ParquetFile(pa.BufferReader(out.getvalue())).metadata
+    assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [2, 2, 1]
+
+
+def test_the_defaults_are_the_lambdas():
+    defaults = {name: p.default for name, p in inspect.signature(transform_stream).parameters.items()}
+    env = {var.name: int(var.default) for var in config.TRANSFORM_ENV if var.name in (
+        "ELT_MAX_JSON_BYTES", "ELT_ROW_GROUP_ROWS", "ELT_MAX_OBJECT_BYTES", "ELT_QUARANTINE_MAX_LINES",
+        "ELT_QUARANTINE_MAX_BYTES")}
+    assert {"ELT_MAX_JSON_BYTES": defaults["max_json_bytes"], "ELT_ROW_GROUP_ROWS": defaults["row_group_rows"],
+            "ELT_MAX_OBJECT_BYTES": defaults["max_object_bytes"],
+            "ELT_QUARANTINE_MAX_LINES": defaults["quarantine_max_lines"],
+            "ELT_QUARANTINE_MAX_BYTES": defaults["quarantine_max_bytes"]} == env
+    assert pipeline.DEFAULT_MAX_JSON_BYTES == env["ELT_MAX_JSON_BYTES"]
+    assert (defaults["suffix_format"], defaults["ingested_at"]) == ("jsonl", None)
+
+
+# ---- empty input, blank lines, the byte order mark -----------------------------------------------
+@pytest.mark.parametrize("data", [b"", b" ", b"\n\n\n", b" \t\r\n  \n "])
+@pytest.mark.parametrize("block_bytes", [1 << 20, 2])
+def test_an_object_with_no_content_is_an_empty_table_and_says_so(data, block_bytes):
+    result, table, rejects = run(data, block_bytes=block_bytes)
+    assert (result.rows, result.rejected, rejects, table.num_rows) == (0, 0, [], 0)
+    assert result.notes == ["empty object"] and result.bytes_in == len(data)
+    assert table.schema == TINY.silver
+
+
+@pytest.mark.parametrize("block_bytes", [1 << 20, 4, 3, 1])
+def test_leading_blank_lines_are_counted_and_line_numbers_still_match_the_object(block_bytes):
+    data = b"\n \n\t\n\n  " + jsonl([GOOD[0][0], "", GOOD[1][0]])
+    result, table, rejects = run(data, block_bytes=block_bytes)
+    assert rejects == [] and [r["_line"] for r in rows(table)] == [5, 7]
+    assert result.blank_lines == 5
+
+
+@pytest.mark.parametrize("data", [jsonl([GOOD[0][0]]), b"[" + GOOD[0][0].encode() + b"]", b'{\n"id": "a", "n": 1}'])
+def test_a_byte_order_mark_is_removed_and_noted(data):
+    result, table, rejects = run(b"\xef\xbb\xbf" + data, suffix_format=run(data)[0].fmt)
+    assert rows(table) == [{**GOOD[0][1], "_line": 1}] and rejects == []
+    assert result.notes == ["UTF-8 byte order mark removed"]
+
+
+# ---- the quarantine caps (ELT_QUARANTINE_MAX_LINES / _BYTES) --------------------------------------
+def summary(rejects):
+    last = rejects[-1]
+    return last["line"], last["dropped_lines"], last["last_dropped_line"], last["raw"]
+
+
+@pytest.mark.parametrize("block_bytes", [1 << 20, 64, 16])
+@pytest.mark.parametrize("seed", [8, 9])
+def test_past_the_line_cap_rejects_are_counted_in_one_summary_record(block_bytes, seed):
+    cases = mixed(80, seed, bad_share=0.5)
+    good, bad = reference(cases)
+    result, table, rejects = run(jsonl(text for text, _ in cases), block_bytes=block_bytes, quarantine_max_lines=5)
+    assert rows(table) == good  # rows past the cap are still rows
+    kept = [(r["line"], r["raw"]) for r in rejects[:5]]
+    if block_bytes == 16:  # a block a line: the first five found are the first five
+        assert kept == bad[:5]
+    assert set(kept) <= set(bad) and kept == sorted(kept)  # written in line order
+    dropped = [line for line, raw in bad if (line, raw) not in kept]
+    assert summary(rejects) == (dropped[0], len(bad) - 5, dropped[-1], "")
+    assert rejects[-1]["reason"].startswith(f"quarantine cap reached: {len(bad) - 5} more rejected line(s) ")
+    assert (len(rejects), result.rejected, result.rows) == (6, len(bad), len(good))
+
+
+@pytest.mark.parametrize("block_bytes", [1 << 20, 64])
+def test_rows_the_row_checks_refuse_past_the_cap_are_counted(block_bytes):
+    lines = [GOOD[0][0]] + ['{"id": "x", "at": "never"}', '{"n": 1}'] * 10 + [GOOD[1][0]]
+    result, table, rejects = run(jsonl(lines), block_bytes=block_bytes, quarantine_max_lines=3)
+    assert [r["_line"] for r in rows(table)] == [1, 22]
+    assert [r["line"] for r in rejects[:3]] == [2, 3, 4]
+    assert summary(rejects) == (5, 17, 21, "")
+    assert result.rejected == 20 and result.first_rejects[3] == (5, MISSING_ID)
+
+
+def test_the_byte_cap_keeps_records_while_they_fit():
+    lines = [f'{{"n": {k}}}' for k in range(1, 11)]
+    record = len(json.dumps({"line": 1, "reason": MISSING_ID, "raw": lines[0]}, ensure_ascii=False)) + 1
+    result, table, rejects = run(jsonl(lines), quarantine_max_bytes=3 * record)
+    assert [r["line"] for r in rejects[:-1]] == [1, 2, 3]
+    assert summary(rejects) == (4, 7, 10, "") and result.rejected == 10
+
+
+def test_a_zero_line_cap_keeps_only_the_summary():
+    result, _, rejects = run(jsonl(['{"n": 1}', GOOD[0][0], "null"]), quarantine_max_lines=0)
+    assert [summary(r) for r in [rejects]] == [(1, 2, 3, "")] and len(rejects) == 1
+
+
+# ---- blocks of only empty objects (the flood shortcut) -------------------------------------------
+@pytest.mark.parametrize("block_bytes", [1 << 20, 32, 7])
+@pytest.mark.parametrize("tail", [b"\n", b""])
+def test_empty_objects_are_rejected_one_record_each_with_their_raw_line(block_bytes, tail):
+    data = b"{}\n { }\n{}\r\n{}" + tail
+    result, table, rejects = run(data, block_bytes=block_bytes)
+    assert [(r["line"], r["raw"], r["reason"]) for r in rejects] == [
+        (1, "{}", MISSING_ID), (2, " { }", MISSING_ID), (3, "{}\r", MISSING_ID), (4, "{}", MISSING_ID)]
+    assert (result.rows, result.rejected, table.num_rows) == (0, 4, 0)
+
+
+def test_empty_objects_are_rows_of_nulls_when_nothing_is_required():
+    result, table, rejects = run(b"{}\n" * 5 + b"{}", schema=LENIENT)
+    assert rejects == [] and [r["_line"] for r in rows(table)] == [1, 2, 3, 4, 5, 6]
+    assert rows(table)[0] == {"id": None, "n": None, "at": None, "meta": None, "_line": 1}
+
+
+@pytest.mark.parametrize("cap", [0, 1, 3, 9, 100])
+@pytest.mark.parametrize("block_bytes", [1 << 20, 32])
+def test_empty_objects_past_the_cap_are_counted_in_the_summary(cap, block_bytes):
+    n = 12
+    data = b'{"n": 1}\n' + b"{}\n" * n + GOOD[0][0].encode() + b"\n"
+    result, table, rejects = run(data, block_bytes=block_bytes, quarantine_max_lines=cap)
+    kept = min(cap, n + 1)
+    assert [(r["line"], r["reason"]) for r in rejects[:kept]] == [(k, MISSING_ID) for k in range(1, kept + 1)]
+    assert [r["raw"] for r in rejects[1:kept]] == ["{}"] * (kept - 1)
+    if kept < n + 1:
+        assert summary(rejects) == (kept + 1, n + 1 - kept, n + 1, "")
+    assert len(rejects) == kept + (kept < n + 1)
+    assert result.rejected == n + 1 and [r["_line"] for r in rows(table)] == [n + 2]
+
+
+@pytest.mark.parametrize("flood, reason", [(FLOOD_MIN_LINES, UNWORDED_MISSING), (FLOOD_MIN_LINES - 1, MISSING_ID)])
+def test_a_flood_of_empty_objects_past_the_cap_is_not_worded(flood, reason):
+    # A full quarantine and a block of at least FLOOD_MIN_LINES empty objects: what the locator's
+    # narrow read would say of the same block (a shorter one is worded as settle words it).
+    block = 3 * FLOOD_MIN_LINES  # the first line fills two chunks, the flood's lines the third
+    data = b'{"n": 1}'.ljust(2 * block - 1) + b"\n" + b"{}\n" * flood
+    result, _, rejects = run(data, block_bytes=block, quarantine_max_lines=1)
+    assert result.first_rejects == [(1, MISSING_ID), (2, reason)]
+    assert summary(rejects) == (2, flood, flood + 1, "")
+
+
+# ---- the object that is not JSON at all ----------------------------------------------------------
+def test_an_object_with_no_json_line_is_unreadable_naming_the_first_bad_line():
+    with pytest.raises(UnreadableObject) as raised:
+        run(b"\nnot json\nnor this\n")
+    assert str(raised.value).startswith("no line is JSON (2 line(s) rejected; line 2: malformed JSON")
+
+
+@pytest.mark.parametrize("data", [jsonl(["not json", '{"n": 1}']), jsonl(['{"n": 1}']), jsonl(["nope", GOOD[0][0]])])
+def test_an_object_with_a_line_that_is_json_is_readable(data):
+    result = run(data)[0]
+    assert result.rejected >= 1
