@@ -173,8 +173,7 @@ def _transform(d: Deps, unit: work_unit.WorkUnit) -> dict:
         obj = d.s3.get_object(Bucket=unit.bucket, Key=unit.key, IfMatch=f'"{unit.etag}"')
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code")
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if code in ("PreconditionFailed", "412") or status == 412:
+        if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412:  # PreconditionFailed
             return _superseded_on_read(d, unit, parsed)
         if code == "NoSuchKey" and parsed.replay_stamp:
             expired = _copy_gone(d, unit, parsed)
@@ -197,8 +196,7 @@ def _transform(d: Deps, unit: work_unit.WorkUnit) -> dict:
         metadata = obj.get("Metadata") or {}
         version_etag = work_unit.normalize_etag(metadata.get(REPLAY_SOURCE_ETAG)) or unit.etag
         sequencer = ""
-    summary = _write_version(d, parsed, obj, bucket=unit.bucket, version_etag=version_etag, sequencer=sequencer,
-                             object_id=unit.object_id)
+    summary = _write_version(d, parsed, obj, version_etag=version_etag, sequencer=sequencer, object_id=unit.object_id)
     if summary["outcome"] == "superseded":
         d.ledger.mark_done(bucket=unit.bucket, key=unit.key, etag=unit.etag, silver_key="", rows=0, rejected_rows=0,
                            outcome="superseded", reason=summary["reason"], sequencer=unit.sequencer)
@@ -226,7 +224,7 @@ def _transform(d: Deps, unit: work_unit.WorkUnit) -> dict:
     return summary
 
 
-def _write_version(d: Deps, parsed, obj, *, bucket: str, version_etag: str, sequencer: str, object_id: str) -> dict:
+def _write_version(d: Deps, parsed, obj, *, version_etag: str, sequencer: str, object_id: str) -> dict:
     """Transform the body read in `obj` and write it to silver with a conditional write that cannot
     replace a newer version: {"outcome": "written", ...} or {"outcome": "superseded", "reason"}."""
     schema = schemas.get(parsed.type)
@@ -241,7 +239,6 @@ def _write_version(d: Deps, parsed, obj, *, bucket: str, version_etag: str, sequ
                 row_group_rows=d.row_group_rows, max_json_bytes=d.max_json_bytes, suffix_format=parsed.fmt,
                 **(d.limits or {}),
             )
-        metadata = None
         for _ in range(WRITE_ATTEMPTS):
             current = _head(d, bucket=d.silver_bucket, key=parsed.silver_key)
             held = _held(current)
@@ -339,8 +336,7 @@ def _rewrite_current(d: Deps, parsed, *, bucket: str, current: dict) -> dict:
             if exc.response.get("Error", {}).get("Code") == "NoSuchKey":
                 return {"silver_etag_of": "nothing (the source was deleted)"}
             raise ItemFailed(s3_read_error(exc, bucket=bucket, key=key)) from None
-        summary = _write_version(d, logical, obj, bucket=bucket, version_etag=etag, sequencer="",
-                                 object_id=f"s3://{bucket}/{key}")
+        summary = _write_version(d, logical, obj, version_etag=etag, sequencer="", object_id=f"s3://{bucket}/{key}")
         moved = _moved_on(d, bucket=bucket, key=key, version_etag=etag)
         if moved is None:
             d.ledger.mark_done(bucket=bucket, key=key, etag=etag, silver_key=logical.silver_key, rows=summary["rows"],

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
-import io
 import json
 from urllib.parse import quote, unquote
 
@@ -230,7 +229,7 @@ def shipments(n: int) -> list[dict]:
 
 # --- a good batch ----------------------------------------------------------------------------------
 def test_a_good_batch_is_written_to_silver_recorded_done_metered_and_logged(transform, monkeypatch):
-    monkeypatch.setattr(app, "time", Clock(0.25))
+    monkeypatch.setattr(app, "time", Clock(0.1234))
     body_a = jsonl(order(1), b"{oops", order(2))
     etag_a = transform.put(KEY, body_a)
     array = json.dumps(shipments(3)).encode()
@@ -260,16 +259,16 @@ def test_a_good_batch_is_written_to_silver_recorded_done_metered_and_logged(tran
     lines = transform.lines()
     assert metrics(lines) == {
         ("Objects", "orders", None): 1, ("RowsWritten", "orders", None): 2, ("RowsQuarantined", "orders", None): 1,
-        ("BytesIn", "orders", None): len(body_a), ("DurationPerObject", "orders", None): [750.0],
+        ("BytesIn", "orders", None): len(body_a), ("DurationPerObject", "orders", None): [370.2],
         ("Objects", "shipments", None): 1, ("RowsWritten", "shipments", None): 3,
         ("RowsQuarantined", "shipments", None): 0, ("BytesIn", "shipments", None): len(array),
-        ("DurationPerObject", "shipments", None): [750.0]}
+        ("DurationPerObject", "shipments", None): [370.2]}
     assert {(line["aws_request_id"], line["function"]) for line in lines} == {("req-1", "transform")}
     done = {line["object"]: line for line in by_message(lines, "transformed")}
     assert {k: done[f"s3://{BRONZE}/{KEY}"][k] for k in (
         "level", "etag", "origin", "seconds", "outcome", "rows", "rejected_rows", "blank_lines", "format", "bytes_in",
         "silver_key", "source_etag")} == {
-        "level": "INFO", "etag": etag_a, "origin": "s3-event", "seconds": 0.25, "outcome": "written", "rows": 2,
+        "level": "INFO", "etag": etag_a, "origin": "s3-event", "seconds": 0.123, "outcome": "written", "rows": 2,
         "rejected_rows": 1, "blank_lines": 0, "format": "jsonl", "bytes_in": len(body_a), "silver_key": SILVER_KEY,
         "source_etag": etag_a}
     shipped = done[f"s3://{BRONZE}/{SHIPMENTS_KEY}"]
@@ -289,7 +288,7 @@ def test_a_record_without_message_id_that_succeeds_is_fine_but_one_that_fails_fa
     etag = transform.put(KEY, good(1))
     assert transform.run(transform.message(None, KEY, etag)) == {"batchItemFailures": []}
     transform.lines()
-    with pytest.raises(RuntimeError, match="a failed record has no messageId; failing the whole batch") as raised:
+    with pytest.raises(RuntimeError, match="^a failed record has no messageId; failing the whole batch$") as raised:
         transform.run(transform.message("m1", KEY, etag), transform.raw_message(None, "{"))
     assert isinstance(raised.value.__cause__, app.ItemFailed)
     lines = transform.lines()
@@ -852,7 +851,7 @@ def test_an_item_starts_while_more_than_the_reserve_is_left_and_not_at_exactly_t
     assert transform.run(transform.message("m", KEY, etag), context=Context(60_001)) == {"batchItemFailures": []}
     assert transform.run(transform.message("m", KEY, etag), context=Context(60_000)) == {
         "batchItemFailures": [{"itemIdentifier": "m"}]}
-    with pytest.raises(RuntimeError, match="an item not started has no messageId; failing the whole batch"):
+    with pytest.raises(RuntimeError, match="^an item not started has no messageId; failing the whole batch$"):
         transform.run(transform.message("m", KEY, etag), transform.message(None, KEY, etag), context=Context(1))
     app._DEPS = dataclasses.replace(app._DEPS, min_ms_to_start=0)
     assert transform.run(transform.message("m", KEY, etag), context=Context(1)) == {"batchItemFailures": []}
@@ -896,7 +895,7 @@ def test_the_environment_s_bounds_reach_the_transform(transform, monkeypatch):
     etag = transform.put(KEY, jsonl(order(1), b"{bad", b"{bad", order(2), order(3)))
     assert transform.one(KEY, etag) == {"batchItemFailures": []}
     body = transform.s3.get_object(Bucket=SILVER, Key=SILVER_KEY)["Body"].read()
-    assert pq.ParquetFile(io.BytesIO(body)).metadata.num_row_groups == 2  # 3 rows, 2 a group
+    assert pq.ParquetFile(pa.BufferReader(body)).metadata.num_row_groups == 2  # 3 rows, 2 a group
     quarantined = transform.s3.get_object(Bucket=SILVER, Key=QUARANTINE_KEY)["Body"].read().splitlines()
     assert len(quarantined) == 2  # one record kept, one summary of the rest
     etag = transform.put(KEY, good(20))
@@ -977,3 +976,145 @@ def test_each_outcome_is_counted_as_its_own_metric(summary, expected):
     app.count(metrics_, summary, type_="t", seconds=1.5)
     metrics_.flush()
     assert metrics([{"message": "metrics", **r} for r in records]) == expected
+
+
+# --- what mutation testing found untested -------------------------------------------------------------
+def newer_event_owns(transform, key: str, etag: str) -> None:
+    transform.ledger.claim(bucket=BRONZE, key=key, etag=etag, size=1, type_="orders", dt="2025-01-02",
+                           lease_seconds=60, sequencer="30")
+
+
+def test_an_older_event_s_skip_never_lands_on_a_ledger_item_a_newer_event_owns(transform, monkeypatch):
+    stale = transform.put(KEY, good(1))
+    transform.put(KEY, good(2))
+    gone = "bronze/orders/dt=2025-01-02/gone.jsonl"
+    held = "bronze/orders/dt=2025-01-02/held.jsonl"
+    held_etag = transform.put(held, good(1))
+    transform.s3.put_object(Bucket=SILVER, Key="silver/orders/dt=2025-01-02/held.parquet", Body=b"x",
+                            Metadata={"source-key": held, "source-sequencer": "40"})
+    moving = "bronze/orders/dt=2025-01-02/moving.jsonl"
+    moving_etag = transform.put(moving, good(1))
+    copy_key = "bronze/replay/20260101T000000Z/orders/dt=2025-01-02/orig.jsonl"
+    orig_etag = transform.put("bronze/orders/dt=2025-01-02/orig.jsonl", good(1))
+    cases = [(KEY, stale), (gone, "0" * 32), (held, held_etag), (moving, moving_etag), (copy_key, orig_etag)]
+    for key, etag in cases:
+        newer_event_owns(transform, key, etag)
+    hook_at(monkeypatch, steps.AFTER_SILVER_WRITE,
+            lambda: transform.put(moving, good(3)) if transform.silver_keys() == [
+                "silver/orders/dt=2025-01-02/held.parquet", "silver/orders/dt=2025-01-02/moving.parquet"] else None,
+            times=99)
+    result = transform.run(*(transform.message(f"m{i}", key, etag, sequencer="10") for i, (key, etag) in
+                             enumerate(cases)))
+    assert result == {"batchItemFailures": []}
+    assert [(transform.item(key, etag)["status"], transform.item(key, etag)["sequencer"]) for key, etag in cases] == [
+        ("CLAIMED", "30")] * len(cases)
+
+
+def test_a_skipped_version_s_ledger_item_records_no_rows_and_no_silver_key(transform, monkeypatch):
+    stale = transform.put(KEY, good(1))
+    transform.put(KEY, good(2))
+    assert transform.one(KEY, stale) == {"batchItemFailures": []}
+    older = "bronze/orders/dt=2025-01-02/older.jsonl"
+    older_etag = transform.put(older, good(1))
+    transform.s3.put_object(Bucket=SILVER, Key="silver/orders/dt=2025-01-02/older.parquet", Body=b"x",
+                            Metadata={"source-key": older, "source-sequencer": "30"})
+    assert transform.one(older, older_etag, sequencer="10") == {"batchItemFailures": []}
+    moving = "bronze/orders/dt=2025-01-02/moving.jsonl"
+    moving_etag = transform.put(moving, jsonl(order(1), b"{bad"))
+    hook_at(monkeypatch, steps.AFTER_SILVER_WRITE, lambda: transform.put(moving, good(3)))
+    assert transform.one(moving, moving_etag) == {"batchItemFailures": []}
+    monkeypatch.setattr(steps, "HOOK", None)
+    etag = transform.put("bronze/orders/dt=2025-01-02/orig.jsonl", jsonl(order(1), b"{bad"))
+    copy_key = "bronze/replay/20260101T000000Z/orders/dt=2025-01-02/orig.jsonl"
+    assert transform.one(copy_key, etag) == {"batchItemFailures": []}
+    items = [transform.item(KEY, stale), transform.item(older, older_etag), transform.item(moving, moving_etag),
+             transform.item(copy_key, etag)]
+    assert [(i["outcome"], i["silver_key"], i["rows"], i["rejected_rows"]) for i in items] == [
+        ("superseded", "", 0, 0), ("superseded", "", 0, 0), ("superseded", "", 0, 0),
+        ("original-transformed", "silver/orders/dt=2025-01-02/orig.parquet", 0, 0)]
+
+
+def test_a_replay_copy_that_cannot_be_read_fails_rather_than_standing_in_with_its_original(transform):
+    etag = transform.put(KEY, good(1))
+    answer(transform.s3, "GetObject", status=403, code="AccessDenied", where=COPY_KEY)
+    assert transform.one(COPY_KEY, etag) == {"batchItemFailures": [{"itemIdentifier": "m"}]}
+    assert transform.silver_keys() == [] and transform.item(KEY, etag) is None
+
+
+def test_a_step_hook_sees_the_read_and_the_writes_of_each_version_with_its_object(transform, monkeypatch):
+    seen = []
+    old = transform.put(KEY, good(1))
+
+    def hook(name, context):
+        seen.append((name, context))
+        if name == steps.AFTER_SILVER_WRITE and len(seen) == 3:
+            transform.put(KEY, good(2))  # the source moves on: its current version is rewritten
+
+    monkeypatch.setattr(steps, "HOOK", hook)
+    assert transform.one(KEY, old) == {"batchItemFailures": []}
+    assert seen == [(name, {"object": f"s3://{BRONZE}/{KEY}"}) for name in (
+        steps.AFTER_READ, steps.BEFORE_SILVER_WRITE, steps.AFTER_SILVER_WRITE, steps.BEFORE_SILVER_WRITE,
+        steps.AFTER_SILVER_WRITE)]
+
+
+def test_a_rewrite_whose_read_finds_a_newer_version_writes_only_that_one(transform, monkeypatch):
+    old = transform.put(KEY, good(1))
+    other = SESSION.client("s3", region_name=REGION)
+    writes = []
+
+    def moving():
+        transform.put(KEY, good(2))
+        answered = []
+
+        def before_read(request, **kwargs):
+            if not answered:
+                answered.append(other.put_object(Bucket=BRONZE, Key=KEY, Body=good(3)))
+
+        transform.s3.meta.events.register_first("before-send.s3.GetObject", before_read)
+
+    hook_at(monkeypatch, steps.AFTER_SILVER_WRITE, lambda: writes.append(1) or (moving() if len(writes) == 1 else None),
+            times=99)
+    assert transform.one(KEY, old) == {"batchItemFailures": []}
+    assert len(writes) == 2  # this version, then the newest: never the one that moved on before its read
+
+
+def test_a_stale_read_logs_its_reason_and_leaves_a_current_unordered_version_in_silver_alone(transform):
+    first = transform.put(KEY, good(1))
+    transform.put(KEY, good(2))
+    current = transform.put(KEY, good(3))
+    assert transform.one(KEY, current) == {"batchItemFailures": []}  # no order: a redrive
+    before = transform.s3.head_object(Bucket=SILVER, Key=SILVER_KEY)["ETag"]
+    transform.lines()
+    assert transform.one(KEY, first, sequencer="10") == {"batchItemFailures": []}
+    assert transform.s3.head_object(Bucket=SILVER, Key=SILVER_KEY)["ETag"] == before
+    [done] = by_message(transform.lines(), "transformed")
+    assert (done["outcome"], done["reason"]) == ("superseded", PLAIN_412)
+
+
+def test_silver_holding_the_same_version_without_an_order_is_rewritten_without_one(transform):
+    etag = transform.put(KEY, good(2))
+    transform.s3.put_object(Bucket=SILVER, Key=SILVER_KEY, Body=b"x", Metadata={"source-key": KEY, "source-etag": etag})
+    assert transform.one(KEY, etag) == {"batchItemFailures": []}
+    assert transform.silver()[1]["metadata"]["source-sequencer"] == ""
+
+
+def test_the_handler_leaves_no_file_where_it_runs(transform, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    assert transform.one(KEY, transform.put(KEY, jsonl(order(1), b"{bad"))) == {"batchItemFailures": []}
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_rows_are_stamped_with_the_utc_time_of_the_transform_whatever_the_local_zone(transform, monkeypatch):
+    import datetime as dt
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        before = dt.datetime.now(dt.UTC)
+        assert transform.one(KEY, transform.put(KEY, good(1))) == {"batchItemFailures": []}
+        [stamp] = transform.silver()[0].column("_ingested_at").to_pylist()
+        assert before <= stamp <= dt.datetime.now(dt.UTC)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
