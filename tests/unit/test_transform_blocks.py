@@ -5,6 +5,7 @@ the head carried over, over-long lines skipped to the next newline)."""
 import gzip
 import io
 import re
+import tempfile
 
 import pytest
 
@@ -135,3 +136,19 @@ def test_an_over_long_lines_preview_is_its_first_raw_preview_chars_bytes():
     chunks = [line[i:i + RAW_PREVIEW_CHARS // 2] for i in range(0, len(line), RAW_PREVIEW_CHARS // 2)]
     [long_line, after] = blocks([*chunks, b"\n{}\n"], block_bytes=1024, max_line_bytes=RAW_PREVIEW_CHARS)
     assert long_line == LongLine(line[:RAW_PREVIEW_CHARS], len(line)) and after == b"{}\n"
+
+
+def test_a_gzip_stream_is_read_whatever_mode_its_file_object_reports():
+    # GzipFile takes its mode from the file object when none is given: a body staged in a
+    # read-write file whose mode says "w+b" would be taken for an output and not read.
+    with tempfile.SpooledTemporaryFile(mode="w+b") as raw:
+        raw.write(gzip.compress(DATA))
+        raw.seek(0)
+        assert b"".join(Chunks(raw, gzipped=True, size=64)) == DATA
+
+
+def test_a_chunk_of_whole_lines_with_no_head_is_handed_on_as_it_is():
+    # Not copied: a block the size of a chunk is the chunk itself.
+    chunks = [b"a\nb\n", b"c\n"]
+    got = blocks(chunks, block_bytes=2)
+    assert got == chunks and got[0] is chunks[0] and got[1] is chunks[1]
