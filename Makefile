@@ -87,4 +87,4 @@ test-pyarrow-min: $(STAMP)
 	@test -x .venv-pyarrow-min/bin/python || $(PYTHON) -m venv .venv-pyarrow-min
 	.venv-pyarrow-min/bin/python -m pip install --quiet 'pyarrow==$(PYARROW_MIN)' 'numpy<2' boto3 'moto[server]' pytest click tenacity tqdm python-dateutil
 	.venv-pyarrow-min/bin/python -c "import pyarrow; assert pyarrow.__version__ == '$(PYARROW_MIN)', pyarrow.__version__"
-	cd $(CURDIR) && .venv-pyarrow-min/bin/python -m pytest -q -p no:cacheprovider tests/unit/test_transform_core.py tests/unit/test_transform_hostile.py tests/unit/test_transform_empty_floods.py tests/functional/test_transform_handler.py
+	cd $(CURDIR) && .venv-pyarrow-min/bin/python -m pytest -q -p no:cacheprovider tests/unit/test_arrow_read.py tests/unit/test_sinks.py tests/unit/test_transform_core.py tests/unit/test_transform_hostile.py tests/unit/test_transform_empty_floods.py tests/functional/test_transform_handler.py
