@@ -49,12 +49,14 @@ CHAOS_ARGS ?= --rounds 3 --objects 40 --poison 3
 chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos.run $(CHAOS_ARGS)
 
-# Mutation testing (mutmut 3), one module at a time against its focused tests, on one core at the
+# Mutation testing (mutmut 3), MUTATION_JOBS modules at a time against their focused tests, at the
 # lowest priority; not part of make test. MUTATION_ARGS: module paths, --reuse, --min-score N.
-# Prints a table (module, mutants, killed, equivalent, survived, score) and each surviving mutant.
+# Prints a table (module, mutants, killed, equivalent, survived, score, wall, mutants/s, a total)
+# and each surviving mutant.
 MUTATION_ARGS ?=
+MUTATION_JOBS ?= 2
 mutation: $(STAMP)
-	nice -n 19 $(BIN)/python scripts/mutation.py $(MUTATION_ARGS)
+	nice -n 19 $(BIN)/python scripts/mutation.py --jobs $(MUTATION_JOBS) $(MUTATION_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/transform.py --mb 100 --rss-large-mb 1000
