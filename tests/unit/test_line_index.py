@@ -28,7 +28,8 @@ def listed(lines: Lines) -> list[tuple[int, bytes]]:
         for j in {i + 1, i + 2, n} if n > 12 else range(i + 1, n + 1):
             if i < j <= n:
                 assert bytes(lines.span(i, j)) == b"\n".join(raws[i:j]), (i, j)
-    assert lines.numbers.dtype == np.int64
+    assert lines.starts.dtype == lines.ends.dtype == lines.numbers.dtype == np.int64
+    assert len(lines.starts) == len(lines.ends) == len(lines.numbers) == n
     return list(zip(lines.numbers.tolist(), raws, strict=True))
 
 
@@ -100,6 +101,7 @@ def test_containing_finds_each_line_holding_the_needle_once_from_the_cursor():
     assert CONTAINING.containing(b'"a"', 4, limit=10, within=1000) == [4]
     assert CONTAINING.containing(b'"a"', 0, limit=2, within=1000) == [0, 2]
     assert CONTAINING.containing(b'"a"', 0, limit=0, within=1000) == []
+    assert CONTAINING.containing(b'{"a"', 0, limit=10, within=1000) == [0, 2, 4]  # found at the buffer's first byte
 
 
 def test_containing_looks_only_within_so_many_bytes_from_the_cursor():
@@ -141,7 +143,8 @@ def test_pick_of_one_range_shares_the_buffer():
 
 @pytest.mark.parametrize("cuts", [[], [0], [199], [0, 199], [5, 5, 6], [10, 50, 51, 120],
                                   list(range(0, 200, 2)), list(range(1, 200, 2)), list(range(0, 200, 3)),
-                                  list(range(1, 126, 2)), list(range(1, 128, 2)), list(range(200))])
+                                  list(range(1, 126, 2)), list(range(1, 128, 2)), list(range(200)),
+                                  list(range(1, 200)), list(range(199)), [*range(50), *range(51, 200)]])
 def test_without_leaves_out_the_cut_lines(cuts):
     kept = MANY.without(cuts)
     assert listed(kept) == [(101 + i, RAWS[i]) for i in range(200) if i not in cuts]
@@ -160,11 +163,12 @@ def test_without_of_lines_starting_past_the_buffers_start():
 
 def test_two_value_candidates_are_the_lines_with_a_mark():
     raws = [b'{"a": 1}', b'{"a": 1}{"b": 2}', b'{} {}', b"{}\tnull", b'{"a": "}"}', b"{}}{}{", b"{}\r\x0b{}",
-            b"{} x {}", b"{}"]
+            b"{} x {}", b"{}", b"}{}"]
     lines = Lines.of(numbered(raws))
-    assert sorted(lines.two_value_candidates()) == [1, 2, 3, 5, 6]
+    assert sorted(lines.two_value_candidates()) == [1, 2, 3, 5, 6, 9]  # 9: a mark at the line's first byte
     assert len(set(lines.two_value_candidates())) == len(lines.two_value_candidates())  # each line once
     assert Lines.empty().two_value_candidates() == []
+    assert Lines.of(numbered([b"{}{}", b"x"])).two_value_candidates() == [0]  # a mark on the first line
 
 
 def test_two_value_candidates_of_lines_past_the_buffers_start():
@@ -177,6 +181,7 @@ def test_two_value_marks_are_closing_braces_before_an_object_or_null():
     assert two_value_marks(b'{"a":{}}null') == [7]
     assert sorted(two_value_marks(b"{} {}{}\t \r\x0b\x0cnull")) == [1, 4, 6]
     assert two_value_marks(memoryview(b"x{}{}")[1:]) == [1]
+    assert two_value_marks(b'{"a":1}{') == [6] and two_value_marks(b"{}n") == [1]  # in the last two bytes
     assert two_value_marks(memoryview(b"x{} {}")[1:]) == [1]
     for none in (b"", b"}", b"{}", b"{}\n{}", b"{} ,{}", b"{}x{}", b"{}  ", b"{} [1]"):
         assert two_value_marks(none) == [], none
