@@ -67,6 +67,8 @@ FOCUSED = {
     # The transform's modules with fast unit tests of their own (ahead of the glob: the first match wins).
     "lambdas/transform/blocks.py": ("tests/unit/test_transform_blocks.py",),
     "lambdas/transform/line_index.py": ("tests/unit/test_line_index.py",),
+    "lambdas/transform/json_array.py": ("tests/unit/test_json_array.py",),
+    "lambdas/transform/results.py": ("tests/unit/test_results.py",),
     "lambdas/transform/app.py": ("tests/unit/test_handler_transform.py",),  # the handler on bare moto
     "lambdas/transform/arrow_read.py": ("tests/unit/test_arrow_read.py",),
     "lambdas/transform/pipeline.py": ("tests/unit/test_pipeline.py",),
