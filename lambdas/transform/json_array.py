@@ -71,10 +71,10 @@ def cut(data: bytes) -> bytes | None:
         if closed_at is not None and len(brackets):
             return None  # brackets after the array closed: not one array
         shut = brackets[after[brackets] <= 0]
-        if len(shut):
+        if len(shut):  # depth 0 exactly: every bracket before the array's last is at depth 1 or more
             closed_at = int(outside[shut[0]])
-            if after[shut[0]] != 0 or len(brackets) and brackets[-1] != shut[0]:
-                return None
+            if brackets[-1] != shut[0]:
+                return None  # brackets after the array closed, in the same piece
         out[outside[(chars == 10) | (chars == 13)]] = 32  # a pretty-printed element becomes one line
         out[outside[(chars == ord(",")) & (after - delta == 1)]] = 10  # the elements' commas
         depth = int(after[-1]) if len(after) else depth
@@ -89,8 +89,8 @@ def cut(data: bytes) -> bytes | None:
 def _unescaped_quotes(arr: np.ndarray, low: int, piece: np.ndarray) -> np.ndarray:
     """Positions (in `piece`, which starts at `low` in `arr`) of the quotes no backslash escapes."""
     quotes = np.flatnonzero(piece == 34)
-    after_backslash = quotes[arr[np.maximum(quotes + low - 1, 0)] == 92] if low else \
-        quotes[(quotes > 0) & (piece[np.maximum(quotes - 1, 0)] == 92)]
+    # A quote at the document's first byte is "after" itself, never a backslash.
+    after_backslash = quotes[arr[np.maximum(quotes + low - 1, 0)] == 92]
     escaped = []
     for q in after_backslash.tolist():  # only quotes right after a backslash: count the run
         i = q + low - 1
