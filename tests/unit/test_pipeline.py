@@ -548,3 +548,12 @@ def test_an_object_with_no_json_line_is_unreadable_naming_the_first_bad_line():
 def test_an_object_with_a_line_that_is_json_is_readable(data):
     result = run(data)[0]
     assert result.rejected >= 1
+
+
+@pytest.mark.parametrize("block_bytes", [1 << 20, 16])
+def test_a_line_with_invalid_utf8_is_rejected_and_never_reaches_silver(block_bytes):
+    data = jsonl([GOOD[0][0], GOOD[1][0]]) + b'{"id": "\xff"}\n' + jsonl([GOOD[2][0]])
+    result, table, rejects = run(data, block_bytes=block_bytes)
+    assert rows(table) == [{**GOOD[0][1], "_line": 1}, {**GOOD[1][1], "_line": 2}, {**GOOD[2][1], "_line": 4}]
+    assert [(r["line"], r["raw"]) for r in rejects] == [(3, '{"id": "\\xff"}')]
+    assert rejects[0]["reason"].startswith("not valid UTF-8")
