@@ -22,9 +22,9 @@ from lambdas.transform.line_index import WHITESPACE
 
 _STRUCTURAL = np.zeros(256, dtype=bool)
 _STRUCTURAL[[ord(c) for c in "[]{},\n\r"]] = True
-_OPEN, _CLOSE = np.zeros(256, dtype=np.int64), np.zeros(256, dtype=np.int64)
-_OPEN[[ord("["), ord("{")]] = 1
-_CLOSE[[ord("]"), ord("}")]] = 1
+_DELTA = np.zeros(256, dtype=np.int8)  # +1 for an opening bracket, -1 for a closing one
+_DELTA[[ord("["), ord("{")]] = 1
+_DELTA[[ord("]"), ord("}")]] = -1
 
 
 PIECE_BYTES = 1 << 20  # looked at a piece at a time, so the index arrays stay small
@@ -58,15 +58,17 @@ def cut(data: bytes) -> bytes | None:
         piece = arr[low:low + PIECE_BYTES]
         quotes = _unescaped_quotes(arr, low, piece)
         structural = np.flatnonzero(_STRUCTURAL[piece])
-        # Inside a string when an odd number of unescaped quotes precede it (from the piece's state).
-        inside = (np.searchsorted(quotes, structural).astype(np.int64) + in_string) % 2 == 1
-        in_string ^= bool(len(quotes) % 2)
         chars = piece[structural]
-        if np.any((chars[inside] == 10) | (chars[inside] == 13)):
-            return None  # a raw line break in a string: invalid JSON, let the decoder say so
-        outside, chars = structural[~inside] + low, chars[~inside]
-        delta = _OPEN[chars] - _CLOSE[chars]
-        after = depth + np.cumsum(delta)
+        if len(quotes) or in_string:
+            # Inside a string when an odd number of unescaped quotes precede it (from the piece's state).
+            inside = (np.searchsorted(quotes, structural).astype(np.int64) + in_string) % 2 == 1
+            in_string ^= bool(len(quotes) % 2)
+            if np.any((chars[inside] == 10) | (chars[inside] == 13)):
+                return None  # a raw line break in a string: invalid JSON, let the decoder say so
+            structural, chars = structural[~inside], chars[~inside]
+        outside = structural + low  # no quote in the piece and not in a string: all of it outside
+        delta = _DELTA[chars]
+        after = depth + np.cumsum(delta, dtype=np.int64)
         brackets = np.flatnonzero(delta)
         if closed_at is not None and len(brackets):
             return None  # brackets after the array closed: not one array
