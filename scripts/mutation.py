@@ -76,6 +76,7 @@ FOCUSED = {
     "lambdas/transform/conditional_write.py": ("tests/unit/test_conditional_write.py",),  # on bare moto
     "lambdas/transform/diagnose.py": ("tests/unit/test_diagnose.py",),
     "lambdas/transform/drift.py": ("tests/unit/test_drift.py",),
+    "lambdas/transform/locate.py": ("tests/unit/test_locate.py",),
     "lambdas/transform/*.py": ("tests/unit/test_transform*.py", "tests/functional/test_transform_handler.py"),
     "ops/timewindow.py": ("tests/unit/test_timewindow.py",),
     "ops/state.py": ("tests/unit/test_state.py", "tests/functional/test_listing_replay.py"),

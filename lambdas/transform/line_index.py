@@ -100,7 +100,10 @@ class Lines:
         found: list[int] = []
         if not needle or cursor >= len(self):
             return found
-        pos, stop = int(self.starts[cursor]), int(self.starts[cursor]) + within
+        pos = int(self.starts[cursor])
+        # A view's buffer goes on past its last line (pick, without): a match there would be found
+        # again and again.
+        stop = min(pos + within, int(self.ends[-1]))
         while len(found) < limit:
             pos = self.buf.find(needle, pos, stop)
             if pos < 0:

@@ -126,6 +126,15 @@ def test_containing_looks_on_from_the_next_line_after_a_match():
     assert Lines.of(numbered([b"ab", b"b", b"abc"])).containing(b"b", 0, limit=10, within=1000) == [0, 1, 2]
 
 
+def test_containing_in_a_view_never_looks_past_its_last_line():
+    # A view (pick of one range, without) shares its parent's buffer, which goes on past its last
+    # line: a match there was found again and again, for ever (the locator's bisection hung on it).
+    view = CONTAINING.pick([(0, 2)])
+    assert view.containing(b'"a"', 0, limit=10, within=1000) == [0]
+    assert view.containing(b'"a": 3', 0, limit=10, within=1000) == []
+    assert CONTAINING.without([3, 4]).containing(b'x"a', 0, limit=10, within=1000) == []
+
+
 RAWS = [b"l%d" % i + b"x" * (i % 3) for i in range(200)]
 MANY = Lines.of(numbered(RAWS, first=101))
 
