@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from ops.cli import cli
 from ops.reconcile import CATEGORIES, classify, reconcile, replay_gaps
 from ops.timewindow import make_window
+from tests.conftest import wait_until
 from tests.functional.test_listing_replay import Calls, generated
 
 DAY = "2025-03-10"
@@ -34,7 +35,11 @@ def seed_every_gap(pipeline) -> dict[str, str]:
     for name in ("ok-1", "ok-2", "missing", "stale", "failed-then-copied"):
         pipeline.put(key(name), generated("orders", 5, seed=len(name)))
     pipeline.pump()
-    time.sleep(1.1)  # S3 LastModified has one-second resolution: the overwrite below must be newer
+    # S3 LastModified has one-second resolution: the overwrite below must land in a later second
+    # than the silver the first version made.
+    first = max(o["LastModified"] for o in pipeline.s3.list_objects_v2(Bucket=pipeline.silver)["Contents"])
+    wait_until(lambda: dt.datetime.now(dt.UTC).replace(microsecond=0) > first, timeout=10,
+               what="a second later than the first upload", interval=0.05)
     # silver-stale: the bronze object is overwritten and its event lost.
     pipeline.put(key("stale"), generated("orders", 6, seed=99))
     # never-ingested: uploaded, event lost.

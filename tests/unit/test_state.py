@@ -114,20 +114,21 @@ def test_marks_are_folded_into_the_file_once_the_interval_has_passed(tmp_path, m
 
 # --- the crash journal ------------------------------------------------------------------------------
 CHILD = textwrap.dedent("""
-    import sys, time
+    import sys
     from ops.state import Checkpoint
     checkpoint = Checkpoint(sys.argv[1], {"run": 1}, interval=3600)
     checkpoint.save()
     for i in range(int(sys.argv[2])):
         checkpoint.mark(f"key-{i}")
     print("marked", flush=True)
-    time.sleep(600)
+    sys.stdin.read()  # blocks until the test kills it (the pipe never closes first)
 """)
 
 
 def test_a_run_killed_with_sigkill_loses_no_key_it_marked(tmp_path):
     path = tmp_path / "run.json"
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(path), "25"], stdout=subprocess.PIPE, text=True,
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(path), "25"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True,
                              cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         assert child.stdout.readline() == "marked\n"
