@@ -77,6 +77,7 @@ FOCUSED = {
     "lambdas/transform/diagnose.py": ("tests/unit/test_diagnose.py",),
     "lambdas/transform/drift.py": ("tests/unit/test_drift.py",),
     "lambdas/transform/locate.py": ("tests/unit/test_locate.py",),
+    "lambdas/transform/row_checks.py": ("tests/unit/test_row_checks.py",),
     "lambdas/transform/*.py": ("tests/unit/test_transform*.py", "tests/functional/test_transform_handler.py"),
     "ops/timewindow.py": ("tests/unit/test_timewindow.py",),
     "ops/state.py": ("tests/unit/test_state.py", "tests/functional/test_listing_replay.py"),
