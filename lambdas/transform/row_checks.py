@@ -254,7 +254,8 @@ def to_timestamps(values: pa.Array) -> pa.Array:
     if values.offset:  # pyarrow < 15: if_else on a sliced string array (bisection's) makes an invalid one
         values = pa.concat_arrays([values])
     tail = pc.utf8_slice_codeunits(values, 10)  # after YYYY-MM-DD: a zone is 'Z' or a +/- offset
-    zoned = pc.fill_null(pc.or_(pc.ends_with(tail, "Z"), pc.match_substring_regex(tail, "[+-]")), False)
+    # null for a null value, which stays null whichever branch takes it
+    zoned = pc.or_(pc.ends_with(tail, "Z"), pc.match_substring_regex(tail, "[+-]"))
     none = pa.scalar(None, pa.string())
     with_zone = pc.cast(pc.if_else(zoned, values, none), TS)
     naive = pc.cast(pc.cast(pc.if_else(zoned, none, values), pa.timestamp("us")), TS)

@@ -4,6 +4,7 @@ top, in a struct and in a list of structs, and NaN / infinity at any depth, over
 slices and null parents. A row's verdict is read through what the pipeline does with it: which rows
 are refused, and the reason's kind and fields as the transform's logs summarise them."""
 
+import dataclasses
 import datetime as dt
 import math
 import re
@@ -36,6 +37,9 @@ SCHEMA = EventSchema(
     ]),
     required=("id", "at", "meta.k", "rows[].k"),
 )
+# The same checks with the required paths in the other order: a list path checked first must not
+# stop the ones after it.
+LIST_FIRST = dataclasses.replace(SCHEMA, required=SCHEMA.required[::-1])
 GOOD = {"id": "a", "at": "2025-01-01T00:00:00Z", "meta": {"k": "m"}, "rows": [{"k": "r"}]}
 WHEN = dt.datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -251,9 +255,10 @@ REQUIRED = [
 
 @pytest.mark.parametrize(("row", "missing"), REQUIRED)
 @pytest.mark.parametrize("chunks", [1, 2, 4])
-def test_a_row_missing_a_required_field_is_refused_naming_every_missing_path(row, missing, chunks):
+@pytest.mark.parametrize("schema", [SCHEMA, LIST_FIRST], ids=["list-last", "list-first"])
+def test_a_row_missing_a_required_field_is_refused_naming_every_missing_path(row, missing, chunks, schema):
     rows = [{}, row, {"rows": [{"k": "b"}, {"k": "c"}]}, {"meta": None, "rows": None}, row, {}, {}, row]
-    _, refused = verdicts(table_of(rows, chunks=chunks))
+    _, refused = verdicts(table_of(rows, chunks=chunks), schema)
     assert refused == ({i: (["missing-field"], missing) for i in (1, 4, 7)} if missing else {})
 
 
@@ -263,14 +268,16 @@ def test_a_table_of_one_row_missing_a_required_field_refuses_it(row, path):
     assert verdicts(table_of([row]))[1] == {0: (["missing-field"], [path])}
 
 
-@pytest.mark.parametrize(("start", "stop"), [(0, 2), (2, 6), (3, 4), (1, 3), (4, 6), (0, 6)])
+@pytest.mark.parametrize(("start", "stop"), [(0, 2), (2, 6), (3, 4), (1, 3), (4, 6), (0, 6), (5, 7), (6, 7)])
 @pytest.mark.parametrize("chunks", [1, 2])
-def test_a_slice_has_only_its_own_rows_problems(start, stop, chunks):
+@pytest.mark.parametrize("schema", [SCHEMA, LIST_FIRST], ids=["list-last", "list-first"])
+def test_a_slice_has_only_its_own_rows_problems(start, stop, chunks, schema):
     rows = [{"id": None}, {}, {"meta": {}}, {"rows": [{"k": "a"}, {}]}, {"rows": [None, {"k": "b"}]},
-            {"n": NAN}]
-    kinds = {0: ["missing-field"], 2: ["missing-field"], 3: ["missing-field"], 4: ["missing-field"], 5: ["other"]}
+            {"n": NAN}, {"rows": [], "id": None}]
+    kinds = {0: ["missing-field"], 2: ["missing-field"], 3: ["missing-field"], 4: ["missing-field"], 5: ["other"],
+             6: ["missing-field"]}
     table = table_of(rows, chunks=chunks).slice(start, stop - start)
-    _, refused = verdicts(table)
+    _, refused = verdicts(table, schema)
     assert {row: kind for row, (kind, _) in refused.items()} == {
         row - start: kind for row, kind in kinds.items() if start <= row < stop}
 
@@ -371,11 +378,22 @@ def test_a_table_with_a_nonfinite_value_checks_only_the_chunks_whose_sum_is_not_
     assert calls == [2]
 
 
+def test_a_nonfinite_value_after_several_clean_chunks_is_found_in_its_own_row():
+    table = pa.concat_tables([table_of([{"n": 1.0}] * 2), table_of([{"n": 2.0}] * 3), table_of([{}, {"n": NAN}])])
+    assert verdicts(table)[1] == {6: (["other"], ["n"])}
+
+
 def test_rows_of_problems_are_ascending_indexes_of_any_problem():
     rows = [{}, {"n": NAN}, {}, {"at": "x"}, {"id": None}, {}, {"meta": {}, "n": INF}]
     _, problems = RowChecks(SCHEMA).check(table_of(rows))
     assert problems.rows().tolist() == [1, 3, 4, 6]
     assert problems.reason(0) == "" and problems.reason(6).count("; ") == 1
+
+
+def test_the_reason_of_a_row_with_several_problems_is_theirs_joined_by_semicolons():
+    alone = [{"at": "soon"}, {"n": NAN}, {"id": None}]
+    _, problems = RowChecks(SCHEMA).check(table_of([*alone, {"at": "soon", "n": NAN, "id": None}]))
+    assert problems.reason(3) == "; ".join(problems.reason(row) for row in range(3))
 
 
 def test_rows_of_a_clean_table_index_nothing():
@@ -398,3 +416,65 @@ def test_a_type_with_no_timestamps_floats_or_required_fields_passes_every_row():
     table = pa.table({"id": ["a", None]})
     checked, problems = RowChecks(plain).check(table)
     assert checked.equals(table) and problems.rows().tolist() == []
+
+
+@pytest.fixture
+def casts(monkeypatch):
+    """The length of each array cast with more than one value, in order."""
+    lengths = []
+    cast = row_checks.pc.cast
+
+    def counting(values, *args, **kwargs):
+        if values is not None and len(values) > 1:
+            lengths.append(len(values))
+        return cast(values, *args, **kwargs)
+
+    monkeypatch.setattr(row_checks.pc, "cast", counting)
+    return lengths
+
+
+ZONED = "2025-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize(("at", "cost"), [
+    # the failed cast and the one without the bad value
+    ([ZONED] * 7 + ["yesterday"] + [ZONED] * 8, 2),
+    # a named nanosecond value: its column cut and cast again, then the bad value's own failure
+    (["yesterday"] + [ZONED] * 14 + ["2025-01-01T00:00:00.1234567Z"], 4),
+])
+def test_a_bad_timestamp_costs_a_failed_cast_or_two_never_a_search_value_by_value(at, cost, casts):
+    # A value that is not a timestamp is refused without casting the rest as naive values, and the
+    # cast's own error, which names it, is not thrown away (bisection would cast every half).
+    _, refused = verdicts(table_of([{"at": value} for value in at]))
+    assert list(refused) == [at.index(next(v for v in at if "yesterday" in v))]
+    assert len(casts) == 1 + cost  # and one of `until`, all null
+
+
+@pytest.mark.parametrize("k", [1, 2, 5, 7])  # fewer than NAMED_ROUNDS
+def test_each_distinct_bad_value_costs_one_failed_cast(k, casts):
+    values = [f"bad {i % k}" if i % 3 == 0 else ZONED for i in range(6 * k)]
+    assert unconvertible(pa.array(values))[0].tolist() == [v != ZONED for v in values]
+    assert len(casts) == k + 1  # one failed cast a distinct value, then one cast of the others
+
+
+def test_past_the_named_rounds_only_values_of_iso_shape_are_bisected(casts):
+    # Values named last first: the eight ISO-shaped bad ones at the end are found by name, the
+    # unshaped ones before them by their shape, and nothing is left to bisect.
+    named = [f"2025-01-{32 + i}T00:00:00Z" for i in range(row_checks.NAMED_ROUNDS)]
+    values = [f"bad {i}" for i in range(10)] + [ZONED] * 20 + named
+    assert unconvertible(pa.array(values))[0].tolist() == [v != ZONED for v in values]
+    assert len(casts) == row_checks.NAMED_ROUNDS + 2  # the named rounds, the clean rest, the result
+
+
+def test_digits_past_microseconds_are_searched_for_once(monkeypatch):
+    searched = []
+    match = row_checks.pc.match_substring_regex
+
+    def counting(values, pattern, *args, **kwargs):
+        searched.append(pattern)
+        return match(values, pattern, *args, **kwargs)
+
+    monkeypatch.setattr(row_checks.pc, "match_substring_regex", counting)
+    converted = to_timestamps(pa.array(["2025-01-01 00:00:00", "2025-01-01T00:00:00.1234567Z"]))
+    assert converted.to_pylist() == [WHEN, WHEN.replace(microsecond=123456)]
+    assert searched.count(row_checks._SUB_MICROSECONDS.pattern) == 1
