@@ -83,6 +83,8 @@ def build_inputs(workdir: Path, *, mb: float, bomb_gib: float) -> list[tuple[str
         return workdir / filename
 
     add("JSON array of 4M {} (12 MB)", "empties.json").write_bytes(b"[" + b"{}," * 3_999_999 + b"{}]")
+    add("JSON array of 3M { } with spaces (15 MB)", "spaced-empties.json").write_bytes(
+        b"[" + b"{ }, " * 2_999_999 + b"{ }]")  # no exact-match shortcut: the general cut
     add("20 MiB of blank lines, then one event", "blank.jsonl").write_bytes(b"\n" * (20 << 20) + good[0].encode())
     add("2M {} lines (6 MB)", "empties.jsonl").write_bytes(b"{}\n" * 2_000_000)
     deep = json.dumps(dict(event, tags="X")).replace('"X"', "[" * 10_000 + "]" * 10_000)

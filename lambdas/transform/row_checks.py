@@ -38,6 +38,7 @@ NAMED_ROUNDS = 8  # bad values found by name per block before bisection takes ov
 # Every form Arrow's ISO-8601 cast accepts has this shape (a superset: date, then optional time,
 # fraction and zone); used only to refuse floods of values that cannot be timestamps.
 _ISO_SHAPE = r"^\d{4}-\d\d-\d\d(?:[T ]\d\d(?::?\d\d(?::?\d\d(?:[.,]\d+)?)?)?)?(?:Z|[+-]\d\d(?::?\d\d)?)?$"
+_SHAPE = re.compile(_ISO_SHAPE)
 CAST_RE = re.compile(r"^Failed to parse string: '(.*)' as a scalar of type timestamp", re.S)
 
 
@@ -291,6 +292,7 @@ def unconvertible(values: pa.Array, message: str | None = None) -> tuple[np.ndar
     bad = np.zeros(len(values), dtype=bool)
     none = pa.scalar(None, pa.string())
     rest = values
+    shaped = False  # whether the values without the shape of a timestamp were refused already
     for _ in range(NAMED_ROUNDS):
         if message is None:
             rest = pc.if_else(pa.array(bad), none, values) if bad.any() else values
@@ -299,19 +301,31 @@ def unconvertible(values: pa.Array, message: str | None = None) -> tuple[np.ndar
             except pa.ArrowInvalid as exc:
                 message = str(exc)
         named, message = CAST_RE.search(message), None
+        if named and not shaped and not _SHAPE.match(named.group(1)):
+            # One value without even the shape of a timestamp: likely more of them (a flood of
+            # garbage), refused at once with it; then the rest is cast again.
+            bad |= _unshaped(values)
+            shaped = True
+            continue
         hits = None
         if named:
             hits = pc.fill_null(pc.equal(values, named.group(1)), False).to_numpy(zero_copy_only=False) & ~bad
         if hits is None or not hits.any():
             break
         bad |= hits
-    else:  # many distinct bad values: a cast per value would cost each block its rows squared, so
-        # what does not even have the shape of an ISO-8601 timestamp is refused at once
-        shaped = pc.fill_null(pc.match_substring_regex(values, _ISO_SHAPE), True)
-        bad |= ~shaped.to_numpy(zero_copy_only=False)
+    else:  # many distinct bad values: a cast per value would cost each block its rows squared
+        if not shaped:
+            bad |= _unshaped(values)
         rest = pc.if_else(pa.array(bad), none, values)
     bad |= _bisect_unconvertible(rest)
     return bad, to_timestamps(pc.if_else(pa.array(bad), none, values))
+
+
+def _unshaped(values: pa.Array) -> np.ndarray:
+    """A mask of the values without the shape of an ISO-8601 timestamp (all refused by the cast),
+    by one regex pass: a failed cast costs about as much per value as there are bad values left
+    (Arrow parses them all before it fails), a regex pass a fraction of one."""
+    return ~pc.fill_null(pc.match_substring_regex(values, _ISO_SHAPE), True).to_numpy(zero_copy_only=False)
 
 
 def _bisect_unconvertible(values: pa.Array) -> np.ndarray:

@@ -108,6 +108,8 @@ class Quarantine:
         self.subject = "line"  # what a reason calls the rejected thing ("array element" for arrays)
         self.dropped = 0  # rejects past the cap
         self.first_dropped = self.last_dropped = 0
+        self._last: tuple[str, bytes] | None = None  # the last record's (reason, raw) and its encoding after "line"
+        self._rest = b""
 
     def reject(self, line_no: int, raw: bytes, reason: str, *, syntax: bool = False) -> None:
         if self.subject != "line" and reason.startswith("line "):
@@ -119,11 +121,13 @@ class Quarantine:
         if self.full:
             self._drop(int(line_no), int(line_no), 1)
             return
-        text = raw[:RAW_PREVIEW_CHARS].decode("utf-8", errors="backslashreplace")
-        record = {"line": int(line_no), "reason": reason, "raw": text}
-        if len(raw) > RAW_PREVIEW_CHARS:
-            record["raw_truncated_from_bytes"] = len(raw)
-        encoded = _RECORD.encode(record).encode("utf-8") + b"\n"
+        if (reason, raw) != self._last:  # a flood repeats one line and reason: encode them once
+            text = raw[:RAW_PREVIEW_CHARS].decode("utf-8", errors="backslashreplace")
+            rest = {"reason": reason, "raw": text}
+            if len(raw) > RAW_PREVIEW_CHARS:
+                rest["raw_truncated_from_bytes"] = len(raw)
+            self._last, self._rest = (reason, raw), _RECORD.encode(rest)[1:].encode("utf-8") + b"\n"
+        encoded = b'{"line": %d, ' % int(line_no) + self._rest  # what encoding the whole record gives
         if self.kept_bytes + len(encoded) > self.max_bytes:
             self.full = True
             self._drop(int(line_no), int(line_no), 1)

@@ -56,10 +56,19 @@ def reference(data: bytes) -> bytes | None:
     return bytes(out) if any(b not in SPACE for b in out) else b""
 
 
-@pytest.fixture(params=PIECES)
+# A piece is read by whole-piece masks or by its structural bytes' positions, by how dense they are:
+# each reader on its own (DENSE_SHARE 0: never dense; 1 << 30: dense wherever there is one) and chosen.
+READERS = {"chosen": json_array.DENSE_SHARE, "dense": 1 << 30, "sparse": 0}
+
+
+@pytest.fixture(params=[(size, "chosen") for size in PIECES] + [(size, reader) for size in (1 << 20, 3, 64)
+                                                                for reader in ("dense", "sparse")],
+                ids=lambda p: f"{p[0]}-{p[1]}")
 def piece(request, monkeypatch):
-    monkeypatch.setattr(json_array, "PIECE_BYTES", request.param)  # pieces that cut strings and escapes
-    return request.param
+    size, reader = request.param
+    monkeypatch.setattr(json_array, "PIECE_BYTES", size)  # pieces that cut strings and escapes
+    monkeypatch.setattr(json_array, "DENSE_SHARE", READERS[reader])
+    return size
 
 
 ARRAYS = {

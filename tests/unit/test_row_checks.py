@@ -451,19 +451,26 @@ def test_a_bad_timestamp_costs_a_failed_cast_or_two_never_a_search_value_by_valu
 
 
 @pytest.mark.parametrize("k", [1, 2, 5, 7])  # fewer than NAMED_ROUNDS
-def test_each_distinct_bad_value_costs_one_failed_cast(k, casts):
-    values = [f"bad {i % k}" if i % 3 == 0 else ZONED for i in range(6 * k)]
+def test_each_distinct_bad_value_of_iso_shape_costs_one_failed_cast(k, casts):
+    values = [f"2025-01-{32 + i % k}T00:00:00Z" if i % 3 == 0 else ZONED for i in range(6 * k)]
     assert unconvertible(pa.array(values))[0].tolist() == [v != ZONED for v in values]
     assert len(casts) == k + 1  # one failed cast a distinct value, then one cast of the others
 
 
-def test_past_the_named_rounds_only_values_of_iso_shape_are_bisected(casts):
-    # Values named last first: the eight ISO-shaped bad ones at the end are found by name, the
-    # unshaped ones before them by their shape, and nothing is left to bisect.
-    named = [f"2025-01-{32 + i}T00:00:00Z" for i in range(row_checks.NAMED_ROUNDS)]
-    values = [f"bad {i}" for i in range(10)] + [ZONED] * 20 + named
-    assert unconvertible(pa.array(values))[0].tolist() == [v != ZONED for v in values]
-    assert len(casts) == row_checks.NAMED_ROUNDS + 2  # the named rounds, the clean rest, the result
+def test_values_without_the_shape_of_a_timestamp_are_refused_together_whatever_their_number(casts):
+    # A failed cast costs Arrow a parse of every bad value left, so a flood of distinct garbage is
+    # refused by one regex pass as soon as a value without the shape is named: as many casts for
+    # 50 distinct ones as for one. Every form the cast accepts keeps its shape (converted, not refused).
+    forms = [value for value, _ in ACCEPTED]
+    cost = {}
+    for k in (1, 5, 50):
+        values = [f"bad {i}" if i % 2 == 0 else forms[i % len(forms)] for i in range(2 * k)] + forms
+        casts.clear()
+        refused, converted = unconvertible(pa.array(values))
+        assert refused.tolist() == [v.startswith("bad") for v in values]
+        assert converted.to_pylist()[-len(forms):] == [when for _, when in ACCEPTED]
+        cost[k] = len(casts)
+    assert cost[50] == cost[5] == cost[1]
 
 
 def test_digits_past_microseconds_are_searched_for_once(monkeypatch):

@@ -185,6 +185,27 @@ def test_the_raw_line_is_kept_up_to_1_mib_and_a_longer_one_says_how_long_it_was(
     assert record.get("raw_truncated_from_bytes") == (size if truncated else None)
 
 
+def test_each_record_is_its_own_json_when_lines_and_reasons_repeat_and_change():
+    """A flood repeats one (reason, raw) pair: each record is still exactly its own JSON, whichever
+    of the two changes from one reject to the next."""
+    rejects = [(1, b"{}", "a"), (2, b"{}", "a"), (3, b"[]", "a"), (4, b"[]", "b"), (5, b"{}", "b"),
+               (6, b"x" * (RAW_PREVIEW_CHARS + 5), "b"), (7, b"x" * (RAW_PREVIEW_CHARS + 5), "b"),
+               (8, b"x" * RAW_PREVIEW_CHARS, "b"), (9, b'"\xc3\xa9\xff', "c \u00e9"), (10, b'"\xc3\xa9\xff', "c \u00e9")]
+    out = io.BytesIO()
+    q = Quarantine(out)
+    for line, raw, reason in rejects:
+        q.reject(line, raw, reason)
+    q.close()
+    expected = []
+    for line, raw, reason in rejects:
+        record = {"line": line, "reason": reason, "raw": raw[:RAW_PREVIEW_CHARS].decode("utf-8", "backslashreplace")}
+        if len(raw) > RAW_PREVIEW_CHARS:
+            record["raw_truncated_from_bytes"] = len(raw)
+        expected.append(json.dumps(record, ensure_ascii=False).encode() + b"\n")
+    assert out.getvalue().splitlines(keepends=True) == expected
+    assert q.kept_bytes == len(out.getvalue())
+
+
 def test_a_reason_about_the_line_names_the_subject_instead():
     out = io.BytesIO()
     q = Quarantine(out)
