@@ -91,7 +91,9 @@ FOCUSED = {
 TEST_DIRS = ("tests/unit", "tests/functional")
 DOCS = ("docs", "README.md")  # where the equivalent-mutant table lives (docs/testing.md)
 SKIP_ROOT = {"setup.cfg", "mutants", "build", "dist"}  # not linked into a work directory
-KILLED = {"killed", "timeout", "caught by type check"}
+# A segfault (or SIGKILL) is noticed too: the mutant crashed the test process (such as pipeline.py's
+# mutants that hand Arrow a block starting with a `null` line, which crashes its JSON reader).
+KILLED = {"killed", "timeout", "caught by type check", "segfault"}
 
 
 @dataclass

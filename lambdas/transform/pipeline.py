@@ -87,7 +87,7 @@ class ObjectTransform:
         self.suspects = Suspects(self.read_schema)
         self.locator = Locator(parse_options=self.parse_options, suspects=self.suspects,
                                diagnose=Diagnoser(schema.arrow), quarantine=self.quarantine, accept=self.stage,
-                               required=tuple(p for p in schema.required if "." not in p and "[]" not in p))
+                               required=tuple(p for p in schema.required if "." not in p))
         self.staged: list[tuple[pa.Table, np.ndarray, object]] = []
         self.dirty = False  # the last block had bad lines: screen the next one first
         self.result = TransformResult()

@@ -10,6 +10,7 @@ import inspect
 import io
 import json
 import random
+import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -17,8 +18,8 @@ import pytest
 
 from lambdas.shared import config
 from lambdas.shared.schemas import TS, EventSchema
-from lambdas.transform import pipeline
-from lambdas.transform.locate import FLOOD_MIN_LINES, UNWORDED_MISSING
+from lambdas.transform import arrow_read, pipeline
+from lambdas.transform.locate import FLOOD_MIN_LINES, UNWORDED_MISSING, Locator
 from lambdas.transform.pipeline import sniff, transform_bytes, transform_stream
 from lambdas.transform.results import UnreadableObject
 
@@ -104,6 +105,7 @@ def reference(cases) -> tuple[list[dict], list[tuple[int, str]]]:
     (b'{"a": \n{"b": \n', "document"),
     (b'{"a": \n', "document"),
     (b'{"a": \n{"b": 1} x\n', "document"),
+    (b'{"a": \n{"b": 1}\n{"b": 2}\n', "jsonl"),  # the next line alone stands alone, not the rest
 ])
 def test_the_format_is_sniffed_from_the_first_chunk(head, mode):
     assert sniff(head) == mode
@@ -557,3 +559,185 @@ def test_a_line_with_invalid_utf8_is_rejected_and_never_reaches_silver(block_byt
     assert rows(table) == [{**GOOD[0][1], "_line": 1}, {**GOOD[1][1], "_line": 2}, {**GOOD[2][1], "_line": 4}]
     assert [(r["line"], r["raw"]) for r in rejects] == [(3, '{"id": "\\xff"}')]
     assert rejects[0]["reason"].startswith("not valid UTF-8")
+
+
+# ---- the fast path: which blocks reach the locator, and with what it knows ------------------------
+@pytest.fixture
+def located(monkeypatch):
+    """The blocks handed to the locator: (first line, error or None, what the call says it knows)."""
+    calls = []
+    real = Locator.block
+
+    def spy(self, data, first_line, newlines, error, **known):
+        calls.append((first_line, type(error).__name__ if error is not None else None, known))
+        return real(self, data, first_line, newlines, error, **known)
+
+    monkeypatch.setattr(Locator, "block", spy)
+    return calls
+
+
+LONG = [GOOD[0][0], GOOD[1][0], GOOD[2][0]]  # first lines of 16 bytes or more: not careful
+
+
+@pytest.mark.parametrize("tail", ["\n", ""])
+def test_clean_blocks_take_the_fast_path_and_never_reach_the_locator(located, tail):
+    data = ("\n".join(LONG * 3) + tail).encode()
+    result, table, rejects = run(data, block_bytes=len(data) // 3)
+    assert (result.rows, rejects, located) == (9, [], [])
+
+
+@pytest.mark.parametrize("lines, error, known", [
+    ([GOOD[0][0], "", GOOD[1][0]], None, {"dirty": False}),  # a blank line: careful
+    (['{"id": "a"}', GOOD[1][0]], None, {"dirty": False}),  # a short first line: careful
+    ([GOOD[0][0], '{"id": "x", "n": "many"}'], "ArrowInvalid", {"utf8": True}),  # the read failed
+    ([GOOD[0][0], '{"id": "x"} {"id": "y"}'], None, {"utf8": True, "two_values": True}),  # more rows than lines
+])
+def test_a_block_that_cannot_take_the_fast_path_goes_to_the_locator_with_what_is_known(located, lines, error, known):
+    run(jsonl(lines))
+    assert located == [(1, error, known)]
+
+
+def test_a_line_with_invalid_utf8_goes_to_the_locator_as_not_utf8(located):
+    run(jsonl([GOOD[0][0]]) + b'{"id": "\xff"}\n')
+    assert located == [(1, None, {"utf8": False})]
+
+
+def test_after_a_block_with_bad_lines_the_next_is_screened_first_and_a_clean_one_ends_that(located):
+    result, _, rejects = run(jsonl([GOOD[0][0], BAD[0], GOOD[1][0], GOOD[2][0]]), block_bytes=16)  # a block a line
+    assert [r["line"] for r in rejects] == [2] and result.rows == 3
+    assert located == [(2, "ArrowInvalid", {"utf8": True}), (3, None, {"dirty": True})]
+
+
+def test_a_two_value_line_is_found_without_a_probe():
+    result, table, rejects = run(jsonl([GOOD[0][0], '{"id": "x"} {"id": "y"}', GOOD[1][0]]))
+    assert [r["line"] for r in rejects] == [2] and [r["_line"] for r in rows(table)] == [1, 3]
+    assert result.probes == 0
+
+
+def test_a_null_line_in_a_clean_block_is_rejected_as_null():
+    # Not careful, so Arrow reads it, as a row of nulls: the row checks refuse it, named as a null.
+    result, table, rejects = run(jsonl([GOOD[0][0], "null", GOOD[1][0]]))
+    assert [(r["line"], r["reason"], r["raw"]) for r in rejects] == [(2, "line is a JSON null, expected an object", "null")]
+    assert [r["_line"] for r in rows(table)] == [1, 3]
+
+
+def test_rows_refused_in_a_later_piece_of_a_block_keep_their_own_raw_lines():
+    # A value too large for int64 fails the read (naming the value, not the row) and sends the
+    # block to the probe, which reads it in pieces of arrow_read.PROBE_BLOCK_BYTES: it accepts the
+    # whole pieces before each such line first and the lines just before it (in the failing piece)
+    # last. The row checks then refuse rows of that last part, each named by its own line.
+    big = '{"id": "x", "n": 99999999999999999999}'
+    filler = ['{"id": "%s"}' % ("f" * (arrow_read.PROBE_BLOCK_BYTES // 2))] * 3  # past one piece
+    lines = filler + ['{"id": "p", "at": "soon"}', big] + filler + ['{"id": "q", "at": "later"}', big, GOOD[1][0]]
+    result, table, rejects = run(jsonl(lines))
+    refused = [k for k, line in enumerate(lines, 1) if line not in (filler[0], GOOD[1][0])]
+    assert sorted((r["line"], r["raw"]) for r in rejects) == [(k, lines[k - 1]) for k in refused]
+    assert result.rows == len(lines) - 4
+
+
+# ---- leading whitespace, array text, documents -----------------------------------------------------
+@pytest.mark.parametrize("block_bytes", [1 << 20, 3, 2, 1])
+def test_whitespace_before_the_first_content_on_its_line_stays_in_the_line(block_bytes):
+    result, table, rejects = run(b"\n  nope\n" + jsonl([GOOD[0][0]]), block_bytes=block_bytes)
+    assert [(r["line"], r["raw"]) for r in rejects] == [(2, "  nope")]
+    assert [r["_line"] for r in rows(table)] == [3] and result.blank_lines == 1
+
+
+def test_leading_blank_lines_are_let_go_of_whatever_their_length():
+    # A blank line of 300 spaces is longer than max_json_bytes: let go of, it is not a long line.
+    data = b"\n" + b" " * 300 + b"\n" + jsonl([GOOD[0][0]])
+    result, table, rejects = run(data, block_bytes=302, max_json_bytes=100)
+    assert (rejects, [r["_line"] for r in rows(table)], result.blank_lines) == ([], [3], 2)
+
+
+def test_an_array_element_is_quarantined_as_its_own_text():
+    result, table, rejects = run(b'[{"n":3},{"id":"a"}]')
+    assert [(r["line"], r["raw"].strip()) for r in rejects] == [(1, '{"n":3}')]
+    assert [r["_line"] for r in rows(table)] == [2]
+
+
+def test_an_array_decoded_element_by_element_needs_no_space_after_its_commas(monkeypatch):
+    elementwise(monkeypatch)
+    result, table, rejects = run(b'[{"id":"a"},{"id":"b"},{"n":1}]')
+    assert (result.fmt, [r["id"] for r in rows(table)], [r["line"] for r in rejects]) == ("json", ["a", "b"], [3])
+
+
+def test_data_right_after_an_arrays_closing_bracket_makes_it_not_an_array():
+    with pytest.raises(UnreadableObject, match=r"^no line is JSON \(1 line\(s\) rejected; line 1: malformed JSON"):
+        run(b'[{"id": "a"}]x')
+
+
+def test_a_rejected_document_keeps_its_non_ascii_text():
+    result, table, rejects = run('{\n  "n": 1,\n  "meta": {"k": "\u00e9t\u00e9"}\n}\n'.encode())
+    assert rejects == [{"line": 1, "reason": MISSING_ID, "raw": '{"n": 1, "meta": {"k": "\u00e9t\u00e9"}}'}]
+
+
+def test_an_array_decoded_element_by_element_keeps_non_ascii_text_and_counts_unknown_fields(monkeypatch):
+    elementwise(monkeypatch)
+    result, table, rejects = run('[{"id": "a", "zz": 1}, {"n": 1, "meta": {"k": "\u00e9t\u00e9"}}]'.encode())
+    assert [(r["line"], r["raw"]) for r in rejects] == [(2, '{"n": 1, "meta": {"k": "\u00e9t\u00e9"}}')]
+    assert (result.unknown_fields, result.fields_examined) == ({"zz": 1}, 2)
+
+
+@pytest.mark.parametrize("sizes, extra, per_block", [(1, 0, 1), (1, 1, 2), (2, 0, 2), (2, 1, 3)])
+def test_an_array_decoded_element_by_element_flushes_once_a_block_holds_block_bytes(monkeypatch, sizes, extra,
+                                                                                      per_block):
+    # Ten elements of `size` bytes each, every one rejected by the row checks: each write holds
+    # the records of one block of elements, and a block is done once it holds `block_bytes`.
+    elementwise(monkeypatch)
+    element = '{"n": 1}'
+    size = len(json.dumps(json.loads(element)))
+    sink = io.BytesIO()
+    writes = []
+    real = sink.write
+    sink.write = lambda data: writes.append(data) or real(data)
+    transform_stream(io.BytesIO(("[" + ", ".join([element] * 10) + "]").encode()), schema=TINY, source_key="k",
+                     gzipped=False, parquet_out=io.BytesIO(), quarantine_out=sink, block_bytes=sizes * size + extra)
+    counts = [len(w.splitlines()) for w in writes if w]
+    assert counts == [per_block] * (10 // per_block) + ([10 % per_block] if 10 % per_block else [])
+
+
+def test_unknown_fields_past_the_names_kept_are_counted_as_more_names():
+    line = json.dumps({"id": "a", **{f"f{k}": k for k in range(30)}})
+    result = run(jsonl([line]))[0]
+    assert len(result.unknown_fields) == 21 and result.unknown_fields["(more names)"] == 10
+
+
+# ---- floods past the cap, empty objects ----------------------------------------------------------
+def test_a_flood_of_lines_lacking_a_required_field_past_the_cap_is_counted_unworded():
+    # The quarantine is full after the first block; the next, screened first, is a flood of
+    # lines without `id` (a required top-level field): taken out by the narrow read, not worded.
+    block = 9 * FLOOD_MIN_LINES  # the first line fills two chunks, the flood's lines the third
+    data = BAD[0].encode().ljust(2 * block - 1) + b"\n" + b'{"n": 1}\n' * FLOOD_MIN_LINES
+    result, table, rejects = run(data, block_bytes=block, quarantine_max_lines=1)
+    assert result.first_rejects[:2] == [(1, result.first_rejects[0][1]), (2, UNWORDED_MISSING)]
+    assert (result.rejected, table.num_rows) == (FLOOD_MIN_LINES + 1, 0)
+
+
+def test_a_block_of_empty_objects_is_worded_up_to_the_cap_and_counted_past_it():
+    data = b"{}\n{ }\n{  }\n{   }\n{    }\n"
+    result, table, rejects = run(data, quarantine_max_lines=2)
+    assert [(r["line"], r["raw"]) for r in rejects[:2]] == [(1, "{}"), (2, "{ }")]
+    assert summary(rejects) == (3, 3, 5, "") and result.rejected == 5
+
+
+# ---- defaults --------------------------------------------------------------------------------------
+def test_a_row_group_holds_131072_rows_by_default():
+    out = io.BytesIO()
+    rows_in = 131072 + 1
+    transform_stream(io.BytesIO(b"{}\n" * rows_in), schema=LENIENT, source_key="k", gzipped=False,
+                     parquet_out=out, quarantine_out=io.BytesIO())
+    metadata = pq.ParquetFile(pa.BufferReader(out.getvalue())).metadata
+    assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [131072, 1]
+
+
+def test_the_default_ingestion_time_is_utc_whatever_the_local_zone(monkeypatch):
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        before = dt.datetime.now(dt.UTC)
+        table = transform_bytes(jsonl([GOOD[0][0]]), schema=TINY, source_key="k", gzipped=False)[1]
+        assert before <= table.column("_ingested_at")[0].as_py() <= dt.datetime.now(dt.UTC)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
