@@ -180,6 +180,19 @@ def _work_config(module: str, tests: list[str]) -> str:
     return out.getvalue()
 
 
+def mutmut_env(environ) -> dict[str, str]:
+    """The environment mutmut runs in: every mutant is a fresh pytest.main in a forked child."""
+    env = dict(environ)
+    # No plugin autoload: scanning the installed distributions for pytest11 entry points cost
+    # ~60 ms of each mutant (no test needs a plugin).
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    # Bytecode is written (into the work directory's copy, mutants/): pytest drops a conftest
+    # outside a package from sys.modules every session, and without a cached rewrite each mutant
+    # parsed and rewrote tests/conftest.py's assertions again (15-30 ms).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
 def run_module(module: str, tests: list[str], *, reuse: bool, mutmut: list[str], report: bool = False) -> Result:
     result = Result(module=module, tests=tests)
     work = WORK / module.replace("/", "__")
@@ -205,11 +218,8 @@ def _run_mutmut(result: Result, work: Path, *, reuse: bool, mutmut: list[str]) -
     log = work / "mutmut.log"
     with log.open("w", encoding="utf-8") as out:
         # One worker a module (--jobs runs modules side by side); the caller nices the whole run.
-        # No plugin autoload: every mutant is a fresh pytest.main, and scanning the installed
-        # distributions for pytest11 entry points cost ~60 ms of each (no test needs a plugin).
-        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
         done = subprocess.run([*mutmut, "run", "--max-children", "1"], cwd=work, stdout=out,
-                              stderr=subprocess.STDOUT, env=env)
+                              stderr=subprocess.STDOUT, env=mutmut_env(os.environ))
     if done.returncode != 0:
         tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
         result.error = f"mutmut run exited {done.returncode} (log: {log}):\n" + "\n".join(tail)

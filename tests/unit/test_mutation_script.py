@@ -5,6 +5,7 @@ from __future__ import annotations
 import configparser
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -147,3 +148,25 @@ def test_jobs_below_one_is_refused(mutation, capsys):
         mutation.main(["--jobs", "0"])
     assert exit_.value.code == 2
     assert "--jobs 0" in capsys.readouterr().err
+
+
+def test_mutmut_runs_without_plugin_autoload_and_writes_bytecode_even_when_the_caller_forbids_it(mutation):
+    env = mutation.mutmut_env({"PATH": "/bin", "PYTHONDONTWRITEBYTECODE": "1"})
+    assert env["PATH"] == "/bin" and env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] == "1"
+    assert "PYTHONDONTWRITEBYTECODE" not in env  # each mutant's pytest would rewrite conftest.py again
+
+
+def test_the_plugins_mutation_runs_leave_out_are_ones_no_test_uses(mutation):
+    """A disabled plugin whose fixture a test asks for fails mutmut's clean run; this says which."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(SCRIPT.parents[1] / "setup.cfg", encoding="utf-8")
+    args = parser["mutmut"]["pytest_add_cli_args"].split()
+    disabled = {args[i + 1].removeprefix("no:") for i, a in enumerate(args) if a == "-p"}
+    assert {"logging", "legacypath", "recwarn", "unittest"} <= disabled
+    fixtures = {"logging": ("caplog",), "legacypath": ("tmpdir", "testdir"), "recwarn": ("recwarn",),
+                "unittest": ("unittest",), "subtests": ("subtests",), "doctest": ("doctest_namespace",),
+                "capture": ("capsys", "capfd"), "tmpdir": ("tmp_path",), "monkeypatch": ("monkeypatch",)}
+    tests = SCRIPT.parents[1] / "tests"
+    text = "\n".join(p.read_text(encoding="utf-8") for p in tests.rglob("*.py") if p.name != Path(__file__).name)
+    used = {name for name in disabled for word in fixtures.get(name, ()) if re.search(rf"\b{word}\b", text)}
+    assert used == set(), f"tests use plugins make mutation disables: {used}"
