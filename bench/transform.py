@@ -2,6 +2,7 @@
 
     python bench/transform.py [--mb 100] [--bad-ratio 0.01] [--rss-large-mb 1000] [--repeat 5] [--json] [--no-pin]
     python bench/transform.py --hostile [--mb 149] [--bomb-gib 10] [--json]
+    python bench/transform.py --instructions [--mb 20] [--bad-ratio 0.01] [--json]
 
 Builds a shipments JSONL input with the project's own event generator, then runs, each in its own
 subprocess with Arrow pinned to one thread and the whole process to one CPU (a 1,769 MB Lambda
@@ -28,6 +29,12 @@ ratio of its peak RSS to the 100 MB run's: memory must not grow with the object'
 and outcome beside a clean object of the same decompressed size (targets: <= 512 MB, <= 2x the
 clean time); --mb sizes the "malformed first line" input, --bomb-gib the gzip bomb.
 
+--instructions counts, under valgrind's callgrind, the instructions each of Arrow and the project
+executes on the input (less a run of its warm-up alone), and reports Arrow's per byte over the
+project's: the ratio above with the machine's noise taken out (on a shared VM identical runs swing
+up to 2x in wall time). It counts work, not time spent waiting on memory, so the wall-time ratio
+can only be lower; about 50x slower than a run, so give it --mb 20.
+
 Why one CPU and not only one Arrow thread: pyarrow still runs its I/O pool beside the caller. On a
 machine with a second core, that lets the Arrow baseline's file read-ahead run in parallel with its
 parsing (measured: CPU time above wall time), which a one-vCPU Lambda cannot do, and it turns each
@@ -41,6 +48,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -94,7 +103,7 @@ def work(src, out):
 # is not throughput: every kind runs once on a small sample first.
 work(warmup, out + ".warmup")
 start = time.perf_counter()
-rows = work(src, out)
+rows = work(src, out) if src != "-" else 0  # "-": the warm-up alone (what --instructions subtracts)
 seconds = time.perf_counter() - start
 print(json.dumps({"seconds": seconds, "rows": rows,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
@@ -171,6 +180,49 @@ def run(plan: dict[str, Path], workdir: Path, repeat: int = 1, cpu: int | None =
     return results
 
 
+def count_instructions(kind: str, src: Path, workdir: Path, cpu: int | None) -> int:
+    """Instructions the kind executes on `src`, by valgrind's callgrind: the run on `src` less the
+    same subprocess with only its warm-up (start-up, imports, first use of each path)."""
+    counts = []
+    warmup = workdir / f"warmup-{src.stem}.jsonl"
+    if not warmup.exists():
+        with open(src, "rb") as head:
+            warmup.write_bytes(b"".join(head.readline() for _ in range(2000)))
+    for what in (str(src), "-"):
+        done = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+                               "-c", RUNNER, kind, what, str(workdir / f"{kind}-ir.parquet"), str(ROOT), str(warmup),
+                               "-" if cpu is None else str(cpu)],
+                              capture_output=True, text=True, env={**os.environ, **ONE_THREAD_ENV})
+        found = re.search(r"Collected : (\d+)", done.stderr)
+        if done.returncode != 0 or not found:
+            raise SystemExit(f"{kind} run under valgrind failed:\n{done.stderr[-2000:]}")
+        counts.append(int(found.group(1)))
+    return counts[0] - counts[1]
+
+
+def instructions(args: argparse.Namespace, workdir: Path, log) -> int:
+    """--instructions: the project's and Arrow's instruction counts on the same input (clean twin
+    for Arrow), a figure the machine's noise does not move (a shared VM's wall times swing 2x
+    between identical runs). It counts work, not waiting on memory: wall time can only be worse."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind (apt-get install valgrind); it is not on the PATH")
+    src, clean = workdir / "input.jsonl", workdir / "input.clean.jsonl"
+    lines, size = build_input(src, clean, args.mb, args.bad_ratio, args.seed)
+    log(f"input: {lines} lines, {size / 1048576:.1f} MB, bad ratio {args.bad_ratio}; "
+        "counting instructions under valgrind (about 50x slower than a run) ...")
+    cpu = pin_cpu(not args.no_pin)
+    arrow, project = count_instructions("arrow", clean, workdir, cpu), count_instructions("project", src, workdir, cpu)
+    print_report({
+        "input_mb": round(size / 1048576, 1),
+        "bad_ratio": args.bad_ratio,
+        "arrow_instructions_per_byte": round(arrow / clean.stat().st_size, 1),
+        "project_instructions_per_byte": round(project / size, 1),
+        # Like ratio_vs_arrow (throughput over Arrow's): Arrow's instructions a byte over the project's.
+        "instruction_ratio_vs_arrow": round((arrow / clean.stat().st_size) / (project / size), 3),
+    }, args.json)
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mb", type=float, default=100.0, help="input size in MB")
@@ -185,6 +237,8 @@ def main(argv=None) -> int:
                         help="do not pin each run to one CPU (a one-vCPU Lambda); see above for why it is the default")
     parser.add_argument("--hostile", action="store_true", help="run the hostile inputs instead (see above)")
     parser.add_argument("--bomb-gib", type=float, default=1.0, help="with --hostile: the gzip bomb's size in GiB")
+    parser.add_argument("--instructions", action="store_true",
+                        help="count instructions under valgrind instead of timing (noise-free; use --mb 20)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--workdir", help="keep inputs and outputs here (else a temporary directory, removed after)")
     args = parser.parse_args(argv)
@@ -224,6 +278,8 @@ def measure(args: argparse.Namespace, workdir: Path) -> int:
                 print_report(row, False)
                 print()
         return 0
+    if args.instructions:
+        return instructions(args, workdir, (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr)))
     src, clean = workdir / "input.jsonl", workdir / "input.clean.jsonl"
     for old in workdir.glob("warmup*.jsonl"):
         old.unlink()
