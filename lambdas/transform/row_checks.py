@@ -287,7 +287,8 @@ def _is_naive_timestamp(value: str) -> bool:
 def unconvertible(values: pa.Array, message: str | None = None) -> tuple[np.ndarray, pa.Array]:
     """A mask of the values `to_timestamps` refuses, and the others converted (`message`: the
     error of a cast of all of them, when one was tried). Arrow's cast error names the value, so
-    each distinct bad value costs one failed cast and one vectorized comparison; bisection is the
+    each distinct bad value costs one failed cast and one vectorized comparison, and the first one
+    named without the shape of a timestamp takes all such values with it; bisection is the
     fallback when a message cannot be matched to the values."""
     bad = np.zeros(len(values), dtype=bool)
     none = pa.scalar(None, pa.string())
