@@ -194,9 +194,10 @@ def test_unconvertible_starts_from_the_message_of_a_cast_already_tried(n_bad):
     assert unconvertible(array, str(raised.value))[0].tolist() == mask
 
 
-def test_a_message_naming_no_value_of_these_values_falls_back_to_bisection():
+@pytest.mark.parametrize("named", ["something else", "2025-01-32T00:00:00Z"])  # without and with the shape
+def test_a_message_naming_no_value_of_these_values_falls_back_to_bisection(named):
     array = pa.array(["2025-01-01", "yesterday", "2025-01-01T00:00:00Z", "2025-02-30"])
-    message = "Failed to parse string: 'something else' as a scalar of type timestamp[us, tz=UTC]"
+    message = f"Failed to parse string: '{named}' as a scalar of type timestamp[us, tz=UTC]"
     assert unconvertible(array, message)[0].tolist() == [False, True, False, True]
 
 
@@ -473,15 +474,48 @@ def test_values_without_the_shape_of_a_timestamp_are_refused_together_whatever_t
     assert cost[50] == cost[5] == cost[1]
 
 
-def test_digits_past_microseconds_are_searched_for_once(monkeypatch):
-    searched = []
+@pytest.fixture
+def regex_passes(monkeypatch):
+    """The pattern of each regex pass over values, in order."""
+    patterns = []
     match = row_checks.pc.match_substring_regex
 
     def counting(values, pattern, *args, **kwargs):
-        searched.append(pattern)
+        patterns.append(pattern)
         return match(values, pattern, *args, **kwargs)
 
     monkeypatch.setattr(row_checks.pc, "match_substring_regex", counting)
+    return patterns
+
+
+def test_digits_past_microseconds_are_searched_for_once(regex_passes):
     converted = to_timestamps(pa.array(["2025-01-01 00:00:00", "2025-01-01T00:00:00.1234567Z"]))
     assert converted.to_pylist() == [WHEN, WHEN.replace(microsecond=123456)]
-    assert searched.count(row_checks._SUB_MICROSECONDS.pattern) == 1
+    assert regex_passes.count(row_checks._SUB_MICROSECONDS.pattern) == 1
+
+
+def shaped_bad(k):
+    return [f"2025-01-{32 + i}T00:00:00Z" for i in range(k)]  # the shape of a timestamp, not one
+
+
+def test_values_found_by_name_stay_refused_when_the_unshaped_ones_are_refused(casts):
+    # The cast names the last bad value: the shaped one first, then an unshaped one, which refuses
+    # every unshaped value without forgetting the shaped one.
+    values = ["bad 1", ZONED, "bad 2", ZONED, *shaped_bad(1)]
+    assert unconvertible(pa.array(values))[0].tolist() == [v != ZONED for v in values]
+    assert len(casts) == 3  # named, named, the rest converted
+
+
+def test_past_the_named_rounds_the_unshaped_values_are_refused_by_their_shape_not_bisected(casts, regex_passes):
+    # Named last first: the shaped bad values at the end use up the named rounds; the unshaped ones
+    # before them are then refused by one shape pass, and nothing is left to bisect.
+    values = [f"bad {i}" for i in range(10)] + [ZONED] * 20 + shaped_bad(row_checks.NAMED_ROUNDS)
+    assert unconvertible(pa.array(values))[0].tolist() == [v != ZONED for v in values]
+    assert len(casts) == row_checks.NAMED_ROUNDS + 2  # the named rounds, the clean rest, the result
+    assert regex_passes.count(row_checks._ISO_SHAPE) == 1
+
+
+def test_the_shape_pass_runs_once_when_an_unshaped_value_came_first(regex_passes):
+    values = shaped_bad(row_checks.NAMED_ROUNDS + 2) + [ZONED] * 5 + ["bad"]
+    assert unconvertible(pa.array(values))[0].tolist() == [v != ZONED for v in values]
+    assert regex_passes.count(row_checks._ISO_SHAPE) == 1
