@@ -125,7 +125,7 @@ class Locator:
         self.quarantine.reject(int(lines.numbers[i]), lines.raw(i), reason, syntax=syntax)
 
     # ---- the entry point -------------------------------------------------------------------------
-    def block(self, data: bytes, first_line: int, newlines: np.ndarray, error: Exception | None, *,
+    def block(self, data: bytes, first_line: int, newlines: np.ndarray, error: pa.ArrowInvalid | None, *,
               utf8: bool | None = None, two_values: bool = False, dirty: bool = False) -> None:
         """A block that failed its read (`error`), or is careful or dirty: take out its blank lines,
         `null` lines, lines with invalid UTF-8 and (when `two_values`: the read gave more rows than
@@ -139,7 +139,7 @@ class Locator:
             self._reject(lines, i, "line is a JSON null, expected an object")
         removed = np.concatenate((blank, nulls))  # numpy: a flood of blank lines costs no Python per line
         if two_values:  # known to be there: rows would not match lines in any read
-            found = self._two_values(lines, skip=set(removed.tolist()))
+            found = self._two_values(lines)  # none is a blank or `null` line: those hold no `}`
             removed = np.concatenate((removed, np.array(found, dtype=np.int64)))
         if not (is_utf8(data) if utf8 is None else utf8):  # find the lines with invalid bytes
             seen, invalid = set(removed.tolist()), []
@@ -157,7 +157,7 @@ class Locator:
             lines = lines.without(removed)
             error = None
         if failed:
-            self.sift(lines, error if isinstance(error, pa.ArrowInvalid) else None)
+            self.sift(lines, error)
         else:  # here only for a blank line or a short first line: most likely clean
             self.read(lines)
 
@@ -239,14 +239,12 @@ class Locator:
         self.accept(table, np.array([line_no], dtype=np.int64), lambda i: line)
 
     # ---- the tools -------------------------------------------------------------------------------
-    def _two_values(self, lines: Lines, skip: set[int] = frozenset()) -> list[int]:
+    def _two_values(self, lines: Lines) -> list[int]:
         """Reject the two-value lines and return their indexes. (The screen needs no such care: a
         row it misplaces is diagnosed in Python before it is rejected, and whatever it then misses
         makes the full read fail or miscount, which leads here.)"""
         found: list[int] = []
         for i in lines.two_value_candidates():
-            if i in skip:
-                continue
             problem = self.diagnose(lines.raw(i))
             if problem:
                 found.append(i)
@@ -347,7 +345,7 @@ class Locator:
             value = named_value(message)
             if value is None:
                 return None
-            candidates = lines.containing(value.encode("utf-8", "surrogateescape"), cursor,
+            candidates = lines.containing(value.encode(), cursor,
                                           limit=4, within=4 * arrow_read.PROBE_BLOCK_BYTES)
         for index in candidates:
             line = lines.raw(index)

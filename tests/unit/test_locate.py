@@ -5,12 +5,13 @@ Blocks are a few hundred lines of a small schema; milliseconds each."""
 
 import io
 import json
+import types
 
 import pyarrow as pa
 import pyarrow.json as pj
 import pytest
 
-from lambdas.transform import arrow_read
+from lambdas.transform import arrow_read, locate
 from lambdas.transform.diagnose import Diagnoser
 from lambdas.transform.line_index import Lines, is_utf8, scan_block
 from lambdas.transform.locate import FLOOD_MIN_LINES, UNWORDED_MISSING, YOUNG_BLOCKS, Locator, Suspects, dense
@@ -160,6 +161,28 @@ class Run:
         return sorted(r["line"] for r in self.rejects())
 
 
+@pytest.fixture
+def arrow_calls(monkeypatch) -> list[str]:
+    """The Arrow calls the locator makes, in order: "read" (lines read and kept, one line or many),
+    "screen" (a screen read: nothing kept), "pieces" (the probe's streamed read from a line on)."""
+    calls: list[str] = []
+
+    def counted(kind, function):
+        def call(*args, **kwargs):
+            calls.append(kind)
+            return function(*args, **kwargs)
+        return call
+
+    # Replaced in locate.py's view of the module only: arrow_read's functions calling one another
+    # (on a pyarrow without the streaming reader) are not counted twice.
+    spy = types.SimpleNamespace(**vars(arrow_read))
+    spy.read_one_block = counted("read", arrow_read.read_one_block)
+    spy.parses = counted("screen", arrow_read.parses)
+    spy.pieces = counted("pieces", arrow_read.pieces)
+    monkeypatch.setattr(locate, "arrow_read", spy)
+    return calls
+
+
 def check(lines: list[bytes], first_line: int = 1, run: Run | None = None, **kwargs) -> Run:
     """Locate the bad lines of a block; they and the accepted rows must be those of the reference."""
     run = run or Run()
@@ -242,6 +265,7 @@ def test_an_old_object_with_no_suspects_screens_syntax_only():
      {"loc": pa.struct([pa.field("city", pa.string())])}),
     ("JSON parse error: Column(/tags/[]) changed from string to number in row 0", {"tags": pa.list_(pa.string())}),
     ("JSON parse error: Column(/w) changed from number to string in row 1", {"w": pa.float64()}),
+    ("JSON parse error: Column(/id) changed from number to string in row 2", {"id": pa.int64()}),  # field 0
     ("JSON parse error: Column(/unknown) changed from number to string in row 1", {}),
     ("JSON parse error: Column() changed from object to array in row 0", {}),
     ("JSON parse error: Invalid value. in row 0", {}),
@@ -252,6 +276,20 @@ def test_learn_makes_the_field_of_a_type_error_a_suspect(message, learned):
     suspects.learn(message)
     assert suspects.fields == learned
     assert suspects.screened_fields == list(learned)
+
+
+ITEMS = pa.schema([pa.field("id", pa.int64()), pa.field("items", pa.list_(pa.struct([pa.field("sku", pa.string())])))])
+
+
+@pytest.mark.parametrize(("path", "learned"), [
+    ("/items", pa.list_(pa.struct([]))),
+    ("/items/[]", pa.list_(pa.struct([]))),  # an element is not an object: its kind is enough
+    ("/items/[]/sku", ITEMS.field("items").type),  # inside an element: read in full
+])
+def test_learn_reads_a_list_of_structs_as_its_kind_unless_the_error_is_inside_an_element(path, learned):
+    suspects = Suspects(ITEMS, young_blocks=0)
+    suspects.learn(f"JSON parse error: Column({path}) changed from object to number in row 0")
+    assert suspects.fields == {"items": learned}
 
 
 def test_a_suspect_read_in_full_is_never_narrowed_back_to_its_kind():
@@ -313,8 +351,9 @@ def test_a_dirty_block_with_no_bad_line_is_accepted_in_one_read(n):
     assert run.diagnosed == [] and run.locator.probes == 0
 
 
-def test_a_clean_block_not_known_to_have_failed_is_read_once():
+def test_a_clean_block_not_known_to_have_failed_is_read_once(arrow_calls):
     run = check([good(i) for i in range(20)], failed_read=False)
+    assert arrow_calls == ["read"]
     assert run.diagnosed == [] and run.locator.probes == 0
     assert run.quarantine.rejected == 0 and len(run.accepted) == 20
 
@@ -334,6 +373,12 @@ def test_blank_lines_are_counted_not_rejected_nor_accepted():
     run = check(lines, failed_read=False)
     assert run.locator.blank_lines == 4 and run.quarantine.rejected == 0
     assert sorted(run.accepted) == [2, 4, 7]
+
+
+def test_blank_lines_are_counted_over_the_objects_blocks():
+    run = check([good(1), b"", good(2)], failed_read=False)
+    check([b"  ", good(3), b"", b"\t"], first_line=4, run=run, failed_read=False)
+    assert run.locator.blank_lines == 4
 
 
 def test_blank_lines_and_a_bad_line_in_one_block():
@@ -395,6 +440,23 @@ def test_two_value_lines_the_read_was_not_told_of():
     check(with_bad(30, {4: b'{"id": 1}null', 25: MALFORMED}))
 
 
+def test_a_two_value_line_in_a_block_that_read_clean_is_taken_out_by_the_probe(arrow_calls):
+    # Neither failed nor dirty: one read, which gives a row too many; the probe takes the line out.
+    run = check(with_bad(30, {4: TWO_VALUES}), failed_read=False)
+    assert run.locator.probes == 1 and run.diagnosed == [TWO_VALUES]
+    assert arrow_calls == ["read", "pieces"]
+
+
+def test_the_probe_takes_two_value_lines_out_before_it_reads():
+    run = check(with_bad(30, {4: TWO_VALUES, 10: ID_FRACTION}))
+    assert run.locator.probes == 1 and run.diagnosed == [TWO_VALUES, ID_FRACTION]
+
+
+def test_an_error_named_past_the_last_line():
+    # A two-value line shifts the rows after it: the last line's error names a row past the end.
+    check(with_bad(30, {4: b'{"id": 1}null', 29: MISSING_COMMA}))
+
+
 # ---- the screen, the probe, and what each costs ----------------------------------------------------------
 def test_a_screened_bad_line_costs_one_diagnosis_and_no_probe():
     run = check(with_bad(100, {10: MALFORMED, 50: NAME_NUMBER, 90: TAG_NUMBER}))
@@ -435,6 +497,23 @@ def test_a_conversion_error_whose_value_other_lines_hold_too(copies):
     check(lines)
 
 
+def test_probes_are_counted_over_the_objects_blocks():
+    run = check(with_bad(50, {20: ID_FRACTION}))
+    check(with_bad(50, {30: ID_HUGE}), first_line=51, run=run)
+    assert run.locator.probes == 2
+
+
+def test_a_probe_tries_at_most_four_lines_holding_the_value():
+    # Four good lines hold the value before the bad one: the probe gives up on the fifth (the
+    # leftovers bisect to it), it does not diagnose it next.
+    lines = [good(i) for i in range(60)]
+    for i in range(4):
+        lines[5 + i] = json.dumps({"id": i, "name": "17.25 kg"}).encode()
+    lines[30] = b'{"id": 17.25, "name": "x"}'
+    run = check(lines)
+    assert run.diagnosed[:4] == lines[5:9] and run.diagnosed[4] != lines[30]
+
+
 def test_a_conversion_error_after_a_screened_one():
     check(with_bad(60, {5: MALFORMED, 30: ID_FRACTION, 31: ID_HUGE, 59: ID_FRACTION}))
 
@@ -446,6 +525,19 @@ def test_a_type_error_an_old_screen_is_not_looking_for_is_found_by_the_probe():
     assert run.suspects.fields == {"name": pa.string()}
     second = check(with_bad(100, {70: NAME_NUMBER}), first_line=101, run=run)  # now screened
     assert second.locator.probes == 1
+
+
+def test_a_conversion_error_before_a_type_error_an_old_screen_misses(arrow_calls):
+    # The full read fails on the type error (a row is parsed before its values are converted); the
+    # lines before it are read again at the end, and the conversion error in the first of them is
+    # found by its value.
+    run = Run(young=0)
+    check(with_bad(40, {0: ID_FRACTION, 2: MISSING_COMMA, 10: NAME_NUMBER}), run=run)
+    assert run.diagnosed == [MISSING_COMMA, NAME_NUMBER, ID_FRACTION] and run.locator.probes == 1
+    reasons = {r["line"]: r["reason"] for r in run.rejects()}
+    for line, kind in [(1, "id_fraction"), (3, "missing_comma"), (11, "name_number")]:
+        assert reasons[line].startswith(BAD[kind][1])
+    assert arrow_calls == ["screen", "read", "pieces", "read", "read"]
 
 
 def test_a_young_screen_finds_type_errors_in_any_field_without_a_probe():
@@ -471,7 +563,8 @@ def test_a_probe_over_several_pieces():
 def test_type_errors_an_old_screen_misses_over_several_pieces():
     n = 3 * arrow_read.PROBE_BLOCK_BYTES // len(good(1000)) + 10
     bad = {0: MALFORMED, n // 3: NAME_NUMBER, 2 * n // 3: NESTED_NUMBER, n - 1: TAG_NUMBER}
-    check(with_bad(n, bad, start=1000), run=Run(young=0))
+    run = check(with_bad(n, bad, start=1000), run=Run(young=0))
+    assert run.diagnosed == list(bad.values())  # each found where the failing piece says, no bisection
 
 
 def test_a_bad_line_at_a_piece_boundary():
@@ -492,6 +585,7 @@ def test_the_screen_hands_the_rest_to_python_once_bad_lines_are_dense(spacing, i
     else:
         assert len(run.diagnosed) == n // spacing
     assert run.locator.probes == 0
+    assert all(r["reason"].startswith(BAD["malformed"][1]) for r in run.rejects())
 
 
 @pytest.mark.parametrize(("spacing", "in_python"), [(1, True), (22, True), (23, False)])
@@ -504,6 +598,7 @@ def test_the_probe_hands_the_rest_to_python_once_bad_lines_are_dense(spacing, in
         assert len(run.diagnosed) == 8 + n - (eighth + 1)
     else:
         assert len(run.diagnosed) == n // spacing
+    assert {r["reason"] for r in run.rejects()} == {BAD["id_fraction"][1]}
 
 
 def test_seven_bad_lines_in_a_row_are_not_dense():
@@ -558,6 +653,25 @@ def test_with_a_lenient_diagnoser_a_two_value_line_is_rejected_as_two_values():
     assert sorted(run.accepted) == [n for n in range(1, 21) if n not in (6, 11)]
 
 
+def test_with_a_lenient_diagnoser_a_two_value_line_holding_a_conversion_errors_value():
+    # The value 4.3 is in the two-value line (as text) before the line whose id it is: Arrow alone
+    # reads the first as two rows; after the second, the probe's rows outnumber its lines.
+    run = Run(diagnose=lenient)
+    run.block(with_bad(20, {4: b'{"name": "4.3"}{"id": 2}', 9: ID_FRACTION, 15: TWO_VALUES}), first_line=1)
+    reasons = {r["line"]: r["reason"] for r in run.rejects()}
+    assert reasons == {5: "line holds more than one JSON value", 10: "value '4.3' is not a valid int64",
+                       16: "line holds more than one JSON value"}
+    assert sorted(run.accepted) == [n for n in range(1, 21) if n not in reasons]
+    assert run.quarantine.syntax_rejects == 0
+
+
+def test_a_value_cut_over_two_lines():
+    # Arrow reads the two lines as one row: rows no longer match lines, and the leftovers bisect
+    # to two lines that are each malformed.
+    run = check(with_bad(20, {6: b'{"id": 6, "name": ', 7: b'"six"}'}))
+    assert run.quarantine.syntax_rejects == 2
+
+
 # ---- single ----------------------------------------------------------------------------------------------------
 def test_single_accepts_a_good_line_with_its_number_and_bytes():
     run = Run()
@@ -603,10 +717,45 @@ def test_read_of_no_lines_does_nothing():
     assert run.accepted == {} and run.quarantine.rejected == 0
 
 
+def test_read_hands_its_error_to_the_screen(arrow_calls):
+    run = Run()
+    run.locator.read(Lines.of([(i, line) for i, line in enumerate(with_bad(20, {4: MALFORMED}), start=1)]))
+    assert run.rejected_lines() == [5] and len(run.accepted) == 19
+    assert arrow_calls == ["read", "screen", "read"]  # the screen starts after the line the error names
+
+
 def test_sift_without_an_error_screens_first():
     run = Run()
     run.locator.sift(Lines.of([(i, line) for i, line in enumerate(with_bad(20, {4: MALFORMED}), start=1)]), None)
     assert run.rejected_lines() == [5] and len(run.accepted) == 19 and run.locator.probes == 0
+
+
+@pytest.mark.parametrize(("how", "calls"), [
+    ("failed", ["screen", "read"]),  # the read's error names the line: the screen starts after it
+    ("dirty", ["screen", "screen", "read"]),  # screened before any read
+])
+def test_a_block_with_a_bad_line_is_screened_before_it_is_read(how, calls, arrow_calls):
+    run = check(with_bad(40, {10: MALFORMED}), failed_read=how == "failed", dirty=how == "dirty")
+    assert arrow_calls == calls and run.locator.probes == 0
+
+
+def test_a_conversion_error_goes_straight_to_the_probe(arrow_calls):
+    # The read's error names a value, not a row: no screen; the probe starts from that error, and
+    # after the bad line it streams the rest once and reads the lines it deferred once.
+    run = check(with_bad(40, {10: ID_FRACTION}))
+    assert arrow_calls == ["pieces", "read"] and run.locator.probes == 1
+
+
+def test_a_type_error_the_screen_missed_goes_to_the_probe_with_the_reads_error(arrow_calls):
+    run = Run(young=0)
+    check(with_bad(40, {3: MISSING_COMMA, 20: NAME_NUMBER}), run=run)
+    assert arrow_calls == ["screen", "read", "pieces", "read"] and run.locator.probes == 1
+
+
+def test_a_failed_reads_error_is_forgotten_once_a_null_line_is_out():
+    # Rows no longer match lines: the screen starts over, and no probe is needed.
+    run = check(with_bad(20, {5: NULL, 12: MALFORMED}))
+    assert run.locator.probes == 0 and run.diagnosed == [MALFORMED]
 
 
 # ---- floods: the quarantine cap reached, lines lacking a required field --------------------------------------------
@@ -654,10 +803,20 @@ def test_lines_lacking_a_required_field_are_accepted_while_the_quarantine_has_ro
     assert len(run.accepted) == FLOOD_MIN_LINES * 2 and run.quarantine.rejected == 0
 
 
-def test_without_required_fields_a_flood_is_not_filtered():
+def test_without_required_fields_a_flood_is_not_filtered(arrow_calls):
     run = Run(max_records=0)
     run.block([missing_id(i) for i in range(FLOOD_MIN_LINES)], failed_read=False, dirty=True)
     assert len(run.accepted) == FLOOD_MIN_LINES
+    assert arrow_calls == ["screen", "read"]  # no narrow read
+
+
+def test_a_flood_filter_reads_only_the_required_fields():
+    # Lines with `loc` and `id` are kept whatever else they lack, hold as null or hold outside the schema.
+    lines = [json.dumps({"id": i, "loc": {}} if i % 2 else {"id": i, "loc": {"city": "x"}, "name": None, "extra": i})
+             .encode() for i in range(FLOOD_MIN_LINES)]
+    run = flood_run()
+    run.block(lines, failed_read=False, dirty=True)
+    assert len(run.accepted) == FLOOD_MIN_LINES and run.quarantine.rejected == 0
 
 
 def test_a_flood_with_no_line_lacking_a_required_field():
