@@ -5,7 +5,9 @@ from __future__ import annotations
 import configparser
 import importlib.util
 import json
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -170,3 +172,20 @@ def test_the_plugins_mutation_runs_leave_out_are_ones_no_test_uses(mutation):
     text = "\n".join(p.read_text(encoding="utf-8") for p in tests.rglob("*.py") if p.name != Path(__file__).name)
     used = {name for name in disabled for word in fixtures.get(name, ()) if re.search(rf"\b{word}\b", text)}
     assert used == set(), f"tests use plugins make mutation disables: {used}"
+
+
+def test_under_the_mutation_pytest_args_a_failing_test_still_fails_but_nothing_renders_why(tmp_path):
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(SCRIPT.parents[1] / "setup.cfg", encoding="utf-8")
+    args = parser["mutmut"]["pytest_add_cli_args"].split()
+    write(tmp_path, "test_probe.py", "def helper(n):\n    return [n] * 3\n\n\n"
+                                     "def test_probe():\n    assert helper(1) == [1, 1, 2]\n\n\n"
+                                     "def test_passes():\n    assert helper(2) == [2, 2, 2]\n")
+    # mutmut's own leading arguments (--tb=native) come first, the configured ones after them.
+    run = subprocess.run([sys.executable, "-m", "pytest", "--rootdir=.", "--tb=native", "-x", "-q",
+                          "test_probe.py", *args], cwd=tmp_path, capture_output=True, text=True,
+                         env={**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "FAILED test_probe.py::test_probe" in run.stdout
+    assert "Traceback" not in run.stdout and "helper(1)" not in run.stdout  # no traceback rendered
+    assert "[1, 1, 1]" not in run.stdout  # and no explanation of the assert built
