@@ -567,6 +567,15 @@ def test_type_errors_an_old_screen_misses_over_several_pieces():
     assert run.diagnosed == list(bad.values())  # each found where the failing piece says, no bisection
 
 
+def test_a_type_error_the_probe_finds_after_several_clean_pieces():
+    # The failing piece's row counts from its own first line: the rows of every piece before it
+    # in this round are added to it.
+    n = 3 * arrow_read.PROBE_BLOCK_BYTES // len(good(1000)) + 10
+    bad = {0: MISSING_COMMA, 5: NAME_NUMBER, n - 1: NESTED_NUMBER}
+    run = check(with_bad(n, bad, start=1000), run=Run(young=0))
+    assert run.diagnosed == list(bad.values()) and run.locator.probes == 1
+
+
 def test_a_bad_line_at_a_piece_boundary():
     line = good(1000)
     per_piece = arrow_read.PROBE_BLOCK_BYTES // (len(line) + 1)
