@@ -92,6 +92,8 @@ def build_inputs(workdir: Path, *, mb: float, bomb_gib: float) -> list[tuple[str
     _write_lines(add(f"{mb:g} MB JSONL whose first line is malformed '{{'", "malformed-first.jsonl"),
                  ['{"shipment_id": "x", "carrier": '], good, int(mb * 1048576))
     _write_lines(add(".jsonl whose first line is [1, 2], then 5 MB", "array-first.jsonl"), ["[1, 2]"], good, 5 << 20)
+    _write_lines(add(".jsonl whose first line is 'nullx' and spaces (Arrow crashes on it), then 5 MB",
+                     "null-first.jsonl"), ["nullx" + " " * 20], good, 5 << 20)
     spoiled = list(good)
     for n, literal in zip(range(0, len(spoiled), 100), ["NaN", "Infinity", "1" + "0" * 400] * 100, strict=False):
         spoiled[n] = spoiled[n].replace(f'"weight_kg": {json.loads(spoiled[n])["weight_kg"]}',

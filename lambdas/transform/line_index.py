@@ -6,8 +6,10 @@ Words used here:
 - `Lines`: some lines of a block held in one buffer, each known by its start, end and line number.
   Consecutive lines are separated by exactly one newline, so any run of them is one zero-copy slice
   that Arrow can read as it is.
-- careful block: one where Arrow may not map rows to lines by position (it skips blank lines, and a
-  first line that is a bare `null` crashes its reader), so it must not take the one-read path.
+- careful block: one where Arrow may not map rows to lines by position (it skips blank lines, reads
+  a `null` line as a row of nulls, and a first line that starts with `null` crashes its reader), so
+  it must not take the one-read path: a line that is empty, short and first, or starts with
+  whitespace or `n`.
 - two-value mark: a `}` followed by `{` or `n` - where a line may hold two JSON values, which Arrow
   reads as two rows.
 """
@@ -95,6 +97,24 @@ class Lines:
         nulls = [i for i in candidates[counts == 4].tolist() if self.raw(i).strip() == b"null"]
         return candidates[counts == 0], np.array(nulls, dtype=np.int64)
 
+    def null_led(self, skip: np.ndarray) -> np.ndarray:
+        """Indexes of the lines whose content starts with `null` (`null  `, `nullx`, `null,`),
+        other than those in `skip`: Arrow's JSON reader crashes the process (SIGSEGV, pyarrow
+        14-26) on a read whose first line is one, so they are never handed to it. Lines that start
+        with `n` are looked at, with numpy; whitespace-led ones one by one (they are few: see
+        maybe_blank, which covers a flood of them)."""
+        if not len(self) or not self.buf:
+            return np.zeros(0, dtype=np.int64)
+        arr = np.frombuffer(self.buf, dtype=np.uint8)
+        starts = self.starts[self.ends - self.starts >= 4]
+        found = starts[(arr[starts] == 110) & (arr[starts + 1] == 117) & (arr[starts + 2] == 108) & (arr[starts + 3] == 108)]
+        led = np.searchsorted(self.starts, found)
+        first = arr[np.minimum(self.starts, len(arr) - 1)]
+        spaced = [i for i in np.flatnonzero(WHITESPACE[first] & (self.ends > self.starts)).tolist()
+                  if self.raw(i).lstrip().startswith(b"null")]
+        led = np.union1d(led, np.array(spaced, dtype=np.int64))
+        return np.setdiff1d(led, skip).astype(np.int64)
+
     def containing(self, needle: bytes, cursor: int, *, limit: int, within: int) -> list[int]:
         """Up to `limit` lines from `cursor` on whose bytes contain `needle`, looking `within` bytes."""
         found: list[int] = []
@@ -170,7 +190,7 @@ class Lines:
 
 def scan_block(data: bytes) -> tuple[np.ndarray, bool]:
     """One vectorized look at a block: where its newlines are, and whether it is careful (see the
-    module's words): a line that is empty or starts with whitespace, or a short first line."""
+    module's words): a line that is empty or starts with whitespace or `n`, or a short first line."""
     arr = np.frombuffer(data, dtype=np.uint8)
     breaks = newline_positions(arr)
     if not len(arr):
@@ -178,7 +198,11 @@ def scan_block(data: bytes) -> tuple[np.ndarray, bool]:
     after = breaks + 1
     after = after[after < len(arr)]  # nothing follows the final newline
     short_first = (breaks[0] if len(breaks) else len(arr)) < 16
-    return breaks, bool(short_first or WHITESPACE[arr[0]] or WHITESPACE[arr[after]].any())
+    # A line that starts with `n` is careful too: no JSON object does, and one that starts with
+    # `null` crashes Arrow's reader as a read's first line and is a row of nulls anywhere else.
+    heads = arr[after]
+    return breaks, bool(short_first or WHITESPACE[arr[0]] or arr[0] == 110 or WHITESPACE[heads].any()
+                        or (heads == 110).any())
 
 
 def newline_positions(arr: np.ndarray) -> np.ndarray:

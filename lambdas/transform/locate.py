@@ -137,7 +137,17 @@ class Locator:
         self.blank_lines += len(blank)
         for i in nulls.tolist():  # never handed to Arrow: a read that starts with one crashes it
             self._reject(lines, i, "line is a JSON null, expected an object")
-        removed = np.concatenate((blank, nulls))  # numpy: a flood of blank lines costs no Python per line
+        # The same for every line that starts with `null` (`null` and spaces, `nullx`): a JSON
+        # null or malformed, said by Python; past the quarantine cap counted at once.
+        led = lines.null_led(nulls)
+        for k, i in enumerate(led.tolist()):
+            if self.quarantine.full:
+                self.quarantine.reject_many(lines.numbers[led[k:]], "malformed JSON or a JSON null, expected an object")
+                break
+            problem = self.diagnose(lines.raw(i))
+            self._reject(lines, i, problem.reason if problem else "line is a JSON null, expected an object",
+                         bool(problem and problem.syntax))
+        removed = np.concatenate((blank, nulls, led))  # numpy: a flood of blank lines costs no Python per line
         if two_values:  # known to be there: rows would not match lines in any read
             found = self._two_values(lines)  # none is a blank or `null` line: those hold no `}`
             removed = np.concatenate((removed, np.array(found, dtype=np.int64)))

@@ -92,6 +92,25 @@ def test_blank_and_null_of_lines_with_neither_are_empty_index_arrays(repeat):
     assert np.arange(3)[blank].tolist() == np.arange(3)[null].tolist() == []
 
 
+@pytest.mark.parametrize("repeat", [1, 40])
+def test_lines_that_start_with_null_are_found_whitespace_led_or_not_but_not_those_skipped(repeat):
+    raws = [b"null" + b" " * 20, b'{"a": 1}', b"nullx", b"nul", b"\t null,", b"  nu", b"x null", b"null", b"",
+            b'{"n": null}', b"n", b"NULL", b"null}"]
+    lines = Lines.of(numbered(raws * repeat))
+    period = len(raws)
+    expected = [k * period + i for k in range(repeat) for i in (0, 2, 4, 7, 12)]
+    assert lines.null_led(np.zeros(0, dtype=np.int64)).tolist() == expected
+    skip = np.array([k * period + 7 for k in range(repeat)])  # the bare nulls blank_and_null found
+    assert lines.null_led(skip).tolist() == [i for i in expected if i % period != 7]
+    assert np.arange(len(lines))[lines.null_led(skip)].tolist() == [i for i in expected if i % period != 7]
+
+
+def test_null_led_lines_of_a_view_and_of_nothing():
+    lines = Lines.of(numbered([b"{}", b"nullx", b"{}", b"null!"])).pick([(0, 3)])
+    assert lines.null_led(np.zeros(0, dtype=np.int64)).tolist() == [1]
+    assert Lines.empty().null_led(np.zeros(0, dtype=np.int64)).tolist() == []
+
+
 CONTAINING = Lines.of(numbered([b'{"a": 1}', b'{"b": 2}', b'{"a": 3, "a": 4}', b'x"a', b'{"a"}']))
 
 
@@ -214,6 +233,11 @@ def test_scan_block_finds_the_newlines():
     (LONG + b"\n\t" + LONG, True),
     (LONG + b"\n" + LONG + b"\n \n", True),
     (LONG + b"\n" + LONG + b"\n\n", True),
+    (b"null" + b" " * 20 + b"\n" + LONG, True),  # a first line that starts with null: Arrow crashes on it
+    (b"nullx" + b"x" * 20 + b"\n" + LONG, True),
+    (b"nul" + b"x" * 20 + b"\n" + LONG, True),  # any line that starts with n
+    (LONG + b"\nnull" + b" " * 20, True),
+    (b"x" * 20 + b"\n" + LONG + b"n", False),  # an n inside a line
 ])
 def test_a_block_is_careful_when_arrow_may_not_map_rows_to_lines(block, careful):
     assert scan_block(block)[1] is careful
