@@ -189,3 +189,20 @@ def test_random_documents_are_cut_as_the_reference_cuts_them(seed, piece):
     for _ in range(60):
         data = random_document(rng)
         assert elements_as_lines(data) == reference(data), data
+
+
+@pytest.mark.parametrize(("data", "reader"), [
+    (b"[{ }, { }, { }]", "_dense"),  # mostly structural bytes
+    (b"[11111 ]", "_dense"),  # exactly one in DENSE_SHARE (4) structural: dense from there
+    (b"[111111 ]", "_sparse"),  # just under
+    (b'["XXXXXXXXXXXX", "long strings and numbers"]', "_sparse"),
+])
+def test_a_piece_is_read_by_masks_when_a_quarter_of_it_is_structural_and_by_positions_otherwise(
+        data, reader, monkeypatch):
+    # The same marks either way (checked above); the choice is what keeps each input fast.
+    used = []
+    for name in ("_dense", "_sparse"):
+        read = getattr(json_array, name)
+        monkeypatch.setattr(json_array, name, lambda *args, _read=read, _name=name: used.append(_name) or _read(*args))
+    assert cut(data) == reference(data)
+    assert used == [reader]
