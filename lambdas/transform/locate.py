@@ -149,7 +149,8 @@ class Locator:
                          bool(problem and problem.syntax))
         removed = np.concatenate((blank, nulls, led))  # numpy: a flood of blank lines costs no Python per line
         if two_values:  # known to be there: rows would not match lines in any read
-            found = self._two_values(lines)  # none is a blank or `null` line: those hold no `}`
+            # said only of a block that is not careful (pipeline.py): no line is blank or starts with n
+            found = self._two_values(lines)
             removed = np.concatenate((removed, np.array(found, dtype=np.int64)))
         if not (is_utf8(data) if utf8 is None else utf8):  # find the lines with invalid bytes
             seen, invalid = set(removed.tolist()), []
