@@ -99,20 +99,19 @@ class Lines:
 
     def null_led(self, skip: np.ndarray) -> np.ndarray:
         """Indexes of the lines whose content starts with `null` (`null  `, `nullx`, `null,`),
-        other than those in `skip`: Arrow's JSON reader crashes the process (SIGSEGV, pyarrow
-        14-26) on a read whose first line is one, so they are never handed to it. Lines that start
-        with `n` are looked at, with numpy; whitespace-led ones one by one (they are few: see
-        maybe_blank, which covers a flood of them)."""
-        if not len(self) or not self.buf:
+        other than those in `skip` (the blank and bare `null` lines, found already): Arrow's JSON
+        reader crashes the process (SIGSEGV; pyarrow 14.0.2 and 26.0.1) on a read whose first
+        line is one, so they are never handed to it. Lines that start with `n` are looked at with
+        numpy; whitespace-led ones one by one, and only when the block holds `null` at all."""
+        if b"null" not in self.buf:
             return np.zeros(0, dtype=np.int64)
         arr = np.frombuffer(self.buf, dtype=np.uint8)
         starts = self.starts[self.ends - self.starts >= 4]
-        found = starts[(arr[starts] == 110) & (arr[starts + 1] == 117) & (arr[starts + 2] == 108) & (arr[starts + 3] == 108)]
-        led = np.searchsorted(self.starts, found)
+        word = (arr[starts] == 110) & (arr[starts + 1] == 117) & (arr[starts + 2] == 108) & (arr[starts + 3] == 108)
+        led = np.searchsorted(self.starts, starts[word])
         first = arr[np.minimum(self.starts, len(arr) - 1)]
-        spaced = [i for i in np.flatnonzero(WHITESPACE[first] & (self.ends > self.starts)).tolist()
-                  if self.raw(i).lstrip().startswith(b"null")]
-        led = np.union1d(led, np.array(spaced, dtype=np.int64))
+        spaced = np.setdiff1d(np.flatnonzero(WHITESPACE[first]), skip)
+        led = np.union1d(led, [i for i in spaced.tolist() if self.raw(i).lstrip().startswith(b"null")])
         return np.setdiff1d(led, skip).astype(np.int64)
 
     def containing(self, needle: bytes, cursor: int, *, limit: int, within: int) -> list[int]:

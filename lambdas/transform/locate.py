@@ -139,7 +139,7 @@ class Locator:
             self._reject(lines, i, "line is a JSON null, expected an object")
         # The same for every line that starts with `null` (`null` and spaces, `nullx`): a JSON
         # null or malformed, said by Python; past the quarantine cap counted at once.
-        led = lines.null_led(nulls)
+        led = lines.null_led(np.concatenate((blank, nulls)))
         for k, i in enumerate(led.tolist()):
             if self.quarantine.full:
                 self.quarantine.reject_many(lines.numbers[led[k:]], "malformed JSON or a JSON null, expected an object")

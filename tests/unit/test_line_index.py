@@ -95,14 +95,24 @@ def test_blank_and_null_of_lines_with_neither_are_empty_index_arrays(repeat):
 @pytest.mark.parametrize("repeat", [1, 40])
 def test_lines_that_start_with_null_are_found_whitespace_led_or_not_but_not_those_skipped(repeat):
     raws = [b"null" + b" " * 20, b'{"a": 1}', b"nullx", b"nul", b"\t null,", b"  nu", b"x null", b"null", b"",
-            b'{"n": null}', b"n", b"NULL", b"null}"]
+            b'{"n": null}', b"n", b"NULL", b"null}", b"nope", b"xxll", b"abcl", b"nuxl", b"nulL", b" ", b"\t\t"]
     lines = Lines.of(numbered(raws * repeat))
     period = len(raws)
     expected = [k * period + i for k in range(repeat) for i in (0, 2, 4, 7, 12)]
-    assert lines.null_led(np.zeros(0, dtype=np.int64)).tolist() == expected
-    skip = np.array([k * period + 7 for k in range(repeat)])  # the bare nulls blank_and_null found
+    none = np.zeros(0, dtype=np.int64)
+    assert lines.null_led(none).tolist() == expected
+    skip = np.array([k * period + i for k in range(repeat) for i in (7, 8, 18, 19)])  # what blank_and_null found
     assert lines.null_led(skip).tolist() == [i for i in expected if i % period != 7]
     assert np.arange(len(lines))[lines.null_led(skip)].tolist() == [i for i in expected if i % period != 7]
+
+
+@pytest.mark.parametrize("raws", [[b""], [b"x"], [b"{}", b""], [b"{}", b"n"], [b"{}", b"nu"], [b"null!", b""],
+                                  [b'{"a": null}', b"", b"nul"]])
+def test_null_led_of_short_and_empty_last_lines(raws):
+    lines = Lines.of(numbered(raws))
+    found = lines.null_led(np.zeros(0, dtype=np.int64))
+    assert found.tolist() == [i for i, raw in enumerate(raws) if raw.lstrip().startswith(b"null")]
+    assert found.dtype == np.int64 and np.arange(len(lines))[found].tolist() == found.tolist()  # usable as indexes
 
 
 def test_null_led_lines_of_a_view_and_of_nothing():
