@@ -6,6 +6,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# make test runs the tests on pytest-xdist workers, one per core ("auto"); PYTEST_WORKERS=0 runs them
+# serially in one process. --dist loadfile keeps each file on one worker (module-scoped moto servers,
+# the runbooks' embedded AWS); tests/conftest.py starts tests/test_policy_coverage.py after all others.
+PYTEST_WORKERS ?= auto
+XDIST := -n $(PYTEST_WORKERS) --dist loadfile
 
 .PHONY: demo test test-fast test-pyarrow-min lint docs build bench chaos mutation clean tf-init tf-plan tf-apply
 
@@ -28,10 +33,10 @@ $(CHECKOV_STAMP):
 	@touch $(CHECKOV_STAMP)
 
 test: $(STAMP) $(CHECKOV_STAMP)
-	ELT_REQUIRE_CHECKOV=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+	ELT_REQUIRE_CHECKOV=1 $(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) -m "not e2e" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check lambdas ops tests bench scripts

@@ -36,11 +36,60 @@ def pytest_unconfigure(config):
         os.environ.pop("ELT_CALL_RECORD", None)
 
 
+RUNS_LAST = "tests/test_policy_coverage.py"
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items):
     """The policy-coverage check reads what every other test recorded: it runs last."""
-    last = [i for i in items if i.nodeid.startswith("tests/test_policy_coverage.py")]
+    last = [i for i in items if i.nodeid.startswith(RUNS_LAST)]
     items[:] = [i for i in items if i not in last] + last
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """Tells each pytest-xdist worker whether RUNS_LAST is held back (tests/test_policy_coverage.py reads it)."""
+    node.workerinput["elt_runs_last_held"] = node.config.getoption("dist") == "loadfile"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Under pytest-xdist's --dist loadfile (make test), RUNS_LAST starts only once every other test
+    has finished on every worker, so that it reads all they recorded."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class LoadFileLastFileLast(LoadFileScheduling):
+        # A worker runs the last test it was sent only once it is sent more or told to shut down.
+        def _assign_work_unit(self, node):
+            if RUNS_LAST in self.workqueue:
+                self.workqueue.move_to_end(RUNS_LAST)  # --loadscope-reorder puts the larger files first
+            if list(self.workqueue) == [RUNS_LAST]:
+                self._hand_out_last()
+            else:
+                super()._assign_work_unit(node)
+
+        def _reschedule(self, node):
+            if list(self.workqueue) == [RUNS_LAST]:
+                self._hand_out_last()
+            else:
+                super()._reschedule(node)
+
+        def _hand_out_last(self):
+            """RUNS_LAST goes to a worker once every other worker has finished all it was sent (its
+            own tests run before it, in order); meanwhile idle workers but one finish and stop."""
+            live = [n for n in self.nodes if not n.shutting_down]
+            done = {n: not self._pending_of(self.assigned_work[n]) for n in self.nodes}
+            for node in live:
+                if all(done[other] for other in self.nodes if other is not node):
+                    super()._assign_work_unit(node)
+                    return
+            idle = [n for n in live if self._pending_of(self.assigned_work[n]) <= 1]
+            for node in idle[:len(live) - 1]:
+                node.shutdown()
+
+    return LoadFileLastFileLast(config, log)
 
 
 def wait_until(predicate, *, timeout: float = 30.0, what: str = "the condition", interval: float = 0.2):

@@ -4,7 +4,8 @@ is allowed by the IAM policy the Terraform builds for that function, every call 
 the on-call permission list (runbooks/oncall-permissions.md), and every grant of the Lambda roles
 was used by some call or is listed below with the reason no test reaches it.
 
-Runs last (tests/conftest.py orders it); run alone it has nothing to read and skips. The rules it
+Runs last (tests/conftest.py orders it, and under pytest-xdist's --dist loadfile holds it back until
+every other test has finished); run alone it has nothing to read and skips. The rules it
 relies on (a 404 needs s3:ListBucket, wildcards, dynamic statements) are tested on their own in
 tests/unit/test_policy_rules.py.
 """
@@ -73,7 +74,10 @@ def report(verdict: policy.Verdict) -> str:
 
 
 @pytest.fixture(scope="module")
-def calls():
+def calls(request):
+    if not getattr(request.config, "workerinput", {}).get("elt_runs_last_held", True):
+        pytest.skip("under pytest-xdist only --dist loadfile (make test) runs this file after all the others "
+                    "(tests/conftest.py)")
     found = recorded()
     if not any(c["who"] in LAMBDAS for c in found):
         pytest.skip("no handler calls were recorded in this run: the check reads what the functional and e2e "
