@@ -50,7 +50,7 @@ def describe_time(value) -> str:
     moment = value
     if not isinstance(value, dt.datetime):
         try:
-            moment = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+            moment = dt.datetime.fromisoformat(str(value))  # a final Z reads as UTC since Python 3.11
         except ValueError:
             return str(value)
     return _moment(as_utc(moment))

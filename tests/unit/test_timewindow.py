@@ -249,4 +249,5 @@ def test_describe_time_shows_a_moment_to_the_second_in_utc():
     assert describe_time("2025-04-05T00:00:00+00:00") == "2025-04-05T00:00:00Z"
     assert describe_time(dt.datetime(2025, 4, 5, 2, tzinfo=dt.timezone(dt.timedelta(hours=2)))) == "2025-04-05T00:00:00Z"
     assert describe_time("not a time") == "not a time"
-    assert describe_time(None) == "-"
+    assert describe_time(None) == describe_time("") == "-"
+    assert describe_time("2025-04-05T01:02:03Z") == "2025-04-05T01:02:03Z"
