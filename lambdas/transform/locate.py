@@ -144,9 +144,8 @@ class Locator:
             if self.quarantine.full:
                 self.quarantine.reject_many(lines.numbers[led[k:]], "malformed JSON or a JSON null, expected an object")
                 break
-            problem = self.diagnose(lines.raw(i))
-            self._reject(lines, i, problem.reason if problem else "line is a JSON null, expected an object",
-                         bool(problem and problem.syntax))
+            problem = self.diagnose(lines.raw(i))  # never None: a JSON null is not an object
+            self._reject(lines, i, problem.reason, problem.syntax)
         removed = np.concatenate((blank, nulls, led))  # numpy: a flood of blank lines costs no Python per line
         if two_values:  # known to be there: rows would not match lines in any read
             # said only of a block that is not careful (pipeline.py): no line is blank or starts with n

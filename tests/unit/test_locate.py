@@ -391,6 +391,32 @@ def test_a_null_line_is_rejected_before_any_read():
     assert run.rejects()[0]["reason"] == "line is a JSON null, expected an object"
 
 
+NULL_LED = [b"null" + b" " * 20, b"nullx", b"null,", b"  null}", b"null 1" + b" " * 16]
+
+
+@pytest.mark.parametrize("at", [0, 1, 3])
+@pytest.mark.parametrize("line", NULL_LED)
+def test_a_line_that_starts_with_null_is_rejected_before_any_read(line, at):
+    # Arrow crashes the process on a read whose first line starts with `null`: such a line is
+    # diagnosed in Python and taken out first, wherever it is.
+    lines = [good(1), good(2), good(3)]
+    lines.insert(at, line)
+    run = check(lines)
+    [record] = [r for r in run.rejects() if r["line"] == at + 1]
+    assert record == {"line": at + 1, "reason": Diagnoser(SCHEMA)(line).reason, "raw": line.decode()}
+
+
+def test_lines_that_start_with_null_past_the_cap_are_counted_at_once_and_the_rest_still_read():
+    run = Run(max_records=2)
+    lines = [good(1)] + [b"nullx"] * 5 + [good(2)]
+    run.block(lines, first_line=10)
+    assert (run.quarantine.rejected, run.quarantine.dropped) == (5, 3)
+    assert (run.quarantine.first_dropped, run.quarantine.last_dropped) == (13, 15)
+    assert run.quarantine.first_rejects[2] == (13, "malformed JSON or a JSON null, expected an object")
+    assert sorted(run.accepted) == [10, 16]
+    assert run.diagnosed.count(b"nullx") == 2  # not past the cap
+
+
 def test_invalid_utf8_is_found_unless_the_block_is_known_to_be_valid():
     lines = [good(1), INVALID_UTF8, good(2)]
     check(lines, failed_read=False)
