@@ -60,8 +60,10 @@ def test_the_default_cap_is_4_gib():
     assert Chunks(io.BytesIO(b""), gzipped=False, size=1).max_bytes == 4 << 30
 
 
-@pytest.mark.parametrize("raw", [b"not gzip at all", gzip.compress(DATA)[:-12], gzip.compress(DATA)[:30],
-                                 gzip.compress(DATA)[:10] + b"\xff" * 40])
+# mtime=0: the same bytes (and test ids) in every pytest-xdist worker, whenever each collects them.
+@pytest.mark.parametrize("raw", [b"not gzip at all", gzip.compress(DATA, mtime=0)[:-12], gzip.compress(DATA, mtime=0)[:30],
+                                 gzip.compress(DATA, mtime=0)[:10] + b"\xff" * 40],
+                         ids=["not gzip", "truncated end", "truncated early", "corrupt after the header"])
 def test_a_corrupt_or_truncated_gzip_stream_is_unreadable(raw):
     with pytest.raises(UnreadableObject, match="^cannot decompress: "):
         b"".join(Chunks(io.BytesIO(raw), gzipped=True, size=16))
