@@ -18,8 +18,15 @@ def pytest_configure(config):
     """Every AWS call the handlers and eltops make in this run is recorded (ops/local/calls.py) for
     tests/test_policy_coverage.py, which runs last; subprocesses inherit the variable."""
     import os
+    import signal
     import tempfile
 
+    # The Ctrl-C tests (_thread.interrupt_main) need Python's SIGINT handler. A shell that starts
+    # a command in the background without job control (`make test &` in a script, nohup) starts
+    # it with SIGINT ignored, and Python then installs none: in the pytest process and in each
+    # xdist worker, put it back.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if not os.environ.get("ELT_CALL_RECORD"):
         folder = tempfile.mkdtemp(prefix="elt-calls-")
         os.environ["ELT_CALL_RECORD"] = os.path.join(folder, "calls.jsonl")
