@@ -1,4 +1,4 @@
-"""eltops demo, local up, gen-events."""
+"""eltops demo, local up, local inventory, gen-events."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 
 import click
 
-from ops.commands.root import cli, common_options, human_size, info, render
+from ops.commands.root import cli, common_options, human_size, info, render, settings
 from ops.errors import OpsError, UsageError
 
 
@@ -101,6 +101,35 @@ def local_up(ctx, port, log_file):
     finally:
         info(ctx, "stopping the embedded AWS")
         aws.stop()
+
+
+@local.command("inventory")
+@common_options
+@click.option("--bucket", envvar="ELT_BRONZE_BUCKET", required=True, help="Source bucket.  [env: ELT_BRONZE_BUCKET]")
+@click.option("--to", "to", help="Destination s3://bucket/prefix/ (default: s3://<bucket>/inventory/).")
+@click.option("--config-id", default="bronze-daily", show_default=True, help="The inventory configuration's name.")
+@click.option("--format", "file_format", type=click.Choice(["CSV", "Parquet", "ORC"]), default="CSV", show_default=True)
+@click.pass_context
+def local_inventory(ctx, bucket, to, config_id, file_format):
+    """Deliver an S3 Inventory report of the bucket's bronze/ now, as a daily configuration would.
+
+    The embedded AWS never delivers inventory reports; this writes one (manifest and data files)
+    from a live listing, for rehearsing the inventory runbooks. Prints the manifest's URL.
+
+    \b
+    Example:
+      eltops local inventory --bucket $ELT_BRONZE_BUCKET --to s3://$ELT_BRONZE_BUCKET/inventory/
+    """
+    from ops.local.inventory import live_entries, write_report
+
+    to = to or f"s3://{bucket}/inventory/"
+    if not to.startswith("s3://") or not to[5:].partition("/")[0]:
+        raise UsageError(f"--to {to!r} is not an s3://bucket/prefix/ URL; give one like s3://{bucket}/inventory/")
+    dest_bucket, _, prefix = to[5:].partition("/")
+    s3 = settings(ctx).aws().client("s3")
+    url = write_report(s3, source_bucket=bucket, entries=live_entries(s3, bucket, "bronze/"), report_bucket=dest_bucket,
+                       prefix=prefix or "inventory", config_id=config_id, file_format=file_format)
+    render(ctx, {"manifest": url}, lambda r: r["manifest"])
 
 
 @cli.command("gen-events")

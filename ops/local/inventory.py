@@ -177,35 +177,3 @@ def _chain(first, rest: Iterator) -> Iterator:
     if first is not None:
         yield first
         yield from rest
-
-
-def main(argv=None) -> int:
-    """`python -m ops.local.inventory --bucket B [--to s3://D/prefix/]`: deliver a report of B now,
-    as a daily S3 Inventory configuration `bronze-daily` would (the embedded AWS never does)."""
-    import argparse
-    import os
-
-    import boto3
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--bucket", default=os.environ.get("ELT_BRONZE_BUCKET"), help="source bucket")
-    parser.add_argument("--to", help="destination s3://bucket/prefix/ (default: s3://<bucket>/inventory/)")
-    parser.add_argument("--config-id", default="bronze-daily")
-    parser.add_argument("--format", dest="file_format", choices=["CSV", "Parquet", "ORC"], default="CSV")
-    args = parser.parse_args(argv)
-    if not args.bucket:
-        parser.error("--bucket (or ELT_BRONZE_BUCKET) is required")
-    to = args.to or f"s3://{args.bucket}/inventory/"
-    if not to.startswith("s3://"):
-        parser.error(f"--to {to!r} is not an s3:// URL")
-    dest_bucket, _, prefix = to[5:].partition("/")
-    s3 = boto3.client("s3")
-    url = write_report(s3, source_bucket=args.bucket, entries=live_entries(s3, args.bucket, "bronze/"),
-                       report_bucket=dest_bucket, prefix=prefix or "inventory", config_id=args.config_id,
-                       file_format=args.file_format)
-    print(url)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

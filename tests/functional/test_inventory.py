@@ -280,3 +280,18 @@ def test_a_throttled_download_is_retried_whole_and_access_denied_names_the_permi
     Calls(reports.s3, fail={"GetObject": ["AccessDenied"]})
     with pytest.raises(AccessDenied, match=f"s3:GetObject on {url}"):
         read_manifest(reports.s3, url)
+
+
+def test_eltops_local_inventory_delivers_a_report_that_lists_the_bronze_objects(reports):
+    from click.testing import CliRunner
+
+    from ops.cli import cli
+
+    reports.put("bronze/orders/dt=2025-01-01/a.jsonl", b"{}\n")
+    result = CliRunner().invoke(cli, ["--json", "local", "inventory", "--bucket", reports.bronze,
+                                      "--to", f"s3://{REPORTS}/inv/"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads(result.stdout)["manifest"]
+    assert manifest.startswith(f"s3://{REPORTS}/inv/") and manifest.endswith("manifest.json")
+    bad = CliRunner().invoke(cli, ["local", "inventory", "--bucket", reports.bronze, "--to", "inv/"])
+    assert bad.exit_code == 2 and "s3://bucket/prefix/" in bad.output
