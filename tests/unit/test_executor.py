@@ -2,8 +2,8 @@
 run, and Ctrl-C ends what is running through the stop event instead of waiting for it."""
 
 import _thread
+import sys
 import threading
-import time
 
 import pytest
 
@@ -16,17 +16,34 @@ def test_map_returns_results_in_the_items_order():
 
 
 def test_the_next_item_is_taken_only_when_there_is_room_for_it():
-    done, peak = [], []
+    # Each item finishes only once the executor holds three (or has taken them all), so the run
+    # reaches its cap of three in flight every time, whatever the threads' timing; the cap holds
+    # if the executor never asks for a 4th while three are unfinished.
+    done, peak, taken = [], [], [0]
+    room = threading.Condition()
 
     def items():
         for i in range(40):
-            peak.append(i - len(done))  # items taken but not finished, when the executor asks for one more
+            with room:
+                peak.append(taken[0] - len(done))  # taken but not finished, when it asks for one more
+                taken[0] += 1
+                room.notify_all()
             yield i
 
+    def work(i):
+        with room:
+            assert room.wait_for(lambda: taken[0] - len(done) >= 3 or taken[0] == 40, timeout=10)
+        return i
+
+    def finished(item, result):
+        with room:
+            done.append(result)
+            room.notify_all()
+
     with BoundedExecutor(2, name="t", max_in_flight=3) as executor:
-        executor.run(lambda i: time.sleep(0.005) or i, items(), on_result=lambda item, result: done.append(result))
+        executor.run(work, items(), on_result=finished)
     assert sorted(done) == list(range(40))
-    assert max(peak) <= 2  # the executor holds at most 3: it asks for a 4th only after one finished
+    assert max(peak) == 2  # it held 3 (the cap reached), and asked for a 4th only after one finished
 
 
 def test_the_first_error_stops_the_run_and_is_raised_after_the_running_items_are_recorded():
@@ -90,26 +107,40 @@ def test_a_rate_limited_worker_gives_up_when_the_run_stops():
     assert outcome == ["cancelled"]
 
 
+def _blocked_in_a_wait(thread: threading.Thread) -> bool:
+    """Whether `thread` is parked in a threading wait (a Condition's, an Event's, a join) now."""
+    frame = sys._current_frames().get(thread.ident)
+    return frame is not None and frame.f_code.co_filename == threading.__file__
+
+
 def test_ctrl_c_inside_submit_still_waits_for_the_item_the_pool_took():
     # Ctrl-C can land in the main thread after the pool has taken an item but before its future is
     # recorded (inside `submit`, or inside the pool's start of a new thread): the run must not end,
-    # and the caller's clean-up must not run, while that item is still working.
-    finished = []
+    # and the caller's clean-up must not run, while that item is still working. The item is held
+    # until the main thread, after the Ctrl-C, is seen waiting: a run that did not wait for it
+    # would return first and find it unfinished.
+    finished, interrupted, release = [], threading.Event(), threading.Event()
+    main = threading.current_thread()
     executor = BoundedExecutor(2, name="t")
     real_submit = executor._pool.submit
 
     def submit(fn, *args):
         real_submit(fn, *args)
+        interrupted.set()
         raise KeyboardInterrupt  # after the pool took the item, before run() hears of its future
 
     def work(item):
-        time.sleep(0.3)  # a round trip that received messages, say
+        assert interrupted.wait(10)
+        while not (release.is_set() or _blocked_in_a_wait(main)):  # the main thread waits for it
+            release.wait(0.001)
         finished.append(item)
 
     executor._pool.submit = submit
-    with pytest.raises(KeyboardInterrupt):
-        executor.run(work, range(5))
-    assert finished == [0]  # waited for: it was running; nothing else started
-    executor.shutdown()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            executor.run(work, range(5))
+        assert finished == [0]  # waited for: it was running; nothing else started
+    finally:
+        release.set()
+        executor.shutdown()
     assert finished == [0]
-
