@@ -103,9 +103,8 @@ class RowChecks:
                 values, rows = chunk, None  # rows: the table row of each value (None: the same)
                 for step in steps[1:]:
                     if step is None:  # into a list
-                        parents = pc.list_parent_indices(values)
-                        values = pc.list_flatten(values)
-                        rows = parents if rows is None else pc.take(rows, parents)
+                        values, parents = _flatten(values)
+                        rows = parents if rows is None else rows[parents]
                     else:
                         values = pc.struct_field(values, [step])
                 # One kernel for the usual case: the sum of finite values is finite unless they
@@ -118,7 +117,7 @@ class RowChecks:
                 if pc.any(bad).as_py():
                     found = np.flatnonzero(bad.to_numpy(zero_copy_only=False))
                     if rows is not None:
-                        found = rows.to_numpy(zero_copy_only=False)[found]
+                        found = rows[found]
                     if mask is None:
                         mask = np.zeros(table.num_rows, dtype=bool)
                     mask[offset + found] = True
@@ -185,15 +184,14 @@ class RowChecks:
                 if all(chunk.values.null_count == 0 and chunk.values.field(child).null_count == 0
                        for chunk in col.chunks):
                     continue
-                flat = pc.list_flatten(col)
-                if len(flat) == 0:
-                    continue
-                values = pc.struct_field(flat, [child])  # null for a null element, too
-                if values.null_count == 0:
-                    continue
-                parents = _numpy(pc.filter(pc.list_parent_indices(col), pc.is_null(values)))
                 mask = np.zeros(n, dtype=bool)
-                mask[parents] = True
+                offset = 0
+                for chunk in col.chunks:
+                    flat, parents = _flatten(chunk)
+                    values = pc.struct_field(flat, [child])  # null for a null element, too
+                    if values.null_count:
+                        mask[offset + parents[_numpy(pc.is_null(values))]] = True
+                    offset += len(chunk)
             if mask.any():
                 problems.missing.append((path, mask))
 
@@ -268,6 +266,14 @@ def _truncated(values):
     if pc.any(pc.match_substring_regex(values, _SUB_MICROSECONDS.pattern)).as_py():
         return pc.replace_substring_regex(values, _SUB_MICROSECONDS.pattern, r"\1")
     return values
+
+
+def _flatten(lists: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """A list array's values and the index of each one's list, for the lists' own values only.
+    `pc.list_parent_indices` cannot be paired with `pc.list_flatten`: it also counts the values
+    stored under a null list, which flatten leaves out, so the two disagree for such an array."""
+    lengths = _numpy(pc.fill_null(pc.list_value_length(lists), 0))
+    return pc.list_flatten(lists), np.repeat(np.arange(len(lists)), lengths)
 
 
 def _numpy(values) -> np.ndarray:

@@ -307,6 +307,27 @@ def test_values_under_a_null_parent_are_not_checked():
     assert refused == {2: (["missing-field"], ["rows[].k"])}  # row 2's null element, nothing else
 
 
+def test_values_under_a_null_list_are_not_checked_and_the_rows_after_it_keep_their_own():
+    # A null list may still hold values in the array beneath it (Arrow keeps them; a slice or an
+    # array built by hand has them): they belong to no row, and the rows after it keep their own.
+    element_type = SCHEMA.arrow.field("rows").type.value_type
+    elements = pa.StructArray.from_arrays(
+        [pa.array(["a", None, None, "d", None]), pa.array([1.0, INF, NAN, NAN, 3.0])], fields=list(element_type))
+    rows = pa.ListArray.from_arrays(pa.array([0, 1, 3, 4, 5], pa.int32()), elements,
+                                    mask=pa.array([False, True, False, False]))  # row 1: null over 2 values
+    big = pa.LargeListArray.from_arrays(pa.array([0, 0, 2, 3, 3], pa.int64()), pa.array([INF, INF, NAN], pa.float32()),
+                                        mask=pa.array([False, True, False, False]))
+    base = table_of([{}, {}, {}, {}])
+    table = base.set_column(base.schema.get_field_index("rows"), "rows", rows).set_column(
+        base.schema.get_field_index("big"), "big", big)
+    expected = {2: (["other", "other"], ["big[]", "rows[].x"]), 3: (["missing-field"], ["rows[].k"])}
+    for schema in (SCHEMA, LIST_FIRST):
+        assert verdicts(table, schema)[1] == expected
+    assert verdicts(table.slice(1))[1] == {row - 1: verdict for row, verdict in expected.items()}
+    two_chunks = pa.concat_tables([table.slice(0, 2), table.slice(2)])
+    assert verdicts(two_chunks)[1] == expected
+
+
 NONFINITE = [
     ({"n": NAN}, ["n"]),
     ({"n": INF}, ["n"]),
