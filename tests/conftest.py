@@ -44,6 +44,18 @@ def pytest_unconfigure(config):
 
 
 RUNS_LAST = "tests/test_policy_coverage.py"
+# The files that take longest (seconds on one worker, make test on 2 cores): handed out first
+# under --dist loadfile, so that no long file starts when the other workers are nearly done.
+# pytest-xdist's own order (--loadscope-reorder) is by number of tests, not by time.
+SLOW_FIRST = (
+    "tests/e2e/test_terraform_apply.py",  # ~290: plan, apply, the pipeline, destroy
+    "tests/functional/test_interleavings.py",  # ~150: every seeded order
+    "tests/e2e/test_chaos.py",
+    "tests/e2e/test_runbooks.py",
+    "tests/e2e/test_parquet_exit.py",  # ~70: 20 commands in a row
+    "tests/e2e/test_laptop_kills.py",
+    "tests/e2e/test_demo_and_local_up.py",
+)
 
 
 @pytest.hookimpl(trylast=True)
@@ -61,8 +73,9 @@ def pytest_configure_node(node):
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """Under pytest-xdist's --dist loadfile (make test), RUNS_LAST starts only once every other test
-    has finished on every worker, so that it reads all they recorded."""
+    """Under pytest-xdist's --dist loadfile (make test), the SLOW_FIRST files go out first, and
+    RUNS_LAST starts only once every other test has finished on every worker, so that it reads all
+    they recorded."""
     if config.getoption("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
@@ -70,6 +83,9 @@ def pytest_xdist_make_scheduler(config, log):
     class LoadFileLastFileLast(LoadFileScheduling):
         # A worker runs the last test it was sent only once it is sent more or told to shut down.
         def _assign_work_unit(self, node):
+            for scope in reversed(SLOW_FIRST):
+                if scope in self.workqueue:
+                    self.workqueue.move_to_end(scope, last=False)
             if RUNS_LAST in self.workqueue:
                 self.workqueue.move_to_end(RUNS_LAST)  # --loadscope-reorder puts the larger files first
             if list(self.workqueue) == [RUNS_LAST]:
