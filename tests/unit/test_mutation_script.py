@@ -28,18 +28,21 @@ def mutation(monkeypatch, tmp_path):
     return module
 
 
-def write(root: Path, rel: str, text: str = "x = 1\n") -> None:
+def write(root: Path, rel: str, text: str = "def f():\n    return 1\n") -> None:
     path = root / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
 
 
-def test_the_module_list_expands_the_globs_in_order_without_packages_empty_files_or_repeats(mutation, tmp_path):
+def test_the_module_list_expands_the_globs_in_order_without_packages_repeats_or_modules_without_functions(mutation, tmp_path):
     for rel in ("pkg/b.py", "pkg/a.py", "pkg/__init__.py", "ops/state.py", "ops/other.py"):
         write(tmp_path, rel)
     write(tmp_path, "pkg/empty.py", "")
+    write(tmp_path, "pkg/names.py", '"""Re-exports."""\nfrom pkg.a import f\n\n__all__ = ["f"]\n')
+    write(tmp_path, "pkg/record.py", "import dataclasses\n\n\n@dataclasses.dataclass\nclass R:\n    n: int = 0\n")
+    write(tmp_path, "pkg/method.py", "class C:\n    async def go(self):\n        return 1\n")
     mutation.MODULE_GLOBS = ("pkg/*.py", "ops/state.py", "pkg/a.py")
-    assert mutation.modules() == ["pkg/a.py", "pkg/b.py", "ops/state.py"]
+    assert mutation.modules() == ["pkg/a.py", "pkg/b.py", "pkg/method.py", "ops/state.py"]
 
 
 def test_the_first_focused_pattern_a_module_matches_chooses_its_tests(mutation, tmp_path):
