@@ -60,29 +60,9 @@ SLOW_FIRST = (
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items):
-    """The policy-coverage check reads what every other test recorded: it runs last. Under a
-    mutant (make mutation), the fastest tests run first."""
+    """The policy-coverage check reads what every other test recorded: it runs last."""
     last = [i for i in items if i.nodeid.startswith(RUNS_LAST)]
     items[:] = [i for i in items if i not in last] + last
-    fastest_first_under_a_mutant(items)
-
-
-def fastest_first_under_a_mutant(items) -> None:
-    """mutmut hands a mutant's tests to pytest as a set, in no useful order, and stops at the first
-    failure (-x): with the tests sorted by the durations mutmut measured in its clean run
-    (mutmut-stats.json in its work directory, the current one), a killed mutant is found by its
-    cheapest failing tests rather than after a random half of the slow ones. Order alone changes,
-    never which tests run, and only in a mutant's run (its name in MUTANT_UNDER_TEST)."""
-    import math
-    import os
-
-    if "__mutmut_" not in os.environ.get("MUTANT_UNDER_TEST", ""):
-        return
-    try:
-        durations = json.loads(Path("mutmut-stats.json").read_text(encoding="utf-8"))["duration_by_test"]
-    except (OSError, ValueError, KeyError):
-        return
-    items.sort(key=lambda item: durations.get(item.nodeid, math.inf))  # stable: ties keep their order
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -80,37 +80,3 @@ def test_the_policy_coverage_file_goes_out_only_when_every_other_file_has_finish
     assert sum(s.count(conftest.RUNS_LAST) for s in sent) == 1  # sent once, to a worker as its last file
     assert [s[-1] for s in sent].count(conftest.RUNS_LAST) == 1
     assert sorted(f for s in sent for f in s) == sorted(files)  # and every file was sent once
-
-
-def ordered_under(monkeypatch, tmp_path, mutant, stats):
-    """The node ids in the order the collection hook leaves them, run as mutmut runs a mutant."""
-    monkeypatch.chdir(tmp_path)
-    if mutant is None:
-        monkeypatch.delenv("MUTANT_UNDER_TEST", raising=False)
-    else:
-        monkeypatch.setenv("MUTANT_UNDER_TEST", mutant)
-    if stats is not None:
-        (tmp_path / "mutmut-stats.json").write_text(stats, encoding="utf-8")
-    items = [SimpleNamespace(nodeid=f"t.py::{name}") for name in ("slow", "new", "fast", "mid", "also_fast")]
-    conftest.pytest_collection_modifyitems(items)
-    return [item.nodeid.split("::")[1] for item in items]
-
-
-DURATIONS = '{"duration_by_test": {"t.py::slow": 2.0, "t.py::fast": 0.01, "t.py::mid": 0.5, "t.py::also_fast": 0.01}}'
-
-
-def test_a_mutant_s_tests_run_fastest_first_by_the_durations_mutmut_measured(monkeypatch, tmp_path):
-    order = ordered_under(monkeypatch, tmp_path, "lambdas.transform.app.x_handler__mutmut_7", DURATIONS)
-    assert order == ["fast", "also_fast", "mid", "slow", "new"]  # ties keep their order; unmeasured last
-
-
-@pytest.mark.parametrize(("mutant", "stats"), [
-    (None, DURATIONS),  # not under mutmut: make test's order
-    ("stats", DURATIONS),  # mutmut's own runs (stats, clean, forced fail) keep theirs
-    ("", DURATIONS),
-    ("lambdas.x.x_f__mutmut_1", None),  # no stats file
-    ("lambdas.x.x_f__mutmut_1", "{not json"),
-    ("lambdas.x.x_f__mutmut_1", "{}"),
-])
-def test_outside_a_mutant_s_run_or_without_durations_the_order_stays(monkeypatch, tmp_path, mutant, stats):
-    assert ordered_under(monkeypatch, tmp_path, mutant, stats) == ["slow", "new", "fast", "mid", "also_fast"]
