@@ -22,6 +22,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 from moto import mock_aws
+from moto.core.base_backend import BackendDict
 
 from lambdas.shared import schemas, steps, work_unit
 from lambdas.shared.ledger import Ledger
@@ -98,7 +99,7 @@ def answer(client, operation: str, *, status: int, code: str = "", where: str = 
         request.url = "https://fault-injected.invalid/"
         return response
 
-    client.meta.events.register_first(f"before-send.{service}.{operation}", before_send)
+    on_send(client, operation, before_send)
     return answered
 
 
@@ -156,28 +157,50 @@ def by_message(lines: list[dict], message: str) -> list[dict]:
     return [line for line in logs(lines) if line["message"] == message]
 
 
+@pytest.fixture(scope="module")
+def clients():
+    """One moto and one pair of clients for the module: starting moto and making two clients cost
+    ~25 ms, a quarter of a test, and every mutant of `make mutation` runs up to all of them.
+    `transform` gives each test empty buckets and an empty table all the same."""
+    with mock_aws():
+        yield {"s3": SESSION.client("s3", region_name=REGION, config=NO_RETRIES),
+               "dynamodb": SESSION.client("dynamodb", region_name=REGION, config=NO_RETRIES)}
+
+
 @pytest.fixture
-def transform(capsys, monkeypatch):
+def transform(clients, capsys, monkeypatch):
     monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
     monkeypatch.setattr(steps, "HOOK", None)
-    with mock_aws():
-        s3 = SESSION.client("s3", region_name=REGION, config=NO_RETRIES)
-        ddb = SESSION.client("dynamodb", region_name=REGION, config=NO_RETRIES)
-        for bucket in (BRONZE, SILVER):
-            s3.create_bucket(Bucket=bucket)
-        ddb.create_table(
-            TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "etag", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                  {"AttributeName": "etag", "AttributeType": "S"}])
-        clients = {"s3": s3, "dynamodb": ddb}
-        app._DEPS = app.build_deps({"ELT_SILVER_BUCKET": SILVER, "ELT_LEDGER_TABLE": TABLE}, clients.__getitem__)
-        harness = Transform(s3, ddb, capsys)
-        capsys.readouterr()
-        try:
-            yield harness
-        finally:
-            app.reset()
+    BackendDict.reset()  # the last test's buckets, objects and table, as a new mock_aws() would
+    s3, ddb = clients["s3"], clients["dynamodb"]
+    for bucket in (BRONZE, SILVER):
+        s3.create_bucket(Bucket=bucket)
+    ddb.create_table(
+        TableName=TABLE, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "etag", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "etag", "AttributeType": "S"}])
+    app._DEPS = app.build_deps({"ELT_SILVER_BUCKET": SILVER, "ELT_LEDGER_TABLE": TABLE}, clients.__getitem__)
+    harness = Transform(s3, ddb, capsys)
+    capsys.readouterr()
+    try:
+        yield harness
+    finally:
+        app.reset()
+        while _HOOKS:
+            client, event, handler = _HOOKS.pop()
+            client.meta.events.unregister(event, handler)
+
+
+_HOOKS: list = []
+
+
+def on_send(client, operation: str, handler) -> None:
+    """Call `handler` before each `operation` request the client sends, for this test only (the
+    clients outlive it: a hook left behind would answer the next test's calls)."""
+    event = f"before-send.{client.meta.service_model.service_name}.{operation}"
+    client.meta.events.register_first(event, handler)
+    _HOOKS.append((client, event, handler))
 
 
 def hook_at(monkeypatch, step: str, action, times: int = 1) -> list:
@@ -739,7 +762,7 @@ def test_a_current_version_that_moves_again_before_its_read_is_followed(transfor
                 answered.append(1)
                 versions.append(other.put_object(Bucket=BRONZE, Key=KEY, Body=good(3))["ETag"].strip('"'))
 
-        transform.s3.meta.events.register_first("before-send.s3.GetObject", before_read)
+        on_send(transform.s3, "GetObject", before_read)
 
     hook_at(monkeypatch, steps.AFTER_SILVER_WRITE, moving)
     assert transform.one(KEY, old) == {"batchItemFailures": []}
@@ -1072,7 +1095,7 @@ def test_a_rewrite_whose_read_finds_a_newer_version_writes_only_that_one(transfo
             if not answered:
                 answered.append(other.put_object(Bucket=BRONZE, Key=KEY, Body=good(3)))
 
-        transform.s3.meta.events.register_first("before-send.s3.GetObject", before_read)
+        on_send(transform.s3, "GetObject", before_read)
 
     hook_at(monkeypatch, steps.AFTER_SILVER_WRITE, lambda: writes.append(1) or (moving() if len(writes) == 1 else None),
             times=99)

@@ -13,6 +13,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
+from moto.core.base_backend import BackendDict
 
 from lambdas.ingest import app
 from lambdas.shared import steps, work_unit
@@ -79,30 +80,38 @@ def metrics(lines: list[dict]) -> dict:
     return emf_metrics(lines, function="ingest")
 
 
+@pytest.fixture(scope="module")
+def clients():
+    """One moto and one pair of clients for the module (starting moto and making two clients cost
+    a third of a test, and a mutant of `make mutation` runs up to all of them); `ingest` gives each
+    test an empty queue and table all the same."""
+    with mock_aws():
+        yield {"sqs": SESSION.client("sqs", region_name=REGION),
+               "dynamodb": SESSION.client("dynamodb", region_name=REGION)}
+
+
 @pytest.fixture
-def ingest(capsys, monkeypatch):
+def ingest(clients, capsys, monkeypatch):
     monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
     sleeps: list[float] = []
     monkeypatch.setattr(app.time, "sleep", sleeps.append)
-    with mock_aws():
-        sqs = SESSION.client("sqs", region_name=REGION)
-        ddb = SESSION.client("dynamodb", region_name=REGION)
-        queue_url = sqs.create_queue(QueueName="events")["QueueUrl"]
-        ddb.create_table(
-            TableName="ledger", BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "etag", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                  {"AttributeName": "etag", "AttributeType": "S"}])
-        clients = {"sqs": sqs, "dynamodb": ddb}
-        app._DEPS = app.build_deps({"ELT_QUEUE_URL": queue_url, "ELT_LEDGER_TABLE": "ledger",
-                                    "ELT_CLAIM_LEASE_SECONDS": "60"}, clients.__getitem__)
-        harness = Ingest(sqs, ddb, queue_url, capsys, sleeps)
-        harness.install_send_hook(monkeypatch)
-        capsys.readouterr()
-        try:
-            yield harness
-        finally:
-            app.reset()
+    BackendDict.reset()  # the last test's queue, messages and table, as a new mock_aws() would
+    sqs, ddb = clients["sqs"], clients["dynamodb"]
+    queue_url = sqs.create_queue(QueueName="events")["QueueUrl"]
+    ddb.create_table(
+        TableName="ledger", BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "etag", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "etag", "AttributeType": "S"}])
+    app._DEPS = app.build_deps({"ELT_QUEUE_URL": queue_url, "ELT_LEDGER_TABLE": "ledger",
+                                "ELT_CLAIM_LEASE_SECONDS": "60"}, clients.__getitem__)
+    harness = Ingest(sqs, ddb, queue_url, capsys, sleeps)
+    harness.install_send_hook(monkeypatch)
+    capsys.readouterr()
+    try:
+        yield harness
+    finally:
+        app.reset()
 
 
 def down(n, kwargs, real):
