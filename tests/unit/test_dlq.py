@@ -1,7 +1,9 @@
 """DLQ inspect and redrive (ops/dlq.py) on in-process moto, fast enough to run against every mutant
-of the module (make mutation): each test makes its own queues, and receives are sent as short polls.
-The code long-polls (WaitTimeSeconds=1: a short poll asks only some of SQS's servers, so an empty
-answer would not mean an empty queue); moto waits out the whole second on an empty queue, which is
+of the module (make mutation): the tests share one moto and one pair of clients, each test starts
+from no queues and no table and makes what it needs (a monkeypatch of a client is undone at the
+test's end; a hook registered on one would outlive its test), and receives are sent as short
+polls. The code long-polls (WaitTimeSeconds=1: a short poll asks only some of SQS's servers, so an
+empty answer would not mean an empty queue); moto waits out the whole second on an empty queue, which is
 every scan's last receive. A client hook records the wait each receive asked for, which the tests
 check, and sends it as 0. The move-task APIs, which moto lacks, go through botocore's Stubber (the
 requests validated against the service model). tests/functional/test_dlq_tools.py and
@@ -17,6 +19,7 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from moto import mock_aws
+from moto.core.base_backend import BackendDict
 
 from lambdas.shared import work_unit
 from lambdas.shared.ledger import Ledger
@@ -77,14 +80,19 @@ class Aws:
             out += got
 
 
-@pytest.fixture
-def aws():
+@pytest.fixture(scope="module")
+def shared():
+    """One moto and one pair of clients for the module (starting moto and making the clients cost
+    about a quarter of a test, and every mutant of `make mutation` runs up to all of them); `aws`
+    gives each test empty queues and tables all the same. The client hooks stay on for the module
+    and record into the current test's harness."""
     with mock_aws():
         sqs = SESSION.client("sqs", region_name=REGION)
-        harness = Aws(sqs, SESSION.client("dynamodb", region_name=REGION))
+        ddb = SESSION.client("dynamodb", region_name=REGION)
+        current: list[Aws] = []
 
         def short_poll(params, **_):
-            harness.waits.append(params.get("WaitTimeSeconds"))
+            current[-1].waits.append(params.get("WaitTimeSeconds"))
             params["WaitTimeSeconds"] = 0
 
         def distinct_ids(params, model, **_):  # a rule SQS enforces and moto does not
@@ -94,7 +102,15 @@ def aws():
         sqs.meta.events.register("provide-client-params.sqs.ReceiveMessage", short_poll)
         for operation in ("SendMessageBatch", "DeleteMessageBatch", "ChangeMessageVisibilityBatch"):
             sqs.meta.events.register(f"provide-client-params.sqs.{operation}", distinct_ids)
-        yield harness
+        yield sqs, ddb, current
+
+
+@pytest.fixture
+def aws(shared):
+    sqs, ddb, current = shared
+    BackendDict.reset()  # the last test's queues, messages and table, as a new mock_aws() would
+    current[:] = [Aws(sqs, ddb)]
+    yield current[0]
 
 
 def unit(i: int, type_: str = "orders", day: str = "2025-01-01", origin: str = "s3-event") -> work_unit.WorkUnit:

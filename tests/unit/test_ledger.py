@@ -5,6 +5,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 from moto import mock_aws
+from moto.core.base_backend import BackendDict
 
 from lambdas.shared.ledger import (
     CLAIM_CONDITION,
@@ -37,16 +38,26 @@ class Clock:
         return self.t
 
 
-@pytest.fixture
-def ddb():
+@pytest.fixture(scope="module")
+def moto():
+    """One moto for the module: starting and stopping it was most of a test's cost, and every
+    mutant of `make mutation` runs up to all of them."""
     with mock_aws():
-        client = SESSION.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName="ledger", BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "etag", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                  {"AttributeName": "etag", "AttributeType": "S"}])
-        yield client
+        yield
+
+
+@pytest.fixture
+def ddb(moto):
+    """An empty ledger table and a client of the test's own (tests hook its events; the hooks go
+    with it)."""
+    BackendDict.reset()  # the last test's table, as a new mock_aws() would
+    client = SESSION.client("dynamodb", region_name="us-east-1")
+    client.create_table(
+        TableName="ledger", BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "etag", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "etag", "AttributeType": "S"}])
+    yield client
 
 
 def test_the_claim_condition_spells_out_its_three_cases():
