@@ -703,6 +703,21 @@ def test_a_delete_answer_without_an_empty_failed_list_counts_every_message_moved
     assert (report.moved, report.failed, aws.depth(source)) == (2, [], (0, 0))
 
 
+def test_a_delete_answer_with_every_delete_failed_and_no_successful_list_reports_each_and_keeps_them(
+        aws, monkeypatch):
+    source, target = aws.queue(), aws.queue()
+    ids = send_units(aws, source, [unit(i) for i in range(2)])
+
+    def refuse_all(kwargs, real):  # nothing deleted; a JSON answer may leave out the empty list
+        return {"Failed": [{"Id": e["Id"], "Code": "ReceiptHandleIsInvalid", "SenderFault": True, "Message": "x"}
+                           for e in kwargs["Entries"]]}
+
+    aws.spy(monkeypatch, aws.sqs, "delete_message_batch", refuse_all)
+    report = dlq.redrive_manual(aws.sqs, source_url=source, target_url=target, workers=1)
+    assert report.moved == 0 and sorted(f["message_id"] for f in report.failed) == sorted(ids)
+    assert len(aws.take(target)) == 2 and aws.depth(source) == (0, 2)  # redriven again later: never lost
+
+
 def test_a_redrive_stopped_during_a_send_leaves_the_unsent_messages_visible_in_the_dlq(aws, monkeypatch):
     source, target = aws.queue(), aws.queue()
     send_units(aws, source, [unit(i) for i in range(4)])
@@ -1036,6 +1051,23 @@ def test_a_message_received_again_during_a_redrive_is_handled_once(aws):
                                 visibility=0)
     assert (report.moved, report.skipped_by_filter, report.matched) == (3, 3, 3)
     assert len(aws.take(target)) == 3
+
+
+def test_messages_received_again_in_several_receives_are_each_counted(aws, monkeypatch):
+    source, target = aws.queue(), aws.queue()
+    send_units(aws, source, [unit(i) for i in range(3)])
+    got: list[dict] = []
+
+    def one_new_and_the_last_again(kwargs, real):  # at-least-once: each receive repeats the one before
+        messages = real(**{**kwargs, "MaxNumberOfMessages": 1}).get("Messages", [])
+        again = got[-1:] if messages else []
+        got.extend(messages)
+        return {"Messages": messages + again}
+
+    aws.spy(monkeypatch, aws.sqs, "receive_message", one_new_and_the_last_again)
+    report = dlq.redrive_manual(aws.sqs, source_url=source, target_url=target, workers=1)
+    assert (report.moved, report.received_again, report.failed) == (3, 2, [])
+    assert (aws.depth(target), aws.depth(source)) == ((3, 0), (0, 0))  # each sent once, none left behind
 
 
 def test_a_duplicate_receive_is_never_sent_twice_nor_left_hidden_and_the_summary_counts_it(aws, monkeypatch):
