@@ -21,7 +21,7 @@ import json
 from lambdas.shared.schemas import EventSchema
 
 FIRST_LINES = 256
-PER_BLOCK = 8
+PER_BLOCK = 16  # per 2 MiB block (blocks.DEFAULT_BLOCK_BYTES): the same share of lines as 8 per MiB
 MAX_NAMES = 20
 MAX_NAME_CHARS = 64
 

@@ -56,10 +56,10 @@ def test_the_first_lines_end_at_first_lines_within_a_block():
 
 
 def test_past_the_first_lines_per_block_lines_are_sampled_evenly():
-    lines = [json.dumps({f"l{i:02d}": 1}).encode() for i in range(8 * PER_BLOCK)]
+    lines = [json.dumps({f"l{i:03d}": 1}).encode() for i in range(8 * PER_BLOCK)]
     d = drift(FIRST_LINES)
     d.block(b"\n".join(lines) + b"\n")
-    assert sorted(d.counts) == [f"l{i:02d}" for i in range(0, 8 * PER_BLOCK, 8)]
+    assert sorted(d.counts) == [f"l{i:03d}" for i in range(0, 8 * PER_BLOCK, 8)]
     assert d.examined == FIRST_LINES + PER_BLOCK
 
 
