@@ -3,9 +3,9 @@ of the module (make mutation): the tests share one moto and one pair of clients,
 from no queues and no table and makes what it needs (a monkeypatch of a client is undone at the
 test's end; a hook registered on one would outlive its test), and receives are sent as short
 polls. The code long-polls (WaitTimeSeconds=1: a short poll asks only some of SQS's servers, so an
-empty answer would not mean an empty queue); moto waits out the whole second on an empty queue, which is
-every scan's last receive. A client hook records the wait each receive asked for, which the tests
-check, and sends it as 0. The move-task APIs, which moto lacks, go through botocore's Stubber (the
+empty answer would not mean an empty queue); moto waits out the whole second on an empty queue,
+which is every scan's last receive. A client hook records the wait each receive asked for, which
+the tests check, and sends it as 0. The move-task APIs, which moto lacks, go through botocore's Stubber (the
 requests validated against the service model). tests/functional/test_dlq_tools.py and
 test_dlq_repair.py run the same tools end to end."""
 
@@ -1005,6 +1005,26 @@ def test_a_send_that_keeps_failing_is_tried_six_times_and_its_message_stays(aws,
     assert len(calls) == dlq.SEND_ATTEMPTS == 6
     assert (report.moved, [f["error"] for f in report.failed], aws.depth(source)) == (
         0, ["InternalError: try again"], (1, 0))
+
+
+def test_a_delete_throttled_until_its_retries_run_out_stops_the_redrive_and_leaves_a_duplicate_not_a_loss(
+        aws, monkeypatch):
+    from ops.aws import RETRY_ATTEMPTS
+
+    source, target = aws.queue(), aws.queue()
+    send_units(aws, source, [unit(1)])
+    monkeypatch.setattr("ops.aws.random.uniform", lambda low, high: 0)
+
+    def throttled(kwargs, real):
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"},
+                           "ResponseMetadata": {"HTTPStatusCode": 400}}, "DeleteMessageBatch")
+
+    calls = aws.spy(monkeypatch, aws.sqs, "delete_message_batch", throttled)
+    with pytest.raises(OpsError, match="sqs:DeleteMessage"):
+        dlq.redrive_manual(aws.sqs, source_url=source, target_url=target, workers=1)
+    assert len(calls) == RETRY_ATTEMPTS
+    # Sent, not deleted: visible in the DLQ again at once (a later redrive sends it again), never lost.
+    assert (aws.depth(target), aws.depth(source)) == ((1, 0), (1, 0))
 
 
 def test_each_fifo_redrive_of_a_message_gets_its_own_deduplication_id(aws, monkeypatch):
