@@ -26,7 +26,7 @@ from lambdas.transform.sinks import RAW_PREVIEW_CHARS
 BOM = b"\xef\xbb\xbf"
 # 2 MiB: fewer blocks means fewer per-block Arrow set-ups, checks and sample reads. Counted under
 # callgrind, 2 MiB does less work than 1 MiB both on clean input and with 1% bad lines; 4 MiB
-# does less on clean input but more with bad lines (each screen read restarts further back).
+# does less on clean input but more with bad lines (docs/transform.md has the figures).
 DEFAULT_BLOCK_BYTES = 2 << 20
 DEFAULT_MAX_OBJECT_BYTES = 4 << 30
 
